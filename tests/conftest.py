@@ -1,0 +1,41 @@
+"""Fixtures for every suite. Server fixtures live in tests/servers/ and are loaded here."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.contract.registry import Target
+from tests.helpers import FakeClock, LoopThread
+
+pytest_plugins: list[str] = [
+    # "tests.servers.redis", "tests.servers.memcached", ... (one per backend with servers)
+]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def memory_target(clock: FakeClock) -> Target:
+    """A fresh named in-memory table with an injected clock."""
+    return Target(
+        url=f"memory://contract-{uuid.uuid4().hex}",
+        options={"clock": clock, "max_entries": 1_000_000},
+        advance=clock.advance,
+        caps=frozenset({"clock", "bigint"}),
+    )
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.stop()

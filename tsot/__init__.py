@@ -1,0 +1,38 @@
+"""tsot: That Storage Over There — one cache/storage API over memory, Redis, Memcached, RocksDB."""
+
+from .config import Location, Option, mask_url, parse_url, register_backend
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidKey,
+    MissingDependency,
+    SerializationError,
+    StorageLocked,
+    TsotError,
+    ValueTooLarge,
+    WrongType,
+)
+from .storage import DEFAULT, AsyncStorage, Storage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT",
+    "AsyncStorage",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "InvalidKey",
+    "Location",
+    "MissingDependency",
+    "Option",
+    "SerializationError",
+    "Storage",
+    "StorageLocked",
+    "TsotError",
+    "ValueTooLarge",
+    "WrongType",
+    "__version__",
+    "mask_url",
+    "parse_url",
+    "register_backend",
+]

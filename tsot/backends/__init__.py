@@ -1,0 +1,1 @@
+"""Backends: one module each, bytes in and bytes out; drivers are imported lazily."""

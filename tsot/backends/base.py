@@ -1,0 +1,175 @@
+"""The backend protocol (sync and async), TTL constants and the process-wide resource registry.
+
+Backends see final keys (bytes, namespace included) and encoded values (bytes). TTLs arrive
+normalised by ``tsot.ttl``: ``None`` means no expiry, a positive int is milliseconds. The facade
+never passes an already-expired TTL (it deletes instead).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Protocol, TypeVar
+
+from ..config import Location, Option
+
+TTL_PERSISTENT: Final = -1
+"""``ttl()`` of a key that never expires."""
+TTL_MISSING: Final = -2
+"""``ttl()`` of a key that does not exist."""
+
+
+class Backend(Protocol):
+    """Synchronous backend primitives."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None: ...
+    def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None: ...
+    def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool: ...
+    def delete(self, key: bytes) -> bool: ...
+    def delete_many(self, keys: Sequence[bytes]) -> int: ...
+    def exists(self, key: bytes) -> bool: ...
+    def ttl(self, key: bytes) -> int:
+        """Remaining ms, TTL_PERSISTENT or TTL_MISSING."""
+        ...
+
+    def expire(self, key: bytes, ttl_ms: int | None) -> bool:
+        """Set a new TTL (None = persist); False if the key does not exist."""
+        ...
+
+    def incr(self, key: bytes, delta: int, create: bool) -> int | None:
+        """Atomically add ``delta`` (any size); None if missing and not ``create``.
+
+        A missing key with ``create`` becomes ``delta`` with no expiry; an existing key keeps its
+        TTL. A value that is not a plain decimal integer raises WrongType.
+        """
+        ...
+
+    def clear(self, prefix: bytes) -> None:
+        """Remove every key that starts with ``prefix`` (all keys of this location if empty)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AsyncBackend(Protocol):
+    """The same primitives for asyncio, run on the event loop without thread hops."""
+
+    async def get(self, key: bytes) -> bytes | None: ...
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+    async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None: ...
+    async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None: ...
+    async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool: ...
+    async def delete(self, key: bytes) -> bool: ...
+    async def delete_many(self, keys: Sequence[bytes]) -> int: ...
+    async def exists(self, key: bytes) -> bool: ...
+    async def ttl(self, key: bytes) -> int: ...
+    async def expire(self, key: bytes, ttl_ms: int | None) -> bool: ...
+    async def incr(self, key: bytes, delta: int, create: bool) -> int | None: ...
+    async def clear(self, prefix: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+class BackendType(Protocol):
+    """What a backend class offers to ``Storage.from_url``.
+
+    ``OPTIONS`` lists the backend's own options (URL query or keyword arguments); ``open`` and
+    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage).
+    """
+
+    OPTIONS: ClassVar[tuple[Option, ...]]
+
+    @classmethod
+    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> Backend: ...
+
+    @classmethod
+    def open_async(
+        cls, location: Location, options: Mapping[str, Any], prefix: bytes
+    ) -> AsyncBackend: ...
+
+
+# -- process-wide resources ------------------------------------------------------------------
+
+R = TypeVar("R")
+_shared: dict[tuple[Any, ...], Any] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(key: tuple[Any, ...], factory: Callable[[], R]) -> R:
+    """Return the process-wide resource for ``key``, creating it once (pools, tables, handles).
+
+    The process id is part of the key, so a forked child never reuses its parent's sockets.
+    """
+    full = (os.getpid(), *key)
+    try:
+        return _shared[full]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    with _shared_lock:
+        if full not in _shared:
+            _shared[full] = factory()
+        return _shared[full]  # type: ignore[no-any-return]
+
+
+def drop_shared(key: tuple[Any, ...]) -> Any:
+    """Forget one shared resource and return it (None if absent); the caller closes it."""
+    with _shared_lock:
+        return _shared.pop((os.getpid(), *key), None)
+
+
+def shared_keys() -> list[tuple[Any, ...]]:
+    with _shared_lock:
+        return [k[1:] for k in _shared if k[0] == os.getpid()]
+
+
+class DirectAsync:
+    """The async protocol over a sync backend whose calls never block on I/O (memory).
+
+    Each method calls the sync one directly on the event loop: no thread hop, no await point.
+    """
+
+    __slots__ = ("sync",)
+
+    def __init__(self, sync: Backend) -> None:
+        self.sync = sync
+
+    async def get(self, key: bytes) -> bytes | None:
+        return self.sync.get(key)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self.sync.get_many(keys)
+
+    async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        self.sync.set(key, value, ttl_ms)
+
+    async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
+        self.sync.set_many(items, ttl_ms)
+
+    async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self.sync.add(key, value, ttl_ms)
+
+    async def delete(self, key: bytes) -> bool:
+        return self.sync.delete(key)
+
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        return self.sync.delete_many(keys)
+
+    async def exists(self, key: bytes) -> bool:
+        return self.sync.exists(key)
+
+    async def ttl(self, key: bytes) -> int:
+        return self.sync.ttl(key)
+
+    async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
+        return self.sync.expire(key, ttl_ms)
+
+    async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
+        return self.sync.incr(key, delta, create)
+
+    async def clear(self, prefix: bytes) -> None:
+        self.sync.clear(prefix)
+
+    async def close(self) -> None:
+        self.sync.close()

@@ -1,0 +1,260 @@
+"""In-process memory backend: a thread-safe LRU table with absolute deadlines from a clock."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from ..codec import is_int_payload
+from ..config import Location, Option
+from ..errors import ConfigurationError, ValueTooLarge, WrongType
+from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
+
+Clock = Callable[[], float]
+
+
+class MemoryStore:
+    """One table: ``key -> [value, deadline]``; LRU order; bounded by entries and bytes.
+
+    ``deadline`` is an absolute time on ``clock`` (seconds) or None. Expired entries are never
+    returned; they are dropped when read, when touched by a write, and before live entries when
+    room is needed. Values are bytes, so a caller mutating an object after storing it changes
+    nothing stored.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        max_bytes: int | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self._data: OrderedDict[bytes, list[Any]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    # internal helpers run with the lock held
+    def _live(self, key: bytes) -> list[Any] | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        deadline = entry[1]
+        if deadline is not None and deadline <= self.clock():
+            self._remove(key, entry)
+            return None
+        return entry
+
+    def _remove(self, key: bytes, entry: list[Any]) -> None:
+        del self._data[key]
+        self._bytes -= len(key) + len(entry[0])
+
+    def _deadline(self, ttl_ms: int | None) -> float | None:
+        return None if ttl_ms is None else self.clock() + ttl_ms / 1000.0
+
+    def _put(self, key: bytes, value: bytes, deadline: float | None) -> None:
+        size = len(key) + len(value)
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise ValueTooLarge(
+                f"value for key {key!r} is {len(value)} bytes; this memory store holds at most "
+                f"{self.max_bytes} bytes (max_bytes)"
+            )
+        old = self._data.get(key)
+        if old is not None:
+            self._bytes -= len(key) + len(old[0])
+            old[0] = value
+            old[1] = deadline
+            self._data.move_to_end(key)
+        else:
+            self._data[key] = [value, deadline]
+        self._bytes += size
+        self._make_room()
+
+    def _make_room(self) -> None:
+        data = self._data
+        over_bytes = self.max_bytes is not None and self._bytes > self.max_bytes
+        if len(data) <= self.max_entries and not over_bytes:
+            return
+        now = self.clock()
+        for key in [k for k, e in data.items() if e[1] is not None and e[1] <= now]:
+            self._remove(key, data[key])
+        while len(data) > self.max_entries or (
+            self.max_bytes is not None and self._bytes > self.max_bytes
+        ):
+            key, entry = data.popitem(last=False)
+            self._bytes -= len(key) + len(entry[0])
+
+    # the Backend protocol
+    def get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return None
+            self._data.move_to_end(key)
+            return entry[0]  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        with self._lock:
+            out: list[bytes | None] = []
+            for key in keys:
+                entry = self._live(key)
+                if entry is None:
+                    out.append(None)
+                else:
+                    self._data.move_to_end(key)
+                    out.append(entry[0])
+            return out
+
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        with self._lock:
+            self._put(key, value, self._deadline(ttl_ms))
+
+    def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
+        with self._lock:
+            if self.max_bytes is not None:
+                for key, value in items:  # check all first: nothing half-written
+                    if len(key) + len(value) > self.max_bytes:
+                        self._put(key, value, None)  # raises ValueTooLarge
+            deadline = self._deadline(ttl_ms)
+            for key, value in items:
+                self._put(key, value, deadline)
+
+    def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        with self._lock:
+            if self._live(key) is not None:
+                return False
+            self._put(key, value, self._deadline(ttl_ms))
+            return True
+
+    def delete(self, key: bytes) -> bool:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return False
+            self._remove(key, entry)
+            return True
+
+    def delete_many(self, keys: Sequence[bytes]) -> int:
+        with self._lock:
+            count = 0
+            for key in keys:
+                entry = self._live(key)
+                if entry is not None:
+                    self._remove(key, entry)
+                    count += 1
+            return count
+
+    def exists(self, key: bytes) -> bool:
+        with self._lock:
+            return self._live(key) is not None
+
+    def ttl(self, key: bytes) -> int:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return TTL_MISSING
+            if entry[1] is None:
+                return TTL_PERSISTENT
+            return max(0, math.ceil((float(entry[1]) - self.clock()) * 1000))
+
+    def expire(self, key: bytes, ttl_ms: int | None) -> bool:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                return False
+            entry[1] = self._deadline(ttl_ms)
+            return True
+
+    def incr(self, key: bytes, delta: int, create: bool) -> int | None:
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                if not create:
+                    return None
+                self._put(key, str(delta).encode(), None)
+                return delta
+            raw = entry[0]
+            if not is_int_payload(raw):
+                raise WrongType(f"value of key {key!r} is not an integer")
+            try:
+                value = int(raw) + delta
+            except ValueError:
+                raise WrongType(f"value of key {key!r} is not an integer") from None
+            self._put(key, str(value).encode(), entry[1])
+            return value
+
+    def clear(self, prefix: bytes) -> None:
+        with self._lock:
+            if not prefix:
+                self._data.clear()
+                self._bytes = 0
+                return
+            for key in [k for k in self._data if k.startswith(prefix)]:
+                self._remove(key, self._data[key])
+
+    def close(self) -> None:
+        """Nothing to release: the table lives as long as the process (or the private Storage)."""
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+
+class MemoryBackend:
+    """``memory://`` (the process-wide default table), ``memory://NAME`` (a named one)."""
+
+    OPTIONS: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "max_entries",
+            int,
+            10_000,
+            "Most entries kept; least recently used go first.",
+            minimum=1,
+        ),
+        Option(
+            "max_bytes", int, None, "Most bytes (keys + values) kept.", minimum=1, nullable=True
+        ),
+        Option(
+            "clock", object, None, "Callable returning seconds (tests inject one).", nullable=True
+        ),
+    )
+
+    @staticmethod
+    def _store(options: Mapping[str, Any]) -> MemoryStore:
+        return MemoryStore(
+            max_entries=options["max_entries"],
+            max_bytes=options["max_bytes"],
+            clock=options["clock"] or time.monotonic,
+        )
+
+    @classmethod
+    def _name(cls, location: Location) -> str:
+        if location.path.strip("/") or len(location.hosts) > 1:
+            raise ConfigurationError(
+                f"memory URL {location.masked!r} must be memory:// or memory://NAME"
+            )
+        return location.hosts[0][0] if location.hosts else "default"
+
+    @classmethod
+    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> MemoryStore:
+        return shared(("memory", cls._name(location)), lambda: cls._store(options))
+
+    @classmethod
+    def open_async(
+        cls, location: Location, options: Mapping[str, Any], prefix: bytes
+    ) -> DirectAsync:
+        return DirectAsync(cls.open(location, options, prefix))
+
+    @classmethod
+    def private(cls, options: Mapping[str, Any]) -> MemoryStore:
+        """A store that belongs to one Storage only (``Storage.new_imc``)."""
+        return cls._store(options)

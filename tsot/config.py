@@ -1,0 +1,329 @@
+"""URLs, options and the backend registry: every setting is parsed and checked here, by name."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from .errors import ConfigurationError, MissingDependency
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def _bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("1", "true", "yes", "on"):
+            return True
+        if v in ("0", "false", "no", "off"):
+            return False
+    raise ConfigurationError(f"option {name!r} must be a boolean (true/false), not {value!r}")
+
+
+def _number(name: str, value: object, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}")
+    if isinstance(value, str):
+        try:
+            value = kind(value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"option {name!r} must be {'an integer' if kind is int else 'a number'}, "
+                f"not {value!r}"
+            ) from None
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if kind is int and not isinstance(value, int):
+        raise ConfigurationError(f"option {name!r} must be an integer, not {value!r}")
+    if kind is float and not isinstance(value, int | float):
+        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}")
+    if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
+        raise ConfigurationError(f"option {name!r} must be a finite number, not {value!r}")
+    return kind(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name, type (bool, int, float, str), default, bounds and documentation.
+
+    ``nullable`` lets "none"/None through as None. ``secret`` marks credentials, never shown.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    minimum: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    secret: bool = False
+
+    def parse(self, value: object) -> Any:
+        """Convert ``value`` (a Python value or a URL string) or raise naming the option."""
+        if self.nullable and (
+            value is None or (isinstance(value, str) and value.lower() == "none")
+        ):
+            return None
+        if value is None:
+            raise ConfigurationError(f"option {self.name!r} cannot be None")
+        if self.kind is bool:
+            out: Any = _bool(self.name, value)
+        elif self.kind in (int, float):
+            out = _number(self.name, value, self.kind)
+            if self.minimum is not None and out < self.minimum:
+                raise ConfigurationError(
+                    f"option {self.name!r} must be >= {self.minimum:g}, not {value!r}"
+                )
+        elif self.kind is str:
+            if not isinstance(value, str):
+                raise ConfigurationError(
+                    f"option {self.name!r} must be a string, not {type(value).__name__}"
+                )
+            out = value
+        else:  # an arbitrary Python object (clock, secret, ssl context): keyword arguments only
+            out = value
+        if self.choices is not None and out not in self.choices:
+            shown = "***" if self.secret else repr(value)
+            raise ConfigurationError(
+                f"option {self.name!r} must be one of {', '.join(self.choices)}, not {shown}"
+            )
+        return out
+
+
+CORE_OPTIONS: tuple[Option, ...] = (
+    Option("namespace", str, "", "Prefix (plus ':') of every key; clear() removes only it."),
+    Option(
+        "serializer", str, "pickle", "Object serializer.", choices=("pickle", "json", "msgpack")
+    ),
+    Option(
+        "compression",
+        str,
+        "none",
+        "Compression of large values.",
+        choices=("none", "zlib", "zstd", "lz4"),
+    ),
+    Option(
+        "compress_threshold", int, 1024, "Compress payloads of at least this many bytes.", minimum=0
+    ),
+    Option("default_ttl", float, None, "TTL in seconds when a write passes none.", nullable=True),
+    Option("pickle_protocol", int, 5, "Pickle protocol for new values.", minimum=2),
+    Option(
+        "secret",
+        object,
+        None,
+        "Secret (or list of secrets) that signs serialized objects.",
+        nullable=True,
+        secret=True,
+    ),
+)
+
+
+def parse_options(
+    given: Mapping[str, object],
+    specs: Iterable[Option],
+    where: str,
+    from_url: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Check ``given`` against ``specs``: unknown names and bad values raise, naming them.
+
+    ``from_url`` names the options that came from a URL query (objects and secrets may not).
+    """
+    by_name = {o.name: o for o in specs}
+    for name in from_url:
+        spec = by_name.get(name)
+        if spec is not None and (spec.kind is object or spec.secret):
+            raise ConfigurationError(
+                f"option {name!r} cannot be given in a URL; pass it as a keyword argument"
+            )
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for {where}; known options: {', '.join(sorted(by_name))}"
+        )
+    out = {name: spec.default for name, spec in by_name.items()}
+    for name, value in given.items():
+        out[name] = by_name[name].parse(value)
+    return out
+
+
+# -- URLs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed storage URL. ``hosts`` keeps every ``host:port`` of a multi-host netloc."""
+
+    url: str = field(repr=False)
+    scheme: str
+    hosts: tuple[tuple[str, int | None], ...]
+    path: str
+    query: Mapping[str, str]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def masked(self) -> str:
+        """The URL with any password replaced by ``***`` (safe for logs and pages)."""
+        return mask_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"Location({self.masked!r})"
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with the password (and any secret query value) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostpart = netloc.rpartition("@")
+        user, sep, _pw = userinfo.partition(":")
+        netloc = f"{user}:***@{hostpart}" if sep else (f"***@{hostpart}" if not user else netloc)
+    query = "&".join(
+        f"{k}=***"
+        if k.lower() in ("password", "secret", "sentinel_password")
+        else (f"{k}={quote(v)}" if v else k)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    return out + (f"?{query}" if query else "")
+
+
+def _split_hosts(netloc: str, url_for_errors: str) -> tuple[tuple[str, int | None], ...]:
+    hosts: list[tuple[str, int | None]] = []
+    if not netloc:
+        return ()
+    for part in netloc.split(","):
+        part = part.strip()
+        if not part:
+            raise ConfigurationError(f"empty host in storage URL {mask_url(url_for_errors)!r}")
+        if part.startswith("["):  # [::1]:6379
+            host, _, rest = part[1:].partition("]")
+            port_s = rest[1:] if rest.startswith(":") else ""
+        elif part.count(":") == 1:
+            host, _, port_s = part.partition(":")
+        else:
+            host, port_s = part, ""
+        port: int | None = None
+        if port_s:
+            if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+                raise ConfigurationError(
+                    f"bad port {port_s!r} in storage URL {mask_url(url_for_errors)!r}"
+                )
+            port = int(port_s)
+        hosts.append((unquote(host), port))
+    return tuple(hosts)
+
+
+def parse_url(url: str) -> Location:
+    """Parse a storage URL into a Location; raise ConfigurationError naming what is wrong."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"storage URL must be a str, not {type(url).__name__}")
+    if "://" not in url:
+        raise ConfigurationError(
+            f"storage URL {mask_url(url)!r} has no scheme; expected e.g. memory://, "
+            "redis://host:6379/0, memcached://host:11211 or rocksdb:///path"
+        )
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    netloc, slash, tail = rest.partition("/")
+    path_q = slash + tail
+    path, _, query_s = path_q.partition("?")
+    if "?" in netloc:  # memory://name?x=1
+        netloc, _, query_s = netloc.partition("?")
+        path = ""
+    username = password = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, sep, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if sep else None
+        if not sep and username and scheme.startswith("redis"):
+            password, username = username, None  # redis://secret@host means a password
+    query: dict[str, str] = {}
+    for k, v in parse_qsl(query_s, keep_blank_values=True):
+        if k in query:
+            raise ConfigurationError(
+                f"option {k!r} is given twice in storage URL {mask_url(url)!r}"
+            )
+        query[k] = v
+    return Location(
+        url=url,
+        scheme=scheme,
+        hosts=_split_hosts(netloc, url),
+        path=unquote(path),
+        query=query,
+        username=username,
+        password=password,
+    )
+
+
+# -- backend registry ------------------------------------------------------------------------
+
+_BUILTIN: dict[str, str] = {
+    "memory": "tsot.backends.memory:MemoryBackend",
+    "redis": "tsot.backends.redis:RedisBackend",
+    "rediss": "tsot.backends.redis:RedisBackend",
+    "unix": "tsot.backends.redis:RedisBackend",
+    "redis+sentinel": "tsot.backends.redis:RedisBackend",
+    "redis+cluster": "tsot.backends.redis:RedisBackend",
+    "memcached": "tsot.backends.memcached:MemcachedBackend",
+    "rocksdb": "tsot.backends.rocksdb:RocksDBBackend",
+}
+_registered: dict[str, str | Callable[[], Any]] = {}
+_lock = threading.Lock()
+ENTRY_POINT_GROUP = "tsot.backends"
+
+
+def register_backend(scheme: str, target: str | Callable[[], Any]) -> None:
+    """Map a URL scheme to a backend class (``"pkg.module:Class"`` or the class itself)."""
+    with _lock:
+        _registered[scheme.lower()] = target
+
+
+def _from_entry_points(scheme: str) -> str | None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name.lower() == scheme:
+            return str(ep.value)
+    return None
+
+
+def known_schemes() -> list[str]:
+    return sorted({*_BUILTIN, *_registered})
+
+
+def backend_class(scheme: str) -> Any:
+    """The backend class for ``scheme``: registered, built in, or from the entry-point group."""
+    with _lock:
+        target: Any = _registered.get(scheme) or _BUILTIN.get(scheme)
+    if target is None:
+        target = _from_entry_points(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unknown storage URL scheme {scheme!r}; known: {', '.join(known_schemes())} "
+            f"(third-party backends register through the {ENTRY_POINT_GROUP!r} entry-point group)"
+        )
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except MissingDependency:
+        raise
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"backend {target!r} for scheme {scheme!r} cannot be imported: {exc}"
+        ) from exc
+    return getattr(module, attr)

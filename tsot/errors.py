@@ -1,0 +1,71 @@
+"""The one exception tree of tsot.
+
+    TsotError
+    ├── ConfigurationError (ValueError)      bad URL, option or argument value
+    │   └── MissingDependency (ImportError)  an optional driver is not installed
+    ├── InvalidKey (ValueError)              a key that cannot be stored
+    ├── ValueTooLarge (ValueError)           a value over the backend's size limit
+    ├── WrongType (TypeError)                load_int of a str, incr of a pickled object, ...
+    ├── SerializationError (ValueError)      a value that cannot be encoded (unpicklable, ...)
+    ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
+    └── StorageLocked (BackendUnavailable)   a local database is held by another process
+
+Driver errors are translated in one place per backend and chained with ``raise ... from``.
+Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+
+class TsotError(Exception):
+    """Base class of every error raised by tsot."""
+
+
+class ConfigurationError(TsotError, ValueError):
+    """A URL, option or argument is malformed or unknown; the message names it."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional driver is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed: "
+            f'pip install "tsot[{extra}]"'
+        )
+        self.package = package
+        self.extra = extra
+
+
+class InvalidKey(TsotError, ValueError):
+    """A key is not a str or bytes, cannot be encoded, or is too long."""
+
+
+class ValueTooLarge(TsotError, ValueError):
+    """An encoded value is larger than the backend accepts."""
+
+
+class WrongType(TsotError, TypeError):
+    """A stored value is not of the type the operation needs."""
+
+
+class SerializationError(TsotError, ValueError):
+    """A value cannot be serialized with the configured serializer."""
+
+
+class BackendUnavailable(TsotError, ConnectionError):
+    """The backend cannot be reached or did not answer in time."""
+
+
+class StorageLocked(BackendUnavailable):
+    """A local database is held by another process."""
+
+
+def require(module: str, package: str, extra: str, feature: str) -> object:
+    """Import ``module`` or raise MissingDependency naming ``tsot[extra]``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(package, extra, feature) from exc

@@ -1,0 +1,430 @@
+"""The facade: ``Storage`` (sync) and ``AsyncStorage`` (asyncio) over one backend.
+
+Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure steps live in
+``_Core`` and are shared by both classes, so the two differ only in their awaits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final
+
+from . import config
+from .backends.base import TTL_MISSING, TTL_PERSISTENT, AsyncBackend, Backend
+from .codec import MISS, Codec, Signer
+from .errors import ConfigurationError, WrongType
+from .keys import Key, KeySpace
+from .ttl import EXPIRED, TTL, to_ms
+
+
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+"""Pass as ``ttl`` (or omit it) to use the Storage's ``default_ttl``."""
+
+TTLArg = TTL | _Default
+
+
+def _signer(secret: object) -> Signer | None:
+    if secret is None:
+        return None
+    if isinstance(secret, str | bytes):
+        return Signer([secret])
+    if isinstance(secret, list | tuple) and all(isinstance(s, str | bytes) for s in secret):
+        return Signer(list(secret)) if secret else None
+    raise ConfigurationError("option 'secret' must be a str, bytes or a list of them")
+
+
+def _prepare(
+    url: str | None, options: Mapping[str, Any], memory: bool
+) -> tuple[Any, config.Location | None, dict[str, Any], dict[str, Any]]:
+    """Resolve the backend class and split ``options`` (plus URL query) into core and backend."""
+    location = None if memory else config.parse_url(url)  # type: ignore[arg-type]
+    scheme = "memory" if location is None else location.scheme
+    cls = config.backend_class(scheme)
+    specs = {o.name: o for o in cls.OPTIONS}
+    core_names = {o.name for o in config.CORE_OPTIONS}
+    merged: dict[str, Any] = dict(location.query) if location is not None else {}
+    for name, value in options.items():
+        merged[name] = value  # keyword arguments win over the URL query
+    where = f"{scheme}:// storage" if location is None else f"storage URL {location.masked!r}"
+    from_url = [k for k in (location.query if location is not None else ()) if k not in options]
+    core = config.parse_options(
+        {k: v for k, v in merged.items() if k in core_names}, config.CORE_OPTIONS, where, from_url
+    )
+    backend = config.parse_options(
+        {k: v for k, v in merged.items() if k not in core_names}, specs.values(), where, from_url
+    )
+    return cls, location, core, backend
+
+
+class _Core:
+    """State and the pure steps shared by Storage and AsyncStorage."""
+
+    __slots__ = ("_closed", "_default_ms", "_keys", "codec", "location")
+
+    def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
+        self._keys = KeySpace(core["namespace"])
+        self.codec = Codec(
+            serializer=core["serializer"],
+            compression=core["compression"],
+            compress_threshold=core["compress_threshold"],
+            signer=_signer(core["secret"]),
+            pickle_protocol=core["pickle_protocol"],
+        )
+        self._default_ms = to_ms(core["default_ttl"])
+        self.location = location
+        self._closed = False
+
+    @property
+    def namespace(self) -> str:
+        return self._keys.namespace
+
+    @property
+    def url(self) -> str:
+        """The storage URL with credentials masked."""
+        return self.location.masked if self.location is not None else "memory:// (private)"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} namespace={self.namespace!r}>"
+
+    # pure steps
+    def _ttl(self, ttl: TTLArg) -> int | None:
+        return self._default_ms if isinstance(ttl, _Default) else to_ms(ttl)
+
+    def _value(self, data: bytes | None, default: Any) -> Any:
+        if data is None:
+            return default
+        value = self.codec.decode(data)
+        return default if value is MISS else value
+
+    def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
+        if value is default or type(value) is kind:
+            return value
+        raise WrongType(f"value of key {key!r} is a {type(value).__name__}, not a {kind.__name__}")
+
+    @staticmethod
+    def _check(value: Any, kind: type | tuple[type, ...], what: str) -> None:
+        if type(value) is not kind and not (isinstance(kind, tuple) and type(value) in kind):
+            raise WrongType(
+                f"{what} needs a {getattr(kind, '__name__', 'bytes')}, not {type(value).__name__}"
+            )
+
+    def _items(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, bytes]]:
+        make, encode = self._keys.make, self.codec.encode
+        return [(make(k), encode(v)) for k, v in mapping.items()]
+
+    def _delta(self, delta: int) -> int:
+        if type(delta) is not int:
+            raise WrongType(f"incr/decr delta must be an int, not {type(delta).__name__}")
+        return delta
+
+    @staticmethod
+    def _remaining(ms: int) -> float | None:
+        if ms == TTL_MISSING:
+            return None
+        if ms == TTL_PERSISTENT:
+            return math.inf
+        return ms / 1000.0
+
+    @staticmethod
+    def _incr_result(result: int | None, key: Key) -> int:
+        if result is None:
+            raise KeyError(key)
+        return result
+
+
+class Storage(_Core):
+    """Synchronous storage over one backend; thread-safe; use ``from_url`` or ``new_imc``.
+
+    >>> with Storage.new_imc() as s:
+    ...     s.store("greeting", "hello", ttl=60)
+    ...     s.load("greeting")
+    'hello'
+    """
+
+    __slots__ = ("_b",)
+
+    def __init__(
+        self, backend: Backend, core: Mapping[str, Any], location: config.Location | None = None
+    ) -> None:
+        super().__init__(core, location)
+        self._b = backend
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Storage:
+        """Open the storage a URL names (DESIGN.md §6); options may also be URL query values.
+
+        Raises ConfigurationError naming a bad URL or option, MissingDependency naming the
+        extra to install.
+        """
+        bcls, location, core, opts = _prepare(url, options, memory=False)
+        prefix = KeySpace(core["namespace"]).prefix
+        return cls(bcls.open(location, opts, prefix), core, location)
+
+    @classmethod
+    def new_imc(cls, **options: Any) -> Storage:
+        """A new private in-memory store (not shared with any other Storage)."""
+        bcls, _, core, opts = _prepare(None, options, memory=True)
+        return cls(bcls.private(opts), core, None)
+
+    @property
+    def backend(self) -> Backend:
+        return self._b
+
+    # any object
+    def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        """Store ``value`` under ``key``; a TTL <= 0 deletes the key instead."""
+        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        if ms == EXPIRED:
+            self._b.delete(k)
+        else:
+            self._b.set(k, data, ms)
+
+    def load(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when absent, expired or untrusted."""
+        return self._value(self._b.get(self._keys.make(key)), default)
+
+    def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` is absent; True if stored (TTL <= 0: True if it was absent)."""
+        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        if ms == EXPIRED:
+            return not self._b.exists(k)
+        return self._b.add(k, data, ms)
+
+    # typed forms
+    def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, str, "store_string")
+        self.store(key, value, ttl)
+
+    def load_string(self, key: Key, default: str | None = None) -> str | None:
+        return self._typed(self.load(key, default), default, str, key)  # type: ignore[no-any-return]
+
+    def store_raw(self, key: Key, value: bytes, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, bytes, "store_raw")
+        self.store(key, value, ttl)
+
+    def load_raw(self, key: Key, default: bytes | None = None) -> bytes | None:
+        return self._typed(self.load(key, default), default, bytes, key)  # type: ignore[no-any-return]
+
+    def store_int(self, key: Key, value: int, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, int, "store_int")
+        self.store(key, value, ttl)
+
+    def load_int(self, key: Key, default: int | None = None) -> int | None:
+        return self._typed(self.load(key, default), default, int, key)  # type: ignore[no-any-return]
+
+    def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        """Add ``delta`` atomically and return the new value (any size, negative allowed).
+
+        A missing key starts from 0 (``create=True``) or raises KeyError; a value that is not an
+        int raises WrongType. The key's TTL is kept.
+        """
+        k, d = self._keys.make(key), self._delta(delta)
+        return self._incr_result(self._b.incr(k, d, create), key)
+
+    def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        """``incr(key, -delta)``."""
+        return self.incr(key, -self._delta(delta), create=create)
+
+    # keys
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it existed."""
+        return self._b.delete(self._keys.make(key))
+
+    def exists(self, key: Key) -> bool:
+        return self._b.exists(self._keys.make(key))
+
+    def ttl(self, key: Key) -> float | None:
+        """Seconds left; ``math.inf`` if the key never expires; None if it does not exist."""
+        return self._remaining(self._b.ttl(self._keys.make(key)))
+
+    def expire(self, key: Key, ttl: TTLArg) -> bool:
+        """Give ``key`` a new TTL (None = never expires, <= 0 = delete); False if absent."""
+        k, ms = self._keys.make(key), self._ttl(ttl)
+        return self._b.delete(k) if ms == EXPIRED else self._b.expire(k, ms)
+
+    def persist(self, key: Key) -> bool:
+        """Remove the TTL of ``key``; False if absent."""
+        return self._b.expire(self._keys.make(key), None)
+
+    # many keys
+    def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+        """A dict of the keys that are present (absent and untrusted keys are left out)."""
+        wanted = list(keys)
+        found = self._b.get_many(self._keys.make_many(wanted)) if wanted else []
+        out: dict[Key, Any] = {}
+        for key, data in zip(wanted, found, strict=True):
+            value = self._value(data, MISS)
+            if value is not MISS:
+                out[key] = value
+        return out
+
+    def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
+        """Store every item (all are encoded before anything is written)."""
+        items, ms = self._items(mapping), self._ttl(ttl)
+        if not items:
+            return
+        if ms == EXPIRED:
+            self._b.delete_many([k for k, _ in items])
+        else:
+            self._b.set_many(items, ms)
+
+    def delete_many(self, keys: Iterable[Key]) -> int:
+        """Remove the keys; return how many existed."""
+        final = self._keys.make_many(keys)
+        return self._b.delete_many(final) if final else 0
+
+    def clear(self) -> None:
+        """Remove every key of this namespace (of the whole location if the namespace is "")."""
+        self._b.clear(self._keys.prefix)
+
+    def close(self) -> None:
+        """Release this Storage; shared pools and tables stay for other users."""
+        self._closed = True
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncStorage(_Core):
+    """The asyncio twin of Storage: same methods, awaited, on native asyncio drivers."""
+
+    __slots__ = ("_b",)
+
+    def __init__(
+        self,
+        backend: AsyncBackend,
+        core: Mapping[str, Any],
+        location: config.Location | None = None,
+    ) -> None:
+        super().__init__(core, location)
+        self._b = backend
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> AsyncStorage:
+        """Open the storage a URL names; see ``Storage.from_url``."""
+        bcls, location, core, opts = _prepare(url, options, memory=False)
+        prefix = KeySpace(core["namespace"]).prefix
+        return cls(bcls.open_async(location, opts, prefix), core, location)
+
+    @classmethod
+    def new_imc(cls, **options: Any) -> AsyncStorage:
+        """A new private in-memory store."""
+        from .backends.base import DirectAsync
+
+        bcls, _, core, opts = _prepare(None, options, memory=True)
+        return cls(DirectAsync(bcls.private(opts)), core, None)
+
+    @property
+    def backend(self) -> AsyncBackend:
+        return self._b
+
+    async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        if ms == EXPIRED:
+            await self._b.delete(k)
+        else:
+            await self._b.set(k, data, ms)
+
+    async def load(self, key: Key, default: Any = None) -> Any:
+        return self._value(await self._b.get(self._keys.make(key)), default)
+
+    async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        if ms == EXPIRED:
+            return not await self._b.exists(k)
+        return await self._b.add(k, data, ms)
+
+    async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, str, "store_string")
+        await self.store(key, value, ttl)
+
+    async def load_string(self, key: Key, default: str | None = None) -> str | None:
+        return self._typed(await self.load(key, default), default, str, key)  # type: ignore[no-any-return]
+
+    async def store_raw(self, key: Key, value: bytes, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, bytes, "store_raw")
+        await self.store(key, value, ttl)
+
+    async def load_raw(self, key: Key, default: bytes | None = None) -> bytes | None:
+        return self._typed(await self.load(key, default), default, bytes, key)  # type: ignore[no-any-return]
+
+    async def store_int(self, key: Key, value: int, ttl: TTLArg = DEFAULT) -> None:
+        self._check(value, int, "store_int")
+        await self.store(key, value, ttl)
+
+    async def load_int(self, key: Key, default: int | None = None) -> int | None:
+        return self._typed(await self.load(key, default), default, int, key)  # type: ignore[no-any-return]
+
+    async def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        k, d = self._keys.make(key), self._delta(delta)
+        return self._incr_result(await self._b.incr(k, d, create), key)
+
+    async def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        return await self.incr(key, -self._delta(delta), create=create)
+
+    async def delete(self, key: Key) -> bool:
+        return await self._b.delete(self._keys.make(key))
+
+    async def exists(self, key: Key) -> bool:
+        return await self._b.exists(self._keys.make(key))
+
+    async def ttl(self, key: Key) -> float | None:
+        return self._remaining(await self._b.ttl(self._keys.make(key)))
+
+    async def expire(self, key: Key, ttl: TTLArg) -> bool:
+        k, ms = self._keys.make(key), self._ttl(ttl)
+        return await (self._b.delete(k) if ms == EXPIRED else self._b.expire(k, ms))
+
+    async def persist(self, key: Key) -> bool:
+        return await self._b.expire(self._keys.make(key), None)
+
+    async def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+        wanted = list(keys)
+        found = await self._b.get_many(self._keys.make_many(wanted)) if wanted else []
+        out: dict[Key, Any] = {}
+        for key, data in zip(wanted, found, strict=True):
+            value = self._value(data, MISS)
+            if value is not MISS:
+                out[key] = value
+        return out
+
+    async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
+        items, ms = self._items(mapping), self._ttl(ttl)
+        if not items:
+            return
+        if ms == EXPIRED:
+            await self._b.delete_many([k for k, _ in items])
+        else:
+            await self._b.set_many(items, ms)
+
+    async def delete_many(self, keys: Iterable[Key]) -> int:
+        final = self._keys.make_many(keys)
+        return await self._b.delete_many(final) if final else 0
+
+    async def clear(self) -> None:
+        await self._b.clear(self._keys.prefix)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> AsyncStorage:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
