@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.contract.registry import Target
 from tests.helpers import FakeClock, LoopThread
 
-pytest_plugins: list[str] = [
-    # "tests.servers.redis", "tests.servers.memcached", ... (one per backend with servers)
+pytest_plugins = [
+    f"tests.servers.{p.stem}"
+    for p in sorted((Path(__file__).parent / "servers").glob("*.py"))
+    if p.stem not in ("__init__", "proc")
 ]
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture

@@ -32,8 +32,17 @@ class Spec:
     marks: tuple[str, ...] = ()
 
 
-SPECS: list[Spec] = [
-    Spec("memory", "memory_target"),
-    # backend issues add one line each here, e.g.
-    # Spec("redis", "redis_target", ("server",)),
-]
+def _collect() -> list[Spec]:
+    """The memory entry plus ``CONTRACT_SPECS`` of every module in tests/servers/."""
+    import importlib
+    from pathlib import Path
+
+    specs = [Spec("memory", "memory_target")]
+    for path in sorted((Path(__file__).parent.parent / "servers").glob("*.py")):
+        if path.stem not in ("__init__", "proc"):
+            module = importlib.import_module(f"tests.servers.{path.stem}")
+            specs.extend(getattr(module, "CONTRACT_SPECS", []))
+    return specs
+
+
+SPECS: list[Spec] = _collect()
