@@ -188,7 +188,8 @@ def mask_url(url: str) -> str:
     if "@" in netloc:
         userinfo, _, hostpart = netloc.rpartition("@")
         user, sep, _pw = userinfo.partition(":")
-        netloc = f"{user}:***@{hostpart}" if sep else (f"***@{hostpart}" if not user else netloc)
+        # a lone userinfo (redis://secret@host) is a password for Redis: mask it whole
+        netloc = f"{user}:***@{hostpart}" if sep else f"***@{hostpart}"
     query = "&".join(
         f"{k}=***"
         if k.lower() in ("password", "secret", "sentinel_password")

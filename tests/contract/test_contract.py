@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -12,7 +13,14 @@ from typing import Any
 import pytest
 
 from tests.contract.registry import Target
-from tsot import ConfigurationError, InvalidKey, SerializationError, Storage, WrongType
+from tsot import (
+    AsyncStorage,
+    ConfigurationError,
+    InvalidKey,
+    SerializationError,
+    Storage,
+    WrongType,
+)
 
 BIG = 2**64 + 5
 
@@ -348,13 +356,22 @@ def test_clear_only_this_namespace(opener: Callable[..., Any]) -> None:
     assert a.load("again") == 1
 
 
-def test_context_manager(opener: Callable[..., Any], target: Target, mode: str) -> None:
-    if mode == "async":
-        pytest.skip("async context manager is covered by test_async_context_manager")
-    with Storage.from_url(target.url, **target.options, namespace="cm") as s:
-        s.store("k", 1)
-        assert s.load("k") == 1
-        s.clear()
+def test_context_manager(target: Target, mode: str) -> None:
+    if mode == "sync":
+        with Storage.from_url(target.url, **target.options, namespace="cm-sync") as s:
+            s.store("k", 1)
+            assert s.load("k") == 1
+            s.clear()
+        return
+
+    async def use() -> Any:
+        async with AsyncStorage.from_url(target.url, **target.options, namespace="cm") as s:
+            await s.store("k", 1)
+            value = await s.load("k")
+            await s.clear()
+            return value
+
+    assert asyncio.run(use()) == 1
 
 
 # -- concurrency ------------------------------------------------------------------------------
