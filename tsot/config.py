@@ -122,6 +122,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
         nullable=True,
         secret=True,
     ),
+    Option("fail_open", bool, False, "Turn backend outages into misses and skipped writes."),
+    Option(
+        "probe_interval",
+        float,
+        5.0,
+        "With fail_open: seconds between probes of a dead backend.",
+        minimum=0.0,
+    ),
 )
 
 

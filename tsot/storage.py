@@ -12,9 +12,10 @@ from types import TracebackType
 from typing import Any, Final
 
 from . import config
-from .backends.base import TTL_MISSING, TTL_PERSISTENT, AsyncBackend, Backend
+from .backends.base import TTL_MISSING, TTL_PERSISTENT, AsyncBackend, Backend, shared
 from .codec import MISS, Codec, Signer
 from .errors import ConfigurationError, WrongType
+from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace
 from .ttl import EXPIRED, TTL, to_ms
 
@@ -63,6 +64,12 @@ def _prepare(
         {k: v for k, v in merged.items() if k not in core_names}, specs.values(), where, from_url
     )
     return cls, location, core, backend
+
+
+def _breaker(location: config.Location, core: Mapping[str, Any]) -> CircuitBreaker:
+    """One breaker per process, URL and probe interval: every Storage on a dead server sees it."""
+    interval = core["probe_interval"]
+    return shared(("breaker", location.url, interval), lambda: CircuitBreaker(interval))
 
 
 class _Core:
@@ -166,8 +173,12 @@ class Storage(_Core):
         extra to install.
         """
         bcls, location, core, opts = _prepare(url, options, memory=False)
+        assert location is not None
         prefix = KeySpace(core["namespace"]).prefix
-        return cls(bcls.open(location, opts, prefix), core, location)
+        backend = bcls.open(location, opts, prefix)
+        if core["fail_open"]:
+            backend = FailOpen(backend, _breaker(location, core), location.masked)
+        return cls(backend, core, location)
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
@@ -317,8 +328,12 @@ class AsyncStorage(_Core):
     def from_url(cls, url: str, **options: Any) -> AsyncStorage:
         """Open the storage a URL names; see ``Storage.from_url``."""
         bcls, location, core, opts = _prepare(url, options, memory=False)
+        assert location is not None
         prefix = KeySpace(core["namespace"]).prefix
-        return cls(bcls.open_async(location, opts, prefix), core, location)
+        backend = bcls.open_async(location, opts, prefix)
+        if core["fail_open"]:
+            backend = AsyncFailOpen(backend, _breaker(location, core), location.masked)
+        return cls(backend, core, location)
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
