@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from .backends.base import TTL_MISSING, AsyncBackend, Backend
+from .backends.base import TTL_MISSING, AsyncBackend, Backend, backend_stats
 from .errors import BackendUnavailable
 from .logs import limited
 
@@ -94,6 +94,10 @@ class FailOpen:
         self.incr = self._wrap(backend.incr, None)
         self.close = backend.close
 
+    async def stats(self) -> dict[str, int | None]:
+        stats = getattr(self.inner, "stats", None)
+        return await stats() if stats is not None else backend_stats(None)
+
     def _wrap(
         self, call: Callable[..., Any], fallback: Callable[..., Any] | None
     ) -> Callable[..., Any]:
@@ -129,6 +133,10 @@ class AsyncFailOpen:
             setattr(self, name, self._wrap(getattr(backend, name), fallback))
         self.incr = self._wrap(backend.incr, None)
         self.close = backend.close
+
+    async def stats(self) -> dict[str, int | None]:
+        stats = getattr(self.inner, "stats", None)
+        return await stats() if stats is not None else backend_stats(None)
 
     def _wrap(
         self, call: Callable[..., Awaitable[Any]], fallback: Callable[..., Any] | None

@@ -12,7 +12,14 @@ from types import TracebackType
 from typing import Any, Final
 
 from . import config
-from .backends.base import TTL_MISSING, TTL_PERSISTENT, AsyncBackend, Backend, shared
+from .backends.base import (
+    TTL_MISSING,
+    TTL_PERSISTENT,
+    AsyncBackend,
+    Backend,
+    backend_stats,
+    shared,
+)
 from .codec import MISS, Codec, Signer
 from .errors import ConfigurationError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
@@ -293,6 +300,13 @@ class Storage(_Core):
         final = self._keys.make_many(keys)
         return self._b.delete_many(final) if final else 0
 
+    def stats(self) -> dict[str, Any]:
+        """The masked URL, namespace and the backend's hits, misses and keys (None if unknown).
+
+        Counts are the backend's own: a server reports its server-wide counters.
+        """
+        return {"url": self.url, "namespace": self.namespace, **backend_stats(self._b)}
+
     def clear(self) -> None:
         """Remove every key of this namespace (of the whole location if the namespace is "")."""
         self._b.clear(self._keys.prefix)
@@ -429,6 +443,12 @@ class AsyncStorage(_Core):
     async def delete_many(self, keys: Iterable[Key]) -> int:
         final = self._keys.make_many(keys)
         return await self._b.delete_many(final) if final else 0
+
+    async def stats(self) -> dict[str, Any]:
+        """See ``Storage.stats``."""
+        stats = getattr(self._b, "stats", None)
+        counts = await stats() if stats is not None else backend_stats(None)
+        return {"url": self.url, "namespace": self.namespace, **counts}
 
     async def clear(self) -> None:
         await self._b.clear(self._keys.prefix)

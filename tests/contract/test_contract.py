@@ -495,3 +495,16 @@ def test_signed_values_from_another_secret_are_misses(opener: Callable[..., Any]
     assert rotated.load("obj") == {"a": 1}
     unsigned.store("obj2", {"b": 2})
     assert writer.load("obj2") is None
+
+
+def test_stats(store: Any) -> None:
+    before = store.stats()
+    assert set(before) == {"url", "namespace", "hits", "misses", "keys"}
+    assert before["namespace"] == store.namespace
+    store.store("k", 1)
+    store.load("k")
+    store.load("absent")
+    after = store.stats()
+    for name in ("hits", "misses", "keys"):
+        if before[name] is not None:
+            assert after[name] >= before[name] + 1, name

@@ -173,3 +173,21 @@ class DirectAsync:
 
     async def close(self) -> None:
         self.sync.close()
+
+    async def stats(self) -> dict[str, int | None]:
+        return backend_stats(self.sync)
+
+
+STATS_KEYS: Final = ("hits", "misses", "keys")
+
+
+def backend_stats(backend: object) -> dict[str, int | None]:
+    """``backend.stats()`` when it has one (hits, misses, keys), else None for each.
+
+    ``stats`` is optional in the protocol; a server backend reports the server's counters.
+    """
+    stats = getattr(backend, "stats", None)
+    out: dict[str, int | None] = dict.fromkeys(STATS_KEYS)
+    if stats is not None:
+        out.update(stats())
+    return out

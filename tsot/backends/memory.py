@@ -38,6 +38,8 @@ class MemoryStore:
         self._data: OrderedDict[bytes, list[Any]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
 
     # internal helpers run with the lock held
     def _live(self, key: bytes) -> list[Any] | None:
@@ -94,7 +96,9 @@ class MemoryStore:
         with self._lock:
             entry = self._live(key)
             if entry is None:
+                self.misses += 1
                 return None
+            self.hits += 1
             self._data.move_to_end(key)
             return entry[0]  # type: ignore[no-any-return]
 
@@ -108,6 +112,9 @@ class MemoryStore:
                 else:
                     self._data.move_to_end(key)
                     out.append(entry[0])
+            found = len(out) - out.count(None)
+            self.hits += found
+            self.misses += len(out) - found
             return out
 
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
@@ -196,6 +203,11 @@ class MemoryStore:
                 return
             for key in [k for k in self._data if k.startswith(prefix)]:
                 self._remove(key, self._data[key])
+
+    def stats(self) -> dict[str, int | None]:
+        """Hits and misses of reads since the table was made, and the number of entries."""
+        with self._lock:
+            return {"hits": self.hits, "misses": self.misses, "keys": len(self._data)}
 
     def close(self) -> None:
         """Nothing to release: the table lives as long as the process (or the private Storage)."""
