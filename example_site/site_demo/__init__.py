@@ -1,0 +1,1 @@
+"""The example Django project: everything a Django site caches, on tsot."""
