@@ -47,25 +47,24 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
     if request.param != "memory":
         env["TSOT_URL"] = request.getfixturevalue(request.param)
     port = free_port()
-    log = open(tmp_path / "site.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "example_site" / "serve.py"), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(lambda: proc.poll() is None and port_open(port), 30, "the example site")
-        yield Site(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
+    with open(tmp_path / "site.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "example_site" / "serve.py"), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        print((tmp_path / "site.log").read_text(errors="replace")[-3000:])  # shown on failure
+            wait_for(lambda: proc.poll() is None and port_open(port), 30, "the example site")
+            yield Site(f"http://127.0.0.1:{port}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print((tmp_path / "site.log").read_text(errors="replace")[-3000:])  # shown on failure
 
 
 def test_django_side(site: Site) -> None:
