@@ -14,6 +14,10 @@ TTL = Union[int, float, timedelta, None]  # noqa: UP007 (a runtime alias on Pyth
 EXPIRED: Final = 0
 """The normalised form of a zero or negative TTL: the write removes the key and stores nothing."""
 
+FOREVER_SECONDS: Final = 100 * 365 * 86_400
+"""TTLs of a hundred years or more mean "never expires" (no backend can hold such a deadline
+the same way: Redis caps PX, memcached's absolute time is 32-bit)."""
+
 
 def to_ms(ttl: TTL) -> int | None:
     """Normalise a TTL to whole milliseconds.
@@ -30,6 +34,8 @@ def to_ms(ttl: TTL) -> int | None:
             f"ttl must be a number of seconds, a timedelta or None, not {ttl!r}"
         )
     if isinstance(ttl, int):
+        if ttl >= FOREVER_SECONDS:
+            return None
         return ttl * 1000 if ttl > 0 else EXPIRED
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
@@ -42,7 +48,7 @@ def to_ms(ttl: TTL) -> int | None:
         )
     if math.isnan(seconds):
         raise ConfigurationError("ttl must be a number of seconds, not NaN")
-    if seconds == math.inf:
+    if seconds >= FOREVER_SECONDS:
         return None
     if seconds <= 0:
         return EXPIRED

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tsot import ConfigurationError
-from tsot.ttl import EXPIRED, from_ms, to_ms
+from tsot.ttl import EXPIRED, FOREVER_SECONDS, from_ms, to_ms
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,10 @@ from tsot.ttl import EXPIRED, from_ms, to_ms
         (0.0015, 2),
         (timedelta(minutes=2), 120_000),
         (timedelta(days=40), 40 * 86_400_000),
-        (10**12, 10**15),
+        (10**9, 10**12),
+        (10**12, None),  # a hundred years or more: never expires
+        (1e300, None),
+        (timedelta(days=365 * 200), None),
     ],
 )
 def test_to_ms(ttl: object, expected: int | None) -> None:
@@ -46,3 +49,8 @@ def test_to_ms_rejects(bad: object) -> None:
 def test_from_ms() -> None:
     assert from_ms(None) is None
     assert from_ms(1500) == 1.5
+
+
+def test_forever_boundary() -> None:
+    assert to_ms(FOREVER_SECONDS - 1) == (FOREVER_SECONDS - 1) * 1000
+    assert to_ms(FOREVER_SECONDS) is None
