@@ -1,0 +1,5 @@
+"""tsot_flask: Flask-Caching backends on tsot storage (``CACHE_TYPE = "tsot_flask.TsotCache"``)."""
+
+from .backends import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
+
+__all__ = ["MemcachedCache", "MemoryCache", "RedisCache", "RocksDBCache", "TsotCache"]

@@ -1,0 +1,212 @@
+"""Flask-Caching backends over a tsot Storage: ``TsotCache`` and one class per storage kind.
+
+Each class implements the cachelib contract (what ``flask_caching.Cache`` calls) on a Storage;
+the classes differ only in which Flask-Caching keys say where the storage is (tsot_flask.config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from flask import Flask
+from flask_caching.backends.base import BaseCache
+
+from tsot import ConfigurationError, MissingDependency, Storage
+from tsot.keys import Key
+
+from . import config as cfg
+from .timeouts import Timeout, default_ttl, to_core
+
+
+class TsotCache(BaseCache):
+    """A Flask-Caching backend on any tsot storage; ``CACHE_TYPE = "tsot_flask.TsotCache"``.
+
+    The storage URL is ``CACHE_TSOT_URL``; CACHE_KEY_PREFIX is the tsot namespace, so
+    ``clear()`` removes this cache's keys and nothing else. Build one directly with
+    ``TsotCache(Storage.from_url(url, namespace="app"))``.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        default_timeout: int = 300,
+        ignore_delete_many_errors: bool = False,
+    ) -> None:
+        BaseCache.__init__(
+            self,
+            default_timeout=cfg.default_timeout(default_timeout, type(self).__name__),
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        self.storage = storage
+        self._default_ttl = default_ttl(self.default_timeout)
+
+    # -- construction from Flask-Caching config ----------------------------------------------
+
+    @classmethod
+    def factory(
+        cls, app: Flask, config: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> TsotCache:
+        """Build the cache from Flask-Caching's merged config (what ``Cache.init_app`` calls).
+
+        Raises tsot.ConfigurationError naming the config key that is wrong (with any password
+        masked), or MissingDependency naming the extra to install.
+        """
+        settings = cls.settings(config, args, kwargs)
+        return cls(
+            open_storage(settings), settings.default_timeout, settings.ignore_delete_many_errors
+        )
+
+    @classmethod
+    def settings(
+        cls, config: Mapping[str, Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> cfg.Settings:
+        """Everything this class reads from the config, checked; errors name the key."""
+        name = str(config.get("CACHE_TYPE") or f"tsot_flask.{cls.__name__}")
+        url, url_key = cls._location(config, args, name)
+        settings = cfg.read(name, config, kwargs, url, url_key)
+        for option, (value, key) in cls._kind_options(config, name).items():
+            if option not in settings.options:  # CACHE_OPTIONS wins over the legacy key
+                settings.options[option] = value
+                settings.origins[option] = key
+        return settings
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        return cfg.tsot_url(config, args, name)
+
+    @classmethod
+    def _kind_options(cls, config: Mapping[str, Any], name: str) -> dict[str, tuple[Any, str]]:
+        return {}
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.storage.url} prefix={self.storage.namespace!r} "
+            f"default_timeout={self.default_timeout}>"
+        )
+
+    # -- the cachelib contract ----------------------------------------------------------------
+
+    def _ttl(self, timeout: Timeout) -> int | float | None:
+        return to_core(timeout, self._default_ttl)
+
+    def get(self, key: str) -> Any:
+        """The cached value, or None when the key is missing, expired or fails its signature."""
+        return self.storage.load(key)
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """The values of ``keys`` in order, None for each one that is missing."""
+        if not keys:
+            return []
+        found = self.storage.load_many(keys)
+        return [found.get(key) for key in keys]
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value``; True. Timeout None = the default, 0 = never expires, < 0 = expired."""
+        self.storage.store(key, value, self._ttl(timeout))
+        return True
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if it was absent."""
+        return self.storage.add(key, value, self._ttl(timeout))
+
+    def set_many(self, mapping: Mapping[str, Any], timeout: Timeout = None) -> list[Any]:
+        """Store every item (all are encoded before any is written); the list of keys set."""
+        if mapping:
+            self.storage.store_many(cast("Mapping[Key, Any]", mapping), self._ttl(timeout))
+        return list(mapping)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it existed."""
+        return self.storage.delete(key)
+
+    def delete_many(self, *keys: str) -> list[Any]:
+        """Remove ``keys`` in one call; the keys that are now absent, which is all of them.
+
+        cachelib counts a key that did not exist as deleted; so does this.
+        """
+        if keys:
+            self.storage.delete_many(keys)
+        return list(keys)
+
+    def has(self, key: str) -> bool:
+        """True if ``key`` is present and not expired."""
+        return self.storage.exists(key)
+
+    def clear(self) -> bool:
+        """Remove every key of this cache's prefix (never a server-wide flush); True."""
+        self.storage.clear()
+        return True
+
+    def inc(self, key: str, delta: int = 1) -> int:
+        """Add ``delta`` atomically; a missing key starts from 0. The new value.
+
+        Raises tsot.WrongType (a TypeError) if the stored value is not an int.
+        """
+        return self.storage.incr(key, delta)
+
+    def dec(self, key: str, delta: int = 1) -> int:
+        """Subtract ``delta`` atomically; a missing key starts from 0. The new value."""
+        return self.storage.decr(key, delta)
+
+
+class RedisCache(TsotCache):
+    """Redis from CACHE_REDIS_URL, or CACHE_REDIS_HOST/PORT/DB/PASSWORD."""
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        cfg.no_args(args, name)
+        return cfg.redis_url(config, name)
+
+
+class MemcachedCache(TsotCache):
+    """Memcached from CACHE_MEMCACHED_SERVERS (default ``["127.0.0.1:11211"]``)."""
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        cfg.no_args(args, name)
+        return cfg.memcached_url(config, name)
+
+
+class RocksDBCache(TsotCache):
+    """RocksDB in the directory CACHE_DIR (the FileSystemCache key)."""
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        cfg.no_args(args, name)
+        return cfg.rocksdb_url(config, name)
+
+
+class MemoryCache(TsotCache):
+    """A private in-process store per Cache object, bounded by CACHE_THRESHOLD (SimpleCache)."""
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        cfg.no_args(args, name)
+        return None, "CACHE_TYPE"
+
+    @classmethod
+    def _kind_options(cls, config: Mapping[str, Any], name: str) -> dict[str, tuple[Any, str]]:
+        return {"max_entries": (cfg.max_entries(config, name), "CACHE_THRESHOLD")}
+
+
+def open_storage(settings: cfg.Settings) -> Storage:
+    """Open the Storage ``settings`` describe; a ConfigurationError names the key to fix."""
+    try:
+        if settings.url is None:
+            return Storage.new_imc(**settings.options)
+        return Storage.from_url(settings.url, **settings.options)
+    except MissingDependency:
+        raise
+    except ConfigurationError as exc:
+        raise cfg.fail(settings.blame(str(exc)), settings.cache_type, str(exc)) from exc

@@ -1,0 +1,300 @@
+"""Reading Flask-Caching's CACHE_* keys into a storage URL, tsot options and adapter settings."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from tsot import ConfigurationError, Location, mask_url, parse_url
+
+DEFAULT_PREFIX = "flask_cache_"
+"""Flask-Caching's own default for CACHE_KEY_PREFIX (``Cache.init_app`` sets it)."""
+DEFAULT_THRESHOLD = 500
+"""Flask-Caching's default CACHE_THRESHOLD; SimpleCache also uses it when the key is 0."""
+DEFAULT_MEMCACHED_SERVERS = ("127.0.0.1:11211",)
+"""What Flask-Caching's MemcachedCache connects to when CACHE_MEMCACHED_SERVERS is None."""
+
+# Options that have their own Flask-Caching key: giving them in CACHE_OPTIONS would make two
+# sources of truth, so the error points at the key to use instead.
+_OWN_KEYS = {
+    "namespace": "CACHE_KEY_PREFIX",
+    "key_prefix": "CACHE_KEY_PREFIX",
+    "default_ttl": "CACHE_DEFAULT_TIMEOUT",
+    "threshold": "CACHE_THRESHOLD",
+}
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(repr=False)
+class Settings:
+    """What a ``tsot_flask`` class needs to open its Storage, and where each part came from.
+
+    ``url`` None means a private in-memory store. ``origins`` maps each option name to the
+    config key it came from, so an error about an option can name that key; ``url_key`` names
+    the key(s) the URL was built from.
+    """
+
+    cache_type: str
+    url: str | None = field(repr=False)
+    url_key: str
+    default_timeout: int
+    ignore_delete_many_errors: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def masked_url(self) -> str | None:
+        """The URL with any password replaced by ``***``."""
+        return None if self.url is None else mask_url(self.url)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k == "secret" and v else v) for k, v in self.options.items()}
+        return f"Settings({self.cache_type!r}, url={self.masked_url!r}, options={shown!r})"
+
+    def blame(self, message: str) -> str:
+        """The config key an error message is about: an option's origin, else the URL's key."""
+        for name, key in self.origins.items():
+            if f"'{name}'" in message:
+                return key
+        return self.url_key
+
+
+def fail(key: str, cache_type: str, problem: str) -> ConfigurationError:
+    """The error for a bad Flask-Caching key: it names the key and the CACHE_TYPE."""
+    return ConfigurationError(f"invalid {key} for CACHE_TYPE {cache_type!r}: {problem}")
+
+
+# -- the keys every class reads ---------------------------------------------------------------
+
+
+def default_timeout(value: object, cache_type: str) -> int:
+    """CACHE_DEFAULT_TIMEOUT as whole seconds (0 = never expires), as cachelib rounds it."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, float) and math.isfinite(value):
+        value = math.ceil(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(
+            "CACHE_DEFAULT_TIMEOUT",
+            cache_type,
+            f"must be a whole number of seconds (0 = never expires), not {value!r}",
+        )
+    if value < 0:
+        raise fail(
+            "CACHE_DEFAULT_TIMEOUT",
+            cache_type,
+            f"must be >= 0 (0 = never expires), not {value}: a negative default would "
+            "expire every value as it is written",
+        )
+    return value
+
+
+def key_prefix(value: object, cache_type: str) -> str:
+    """CACHE_KEY_PREFIX as the tsot namespace ("" for None)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise fail(
+            "CACHE_KEY_PREFIX",
+            cache_type,
+            f"must be a str, not {type(value).__name__} (callable prefixes are not supported: "
+            "the prefix is the namespace that clear() removes)",
+        )
+    return value
+
+
+def secret(config: Mapping[str, Any]) -> list[str | bytes] | None:
+    """SECRET_KEY followed by Flask's SECRET_KEY_FALLBACKS, or None without a SECRET_KEY."""
+    key = config.get("SECRET_KEY")
+    if not key:
+        return None
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+    return [key, *(f for f in fallbacks if f)]
+
+
+def read(
+    cache_type: str,
+    config: Mapping[str, Any],
+    kwargs: Mapping[str, Any],
+    url: str | None,
+    url_key: str,
+) -> Settings:
+    """Settings from the keys shared by every class plus the URL a class has built.
+
+    ``kwargs`` is what Flask-Caching passes to ``factory``: ``default_timeout`` (from
+    CACHE_DEFAULT_TIMEOUT), ``ignore_delete_many_errors`` (from CACHE_IGNORE_ERRORS) and the
+    items of CACHE_OPTIONS, which become tsot Storage options.
+    """
+    rest = dict(kwargs)
+    timeout = default_timeout(rest.pop("default_timeout", 300), cache_type)
+    ignore = bool(rest.pop("ignore_delete_many_errors", False))
+    options: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name, value in rest.items():
+        if name in _OWN_KEYS:
+            raise fail(
+                "CACHE_OPTIONS", cache_type, f"{name!r} is set with {_OWN_KEYS[name]} instead"
+            )
+        options[name] = value
+        origins[name] = "CACHE_OPTIONS"
+    options["namespace"] = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
+    origins["namespace"] = "CACHE_KEY_PREFIX"
+    if "secret" not in options:
+        options["secret"] = secret(config)
+        origins["secret"] = "SECRET_KEY"
+    return Settings(cache_type, url, url_key, timeout, ignore, options, origins)
+
+
+def no_args(args: Sequence[Any], cache_type: str) -> None:
+    """Per-kind classes take everything from named keys; positional CACHE_ARGS are refused."""
+    if args:
+        raise fail(
+            "CACHE_ARGS",
+            cache_type,
+            f"takes no positional arguments (got {len(args)}); put storage options in "
+            "CACHE_OPTIONS",
+        )
+
+
+# -- one URL builder per class -----------------------------------------------------------------
+
+
+def tsot_url(config: Mapping[str, Any], args: Sequence[Any], cache_type: str) -> tuple[str, str]:
+    """The URL of ``TsotCache``: CACHE_TSOT_URL, or the only item of CACHE_ARGS."""
+    url = config.get("CACHE_TSOT_URL")
+    if args:
+        if url is not None or len(args) != 1:
+            raise fail(
+                "CACHE_ARGS",
+                cache_type,
+                "may only hold the storage URL, and only when CACHE_TSOT_URL is not set",
+            )
+        url, key = args[0], "CACHE_ARGS"
+    else:
+        key = "CACHE_TSOT_URL"
+    if not isinstance(url, str) or not url:
+        shown = "not set" if url is None else f"a {type(url).__name__}, not a URL string"
+        raise fail(
+            key,
+            cache_type,
+            f"{shown}; set CACHE_TSOT_URL to a storage URL such as memory://, "
+            "redis://host:6379/0, memcached://host:11211 or rocksdb:///path",
+        )
+    _check_url(url, key, cache_type)
+    return url, key
+
+
+def redis_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
+    """The Redis URL: CACHE_REDIS_URL (plus DB/PASSWORD it lacks), else HOST/PORT/DB/PASSWORD."""
+    db = config.get("CACHE_REDIS_DB", 0)
+    if isinstance(db, str) and db.isdigit():
+        db = int(db)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise fail("CACHE_REDIS_DB", cache_type, f"must be an integer >= 0, not {db!r}")
+    password = config.get("CACHE_REDIS_PASSWORD")
+    if password is not None and not isinstance(password, str):
+        raise fail(
+            "CACHE_REDIS_PASSWORD", cache_type, f"must be a str, not {type(password).__name__}"
+        )
+    url = config.get("CACHE_REDIS_URL")
+    if url:
+        if not isinstance(url, str):
+            raise fail("CACHE_REDIS_URL", cache_type, f"must be a str, not {type(url).__name__}")
+        location = _check_url(url, "CACHE_REDIS_URL", cache_type)
+        if location.scheme not in _REDIS_SCHEMES:
+            raise fail(
+                "CACHE_REDIS_URL",
+                cache_type,
+                f"{mask_url(url)!r} is not a redis://, rediss:// or unix:// URL "
+                "(use tsot_flask.TsotCache with CACHE_TSOT_URL for other storage)",
+            )
+        return _complete_redis_url(url, location, db, password), "CACHE_REDIS_URL"
+    host = config.get("CACHE_REDIS_HOST", "localhost") or "localhost"
+    if not isinstance(host, str) or any(c in host for c in "/@?#, "):
+        raise fail("CACHE_REDIS_HOST", cache_type, f"must be a host name or address, not {host!r}")
+    port = config.get("CACHE_REDIS_PORT", 6379)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise fail("CACHE_REDIS_PORT", cache_type, f"must be a port number, not {port!r}")
+    netloc = f"[{host}]" if ":" in host else host
+    auth = f":{quote(password, safe='')}@" if password else ""
+    url = f"redis://{auth}{netloc}:{port}/{db}"
+    key = "CACHE_REDIS_HOST/PORT/DB/PASSWORD"
+    _check_url(url, key, cache_type)
+    return url, key
+
+
+def _complete_redis_url(url: str, location: Location, db: int, password: str | None) -> str:
+    """Add CACHE_REDIS_DB and CACHE_REDIS_PASSWORD to a URL that does not give them itself.
+
+    Where the URL says something it wins (Flask-Caching's rule for the db); it is only completed.
+    """
+    parts = urlsplit(url)
+    netloc, path, query = parts.netloc, parts.path, parts.query
+    if db:
+        if location.scheme == "unix":
+            if "db" not in location.query:
+                query = f"{query}&db={db}" if query else f"db={db}"
+        elif not path.strip("/"):
+            path = f"/{db}"
+    if password and location.password is None:
+        user, _, hostport = netloc.rpartition("@")
+        netloc = f"{user}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+
+
+def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
+    """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str)."""
+    key = "CACHE_MEMCACHED_SERVERS"
+    servers = config.get(key)
+    if servers is None:
+        servers = DEFAULT_MEMCACHED_SERVERS
+    if isinstance(servers, str):
+        servers = [s.strip() for s in servers.split(",")]
+    if not isinstance(servers, list | tuple) or not servers:
+        raise fail(key, cache_type, f"must be a list of 'host:port' strings, not {servers!r}")
+    for server in servers:
+        if not isinstance(server, str) or not server or server.startswith(("unix:", "/")):
+            raise fail(
+                key,
+                cache_type,
+                f"every server must be a 'host:port' string, not {server!r}",
+            )
+        if any(c in server for c in "/@?#, "):
+            raise fail(key, cache_type, f"{server!r} is not a 'host:port' address")
+    url = "memcached://" + ",".join(servers)
+    _check_url(url, key, cache_type)
+    return url, key
+
+
+def rocksdb_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
+    """``rocksdb:///absolute/path`` from CACHE_DIR (relative paths are from the working dir)."""
+    path = config.get("CACHE_DIR")
+    if path is None or path == "":
+        raise fail("CACHE_DIR", cache_type, "not set; set it to the RocksDB directory")
+    if not isinstance(path, str | os.PathLike):
+        raise fail("CACHE_DIR", cache_type, f"must be a path, not {type(path).__name__}")
+    url = "rocksdb://" + quote(os.path.abspath(os.fspath(path)))
+    _check_url(url, "CACHE_DIR", cache_type)
+    return url, "CACHE_DIR"
+
+
+def max_entries(config: Mapping[str, Any], cache_type: str) -> int:
+    """The memory store's ``max_entries``: CACHE_THRESHOLD, where 0 or None means 500."""
+    threshold = config.get("CACHE_THRESHOLD", DEFAULT_THRESHOLD) or DEFAULT_THRESHOLD
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        raise fail("CACHE_THRESHOLD", cache_type, f"must be an integer >= 0, not {threshold!r}")
+    return threshold
+
+
+def _check_url(url: str, key: str, cache_type: str) -> Location:
+    try:
+        return parse_url(url)
+    except ConfigurationError as exc:
+        raise fail(key, cache_type, str(exc)) from exc
