@@ -264,7 +264,7 @@ def test_successor() -> None:
 
 def test_clear_everything_includes_high_keys(rocksdb_url: str) -> None:
     s = Storage.from_url(rocksdb_url)
-    keys = ["", "a", "\uffff", b"\xff", b"\xff\xff\xff\xff"]
+    keys: list[str | bytes] = ["", "a", "\uffff", b"\xff", b"\xff\xff\xff\xff"]
     for i, key in enumerate(keys):
         s.store(key, i)
     s.clear()

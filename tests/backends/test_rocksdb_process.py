@@ -98,8 +98,8 @@ def test_writer_killed_mid_stream_keeps_acknowledged_writes(
     assert s.load_many([f"m{i}" for i in range(9, acked + 1, 10)]) == {
         f"m{i}": "many" for i in range(9, acked + 1, 10)
     }
-    assert s.load_int("acked") >= acked + 1  # the writer may have run ahead of what we read
-    assert 3500 < s.ttl("k1") <= 3600
+    assert (s.load_int("acked") or 0) >= acked + 1  # the writer may have run ahead of what we read
+    assert 3500 < (s.ttl("k1") or 0) <= 3600
     close_database(str(rocksdb_path))
 
 

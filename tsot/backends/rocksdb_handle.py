@@ -101,6 +101,7 @@ class Handle:
     def __init__(self, path: str, config: DBConfig) -> None:
         rocksdict: Any = require("rocksdict", "rocksdict", "rocksdb", "The rocksdb:// backend")
         self.path = path
+        self.pid = os.getpid()
         self.config = config
         self.clock = config.clock
         self.hits = 0
@@ -263,7 +264,9 @@ class Handle:
 
     def close(self) -> None:
         """Stop the sweeper and close the database (idempotent); stores using it then fail."""
-        if self._closed:
+        if self._closed or os.getpid() != self.pid:
+            # A forked child inherits this object but not the database: closing it there would
+            # flush the parent's memtables from a second process.
             return
         self._closed = True
         self._stop.set()
