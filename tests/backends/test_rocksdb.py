@@ -347,3 +347,18 @@ def test_stats_count_hits_and_misses(rocksdb_url: str) -> None:
     stats = s.stats()
     assert (stats["hits"], stats["misses"]) == (3, 2)
     assert stats["keys"] == 2
+
+
+def test_unusable_directory_is_backend_unavailable(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(BackendUnavailable, match=str(not_a_dir)) as info:
+        Storage.from_url(f"rocksdb://{not_a_dir}")
+    assert info.value.__cause__ is not None  # the driver's error is chained
+
+
+def test_corrupt_database_is_backend_unavailable(rocksdb_path: Path) -> None:
+    rocksdb_path.mkdir()
+    (rocksdb_path / "CURRENT").write_text("MANIFEST-999999\n")  # names a missing manifest
+    with pytest.raises(BackendUnavailable, match=f"RocksDB database {rocksdb_path} failed"):
+        Storage.from_url(f"rocksdb://{rocksdb_path}")
