@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
 
@@ -246,7 +246,8 @@ def _complete_redis_url(url: str, location: Location, db: int, password: str | N
     if password and location.password is None:
         user, _, hostport = netloc.rpartition("@")
         netloc = f"{user}:{quote(password, safe='')}@{hostport}"
-    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+    # built by hand: urlunsplit drops the "//" of an empty netloc (unix:///path)
+    return f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
