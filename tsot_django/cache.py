@@ -1,0 +1,255 @@
+"""The Django cache backends: ``TsotCache`` (a tsot URL) and one class per storage kind.
+
+Every method runs one operation from ``ops`` (pure: keys, timeouts, results) against the sync
+``Storage``; every ``a*`` method awaits the same operation against the event loop's
+``AsyncStorage`` (no thread hop, atomic where the sync form is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.exceptions import ImproperlyConfigured
+
+from tsot import mask_url
+
+from . import locations
+from .ops import CacheOps, Op, translate_error
+from .options import default_timeout, translate
+from .stores import Stores, fingerprint, stores_for
+
+T = TypeVar("T")
+
+
+def _secrets() -> list[str | bytes]:
+    try:
+        return [settings.SECRET_KEY, *(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])]
+    except ImproperlyConfigured:  # an empty SECRET_KEY: only an error if signing is on
+        return []
+
+
+class TsotCache(CacheOps):
+    """A Django cache on any tsot storage; LOCATION is a tsot URL (``redis://h:6379/0``, ...).
+
+    Construction checks LOCATION, TIMEOUT and OPTIONS and raises ImproperlyConfigured naming
+    what is wrong. Instances are cheap: all instances with the same settings share one set of
+    tsot storages (and their pools) in the process.
+    """
+
+    def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        where = f"CACHES entry with BACKEND {self.backend_name()}"
+        default_timeout(params, where)
+        super().__init__(params)
+        options = params.get("OPTIONS") or {}
+        key = fingerprint(type(self), location, options, secrets=_secrets())
+        self._stores = stores_for(key, lambda: self._build(location, options, where))
+
+    @classmethod
+    def backend_name(cls) -> str:
+        module = "tsot_django" if cls.__module__.startswith("tsot_django") else cls.__module__
+        return f"{module}.{cls.__qualname__}"
+
+    def location_urls(self, location: Any) -> list[str]:
+        """The tsot URLs for LOCATION (primary first); subclasses accept Django's forms."""
+        return locations.tsot_urls(location)
+
+    def _build(self, location: Any, options: Any, where: str) -> Stores:
+        urls = self.location_urls(location)
+        where = f"{where} and LOCATION {mask_url(urls[0])!r}"
+        scheme = locations.scheme_of(urls[0]) or ""
+        return Stores(urls, translate(options, scheme, where), where)
+
+    # -- drivers: the only difference between the sync and async API -------------------------
+    def _run(self, op: Op[T]) -> T:
+        storages = self._stores.sync
+        try:
+            call = next(op)
+            while True:
+                storage = Stores.pick(storages, call.read)
+                try:
+                    result = getattr(storage, call.method)(*call.args, **call.kwargs)
+                except Exception as exc:
+                    call = op.throw(translate_error(exc))
+                else:
+                    call = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, op: Op[T]) -> T:
+        storages = self._stores.for_loop(asyncio.get_running_loop())
+        try:
+            call = next(op)
+            while True:
+                storage = Stores.pick(storages, call.read)
+                try:
+                    result = await getattr(storage, call.method)(*call.args, **call.kwargs)
+                except Exception as exc:
+                    call = op.throw(translate_error(exc))
+                else:
+                    call = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    # -- Django's cache API ------------------------------------------------------------------
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if it was stored."""
+        return self._run(self.op_add(key, value, timeout, version))
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return await self._arun(self.op_add(key, value, timeout, version))
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """The value of ``key``, or ``default`` if it is absent, expired or fails its signature."""
+        return self._run(self.op_get(key, default, version))
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return await self._arun(self.op_get(key, default, version))
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        """Store ``value``; a timeout of 0 or less removes the key instead."""
+        self._run(self.op_set(key, value, timeout, version))
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        await self._arun(self.op_set(key, value, timeout, version))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        """Give ``key`` a new timeout; False if it does not exist."""
+        return self._run(self.op_touch(key, timeout, version))
+
+    async def atouch(
+        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return await self._arun(self.op_touch(key, timeout, version))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        """Remove ``key``; True if it existed."""
+        return self._run(self.op_delete(key, version))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return await self._arun(self.op_delete(key, version))
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        """A dict of the present keys and their values (one round trip)."""
+        return self._run(self.op_get_many(keys, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return await self._arun(self.op_get_many(keys, version))
+
+    def get_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        """The value of ``key``; if absent, add ``default`` (called if callable) and return it."""
+        return self._run(self.op_get_or_set(key, default, timeout, version))
+
+    async def aget_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        return await self._arun(self.op_get_or_set(key, default, timeout, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        """True if ``key`` is present and not expired."""
+        return self._run(self.op_has_key(key, version))
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return await self._arun(self.op_has_key(key, version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Add ``delta`` atomically; the new value. ValueError if ``key`` is missing,
+        TypeError (tsot.WrongType) if its value is not an int."""
+        return self._run(self.op_incr(key, delta, version))
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self._arun(self.op_incr(key, delta, version))
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Subtract ``delta`` atomically; see ``incr``."""
+        return self._run(self.op_incr(key, -delta, version))
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self._arun(self.op_incr(key, -delta, version))
+
+    def set_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        """Store every item (one round trip); the keys that failed: always [] (all or error)."""
+        return self._run(self.op_set_many(data, timeout, version))
+
+    async def aset_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        return await self._arun(self.op_set_many(data, timeout, version))
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        """Remove the keys (one round trip)."""
+        self._run(self.op_delete_many(keys, version))
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await self._arun(self.op_delete_many(keys, version))
+
+    def clear(self) -> None:
+        """Remove every key of this cache's tsot namespace (all keys at LOCATION if it is "")."""
+        self._run(self.op_clear())
+
+    async def aclear(self) -> None:
+        await self._arun(self.op_clear())
+
+    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Move ``key`` to version + ``delta``; the new version. ValueError if missing."""
+        return self._run(self.op_incr_version(key, delta, version))
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self._arun(self.op_incr_version(key, delta, version))
+
+    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Move ``key`` to version - ``delta``; the new version. ValueError if missing."""
+        return self._run(self.op_incr_version(key, -delta, version))
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self._arun(self.op_incr_version(key, -delta, version))
+
+    def close(self, **kwargs: Any) -> None:
+        """Nothing to do: pools are process-wide and stay open for the next request."""
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Nothing to do (see ``close``)."""
+
+
+class RedisCache(TsotCache):
+    """LOCATION: a Redis URL, or several (list, or joined by ``,``/``;``): the first is the
+    primary, the others read replicas, as in Django's RedisCache."""
+
+    def location_urls(self, location: Any) -> list[str]:
+        return locations.redis_urls(location)
+
+
+class MemcachedCache(TsotCache):
+    """LOCATION: ``host:port``, several joined by ``,``/``;``, or a list of them."""
+
+    def location_urls(self, location: Any) -> list[str]:
+        return locations.memcached_urls(location)
+
+
+class RocksDBCache(TsotCache):
+    """LOCATION: the directory of the RocksDB database."""
+
+    def location_urls(self, location: Any) -> list[str]:
+        return locations.rocksdb_urls(location)
+
+
+class MemoryCache(TsotCache):
+    """LOCATION: a table name (caches with the same name share the table), as LocMemCache."""
+
+    def location_urls(self, location: Any) -> list[str]:
+        return locations.memory_urls(location)

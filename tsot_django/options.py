@@ -1,0 +1,210 @@
+"""OPTIONS of a CACHES entry, checked by name and mapped to tsot options.
+
+Keys are tsot option names in any case (``namespace``, ``NAMESPACE``, ``socket_timeout``, ...)
+plus the Django and django-redis names below. Anything unknown or malformed raises
+ImproperlyConfigured naming the OPTIONS key.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from tsot import ConfigurationError, Option
+from tsot.config import CORE_OPTIONS, backend_class
+
+SERIALIZERS: Mapping[str, str] = {
+    "pickle": "pickle",
+    "json": "json",
+    "msgpack": "msgpack",
+    # the classes Django and django-redis users name in settings
+    "django.core.cache.backends.redis.RedisSerializer": "pickle",
+    "django_redis.serializers.pickle.PickleSerializer": "pickle",
+    "django_redis.serializers.json.JSONSerializer": "json",
+    "django_redis.serializers.msgpack.MSGPackSerializer": "msgpack",
+}
+COMPRESSORS: Mapping[str, str] = {
+    "none": "none",
+    "zlib": "zlib",
+    "zstd": "zstd",
+    "lz4": "lz4",
+    "django_redis.compressors.identity.IdentityCompressor": "none",
+    "django_redis.compressors.zlib.ZlibCompressor": "zlib",
+    "django_redis.compressors.zstd.ZStdCompressor": "zstd",
+    "django_redis.compressors.lz4.Lz4Compressor": "lz4",
+}
+DJANGO_REDIS_DEFAULT_CLIENT = "django_redis.client.DefaultClient"
+_REFUSED: Mapping[str, str] = {
+    "secret": "signing uses SECRET_KEY and SECRET_KEY_FALLBACKS; turn it off with SIGNING=False",
+    "default_ttl": "the default timeout is the TIMEOUT setting of the CACHES entry",
+    "pool_class": "tsot manages its own connection pools",
+    "parser_class": "tsot picks the reply parser itself (hiredis when installed)",
+    "connection_pool_class": "tsot manages its own connection pools",
+}
+_SIGNING = Option("SIGNING", bool, True, "Sign serialized objects with SECRET_KEY.")
+_CULL = Option("CULL_FREQUENCY", int, 3, "Accepted for LocMemCache settings.", minimum=0)
+
+
+class Translator:
+    """Maps one OPTIONS dict to tsot keyword options for one storage scheme."""
+
+    def __init__(self, scheme: str, where: str) -> None:
+        self.where = where
+        try:
+            specs = (*CORE_OPTIONS, *backend_class(scheme).OPTIONS)
+        except ConfigurationError as exc:  # unknown scheme, missing driver (names the extra)
+            raise ImproperlyConfigured(f"{where}: {exc}") from exc
+        self.known: dict[str, Option] = {o.name: o for o in specs}
+        self.out: dict[str, Any] = {}
+        self.given_as: dict[str, str] = {}
+        self.signing = True
+
+    def fail(self, name: str, why: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"{self.where}: OPTIONS[{name!r}] {why}")
+
+    def put(self, target: str, value: Any, name: str) -> None:
+        """Set tsot option ``target`` from OPTIONS key ``name``, checking its value now."""
+        if target in _REFUSED:
+            raise self.fail(name, f"cannot be set here: {_REFUSED[target]}")
+        spec = self.known.get(target)
+        if spec is None:
+            raise self.fail(name, f"is not a known option; known: {', '.join(self.names())}")
+        if target in self.given_as:
+            raise self.fail(name, f"sets the same option as OPTIONS[{self.given_as[target]!r}]")
+        try:
+            self.out[target] = spec.parse(value)
+        except ConfigurationError as exc:
+            raise self.fail(name, f"is malformed: {exc}") from exc
+        self.given_as[target] = name
+
+    def names(self) -> list[str]:
+        tsot_names = [n for n in self.known if n not in _REFUSED]
+        return sorted({*tsot_names, *_SPECIAL})
+
+    def translate(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(options, Mapping):
+            raise ImproperlyConfigured(
+                f"{self.where}: OPTIONS must be a dict, not {type(options).__name__}"
+            )
+        for name, value in options.items():
+            if not isinstance(name, str):
+                raise ImproperlyConfigured(f"{self.where}: OPTIONS key {name!r} is not a string")
+            special = _SPECIAL.get(name) or _SPECIAL.get(name.upper())
+            if special is not None and (name.isupper() or name in _LOWER_SPECIAL):
+                special(self, name, value)
+            else:
+                self.put(name.lower(), value, name)
+        if self.signing:
+            # The first secret signs, all verify: SECRET_KEY_FALLBACKS rotation works as in
+            # Django's own signing.
+            fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])
+            self.out["secret"] = [settings.SECRET_KEY, *fallbacks]
+        return self.out
+
+
+def _named(table: Mapping[str, str], what: str) -> Callable[[Translator, str, Any], None]:
+    def handle(t: Translator, name: str, value: Any) -> None:
+        key = value if isinstance(value, str) else None
+        if key is not None and "." not in key:
+            key = key.lower()
+        if key is None or key not in table:
+            choices = ", ".join(k for k in table if "." not in k)
+            raise t.fail(
+                name,
+                f"must be one of {choices} (or a django-redis {what} class path tsot can "
+                f"replace), not {value!r}",
+            )
+        t.put(what, table[key], name)
+
+    return handle
+
+
+def _signing(t: Translator, name: str, value: Any) -> None:
+    try:
+        t.signing = _SIGNING.parse(value)
+    except ConfigurationError as exc:
+        raise t.fail(name, f"is malformed: {exc}") from exc
+
+
+def _pickle_version(t: Translator, name: str, value: Any) -> None:
+    # django-redis: -1 means the highest protocol
+    t.put("pickle_protocol", pickle.HIGHEST_PROTOCOL if value == -1 else value, name)
+
+
+def _cull_frequency(t: Translator, name: str, value: Any) -> None:
+    if "max_entries" not in t.known:
+        raise t.fail(name, "only applies to memory caches")
+    try:
+        _CULL.parse(value)  # checked for typos, then ignored: tsot evicts LRU entries one by one
+    except ConfigurationError as exc:
+        raise t.fail(name, f"is malformed: {exc}") from exc
+
+
+def _pool_kwargs(t: Translator, name: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise t.fail(name, f"must be a dict, not {type(value).__name__}")
+    for key, item in value.items():
+        t.put(str(key).lower(), item, f"{name}[{key!r}]")
+
+
+def _client_class(t: Translator, name: str, value: Any) -> None:
+    if value != DJANGO_REDIS_DEFAULT_CLIENT:
+        raise t.fail(
+            name,
+            f"{value!r} is not supported: tsot has one client; sharding goes through "
+            "redis+cluster:// and replicas through a list of LOCATION URLs",
+        )
+
+
+def _fail_open(t: Translator, name: str, value: Any) -> None:
+    # The hook for tsot's fail_open: outages become misses and skipped writes.
+    if "fail_open" not in t.known:
+        raise t.fail(name, "needs a tsot version with fail_open support")
+    t.put("fail_open", value, name)
+
+
+_SPECIAL: Mapping[str, Callable[[Translator, str, Any], None]] = {
+    "SERIALIZER": _named(SERIALIZERS, "serializer"),
+    "COMPRESSION": _named(COMPRESSORS, "compression"),
+    "COMPRESSOR": _named(COMPRESSORS, "compression"),
+    "SIGNING": _signing,
+    "PICKLE_VERSION": _pickle_version,
+    "FAIL_OPEN": _fail_open,
+    "IGNORE_EXCEPTIONS": _fail_open,
+    "CULL_FREQUENCY": _cull_frequency,
+    "CONNECTION_POOL_KWARGS": _pool_kwargs,
+    "CLIENT_CLASS": _client_class,
+}
+# Lower-case names that also need translating (Django's RedisCache takes a serializer class).
+_LOWER_SPECIAL = frozenset({"serializer", "compression"})
+
+
+def translate(options: Mapping[str, Any], scheme: str, where: str) -> dict[str, Any]:
+    """tsot keyword options for ``options`` (a CACHES entry's OPTIONS) on a ``scheme`` storage.
+
+    Signing is on unless ``SIGNING`` is False: the result then carries ``secret`` =
+    ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``. Raises ImproperlyConfigured naming the key.
+    """
+    return Translator(scheme, where).translate(options)
+
+
+def default_timeout(params: Mapping[str, Any], where: str) -> None:
+    """Refuse a TIMEOUT Django would silently replace by 300 (STYLE: config errors are loud)."""
+    for name in ("timeout", "TIMEOUT"):
+        if name in params:
+            value = params[name]
+            if value is None:
+                return
+            try:
+                if isinstance(value, bool):
+                    raise TypeError
+                int(value)
+            except (TypeError, ValueError):
+                raise ImproperlyConfigured(
+                    f"{where}: {name} must be a number of seconds or None, not {value!r}"
+                ) from None
+            return
