@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.registry import Target
-from tests.helpers import FakeClock, LoopThread
+# The contract registry imports tests/servers/* before pytest loads them as plugins: register
+# them for assertion rewriting first, or pytest warns (an error under filterwarnings=error).
+pytest.register_assert_rewrite("tests.servers", "tests.contract")
+
+from tests.contract.registry import Target  # noqa: E402
+from tests.helpers import FakeClock, LoopThread  # noqa: E402
 
 pytest_plugins = [
     f"tests.servers.{p.stem}"
