@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 
 def build_app() -> object:
     sys.path.insert(0, str(HERE))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_demo.settings")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "site_demo.settings"  # this server is the demo
     from django.core.wsgi import get_wsgi_application
     from flask_app import create_app
     from werkzeug.middleware.dispatcher import DispatcherMiddleware

@@ -43,7 +43,7 @@ def _kinds() -> list[str]:
 
 @pytest.fixture(params=_kinds())
 def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
-    env = {k: v for k, v in os.environ.items() if k != "TSOT_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TSOT_URL", "DJANGO_SETTINGS_MODULE")}
     if request.param != "memory":
         env["TSOT_URL"] = request.getfixturevalue(request.param)
     port = free_port()
@@ -56,7 +56,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(lambda: proc.poll() is None and port_open(port), 30, "the example site")
+            wait_for(lambda: _up(proc, port, tmp_path), 30, "the example site")
             yield Site(f"http://127.0.0.1:{port}")
         finally:
             proc.terminate()
@@ -65,6 +65,12 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
             except subprocess.TimeoutExpired:
                 proc.kill()
     print((tmp_path / "site.log").read_text(errors="replace")[-3000:])  # shown on failure
+
+
+def _up(proc: subprocess.Popen[bytes], port: int, tmp_path: Path) -> bool:
+    if proc.poll() is not None:  # died: fail now, with its log, instead of waiting
+        pytest.fail("the example site exited:\n" + (tmp_path / "site.log").read_text()[-3000:])
+    return port_open(port)
 
 
 def test_django_side(site: Site) -> None:

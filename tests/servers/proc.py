@@ -44,6 +44,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         try:
             if check():
                 return
+        except pytest.fail.Exception:
+            raise
         except Exception:
             pass
         time.sleep(0.02)
