@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -418,9 +419,9 @@ class TestPrefix:
         assert other.get("k") == "other"
 
     def test_keys_live_under_the_namespace(self, every_class: Harness) -> None:
-        c = every_class.backend(prefix="pfx_test_")
+        prefix = f"pfx{uuid.uuid4().hex[:8]}_"
+        c = every_class.backend(prefix=prefix)
         c.set("k", "v")
-        raw = c.storage.backend.get(b"pfx_test_:k")
+        raw = c.storage.backend.get(f"{prefix}:k".encode())
         assert raw is not None and raw.endswith(b"v")
-        assert c.storage.backend.get(b"pfx_test_k") is None
-        c.clear()
+        assert c.storage.backend.get(f"{prefix}k".encode()) is None
