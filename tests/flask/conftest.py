@@ -117,6 +117,8 @@ KINDS = {
         Kind("redis", "RedisCache", "redis", "redis_url", _redis_url),
         Kind("redis-host", "RedisCache", "redis", "redis_url", _redis_host),
         Kind("tsot-redis", "TsotCache", "redis", "redis_url", _tsot),
+        Kind("tsot-redis-sentinel", "TsotCache", "redis", "redis_sentinel_url", _tsot),
+        Kind("tsot-redis-cluster", "TsotCache", "redis", "redis_cluster_url", _tsot),
         Kind("memcached", "MemcachedCache", "memcached", "memcached_url", _memcached),
         Kind("tsot-memcached", "TsotCache", "memcached", "memcached_url", _tsot),
         Kind("rocksdb", "RocksDBCache", "rocksdb", "rocksdb_url", _rocksdb),
