@@ -33,7 +33,9 @@ def scheme_of(url: str) -> str | None:
 
 
 def _shown(location: object) -> str:
-    return mask_url(location) if isinstance(location, str) else repr(type(location).__name__)
+    if isinstance(location, str):
+        return repr(mask_url(location) if "://" in location else location)
+    return type(location).__name__
 
 
 def _pieces(location: object, what: str, split: Callable[[str], list[str]]) -> list[str]:

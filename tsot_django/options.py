@@ -64,7 +64,8 @@ class Translator:
         self.signing = True
 
     def fail(self, name: str, why: str) -> ImproperlyConfigured:
-        return ImproperlyConfigured(f"{self.where}: OPTIONS[{name!r}] {why}")
+        """The error for OPTIONS entry ``name`` (a subscript path such as ``['SIGNING']``)."""
+        return ImproperlyConfigured(f"{self.where}: OPTIONS{name} {why}")
 
     def put(self, target: str, value: Any, name: str) -> None:
         """Set tsot option ``target`` from OPTIONS key ``name``, checking its value now."""
@@ -74,7 +75,7 @@ class Translator:
         if spec is None:
             raise self.fail(name, f"is not a known option; known: {', '.join(self.names())}")
         if target in self.given_as:
-            raise self.fail(name, f"sets the same option as OPTIONS[{self.given_as[target]!r}]")
+            raise self.fail(name, f"sets the same option as OPTIONS{self.given_as[target]}")
         try:
             self.out[target] = spec.parse(value)
         except ConfigurationError as exc:
@@ -93,11 +94,12 @@ class Translator:
         for name, value in options.items():
             if not isinstance(name, str):
                 raise ImproperlyConfigured(f"{self.where}: OPTIONS key {name!r} is not a string")
+            shown = f"[{name!r}]"
             special = _SPECIAL.get(name) or _SPECIAL.get(name.upper())
             if special is not None and (name.isupper() or name in _LOWER_SPECIAL):
-                special(self, name, value)
+                special(self, shown, value)
             else:
-                self.put(name.lower(), value, name)
+                self.put(name.lower(), value, shown)
         if self.signing:
             # The first secret signs, all verify: SECRET_KEY_FALLBACKS rotation works as in
             # Django's own signing.
@@ -148,7 +150,7 @@ def _pool_kwargs(t: Translator, name: str, value: Any) -> None:
     if not isinstance(value, Mapping):
         raise t.fail(name, f"must be a dict, not {type(value).__name__}")
     for key, item in value.items():
-        t.put(str(key).lower(), item, f"{name}[{key!r}]")
+        t.put(str(key).lower(), item, f"{name}[{key!r}]")  # OPTIONS['CONNECTION_...']['x']
 
 
 def _client_class(t: Translator, name: str, value: Any) -> None:
