@@ -1,0 +1,91 @@
+"""Memcached fixtures: real ``memcached`` processes on free loopback ports, stopped by PID.
+
+PYTEST_DONT_REWRITE: tests/contract/registry.py imports this module before pytest loads it as
+a plugin, so it cannot be assertion-rewritten (and holds no asserts).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.contract.registry import Spec, Target
+from tests.servers.proc import Server, free_port, need_program
+
+CONTRACT_SPECS = [
+    Spec("memcached", "memcached_target", ("server",)),
+    Spec("memcached-3", "memcached3_target", ("server",)),
+]
+
+
+def start_memcached(log_dir: Path, name: str) -> Server:
+    """Start one memcached on a free 127.0.0.1 port (64 MB, no UDP)."""
+    program = need_program("memcached")
+    port = free_port()
+    argv = [program, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:  # memcached refuses to run as root without a user to switch to
+        argv += ["-u", "root"]
+    return Server(argv, port, log_dir / f"{name}-{port}.log").start()
+
+
+def url_of(servers: list[Server], query: str = "") -> str:
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    return f"memcached://{hosts}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_memcached(tmp_path_factory.mktemp("memcached"), "memcached")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_servers3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    log_dir = tmp_path_factory.mktemp("memcached3")
+    servers: list[Server] = []
+    try:
+        for i in range(3):
+            servers.append(start_memcached(log_dir, f"memcached3-{i}"))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def memcached_url(memcached_server: Server) -> str:
+    """One server; tests use their own namespaces (clear() never flushes the server)."""
+    return url_of([memcached_server])
+
+
+@pytest.fixture
+def memcached3_url(memcached_servers3: list[Server]) -> str:
+    """Three servers, keys spread by rendezvous hashing."""
+    return url_of(memcached_servers3)
+
+
+@pytest.fixture
+def memcached_target(memcached_url: str) -> Target:
+    return Target(url=memcached_url, caps=frozenset({"bigint", "server"}))
+
+
+@pytest.fixture
+def memcached3_target(memcached3_url: str) -> Target:
+    return Target(url=memcached3_url, caps=frozenset({"bigint", "server"}))
+
+
+@pytest.fixture
+def memcached_fresh3(tmp_path: Path) -> Iterator[list[Server]]:
+    """Three servers of this test's own, for tests that stop one of them."""
+    servers: list[Server] = []
+    try:
+        for i in range(3):
+            servers.append(start_memcached(tmp_path, f"fresh-{i}"))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
