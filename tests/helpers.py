@@ -33,6 +33,8 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        # as asyncio.run does: lets loop-bound resources (connection pools) close on the loop
+        self.run(self.loop.shutdown_asyncgens(), timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

@@ -1,0 +1,267 @@
+"""Redis backend (one server, Sentinel, Cluster; sync and asyncio) over shared connection pools.
+
+The commands are built and parsed once, in ``redis_ops``; ``RedisSync`` and ``RedisAsync`` only
+send them through a transport (``redis_transport``, ``redis_aio``) and translate driver errors
+in one place, ``translate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from ..errors import require
+
+require("redis", "redis", "redis", "the Redis backend")
+
+from redis.exceptions import RedisError, ResponseError  # noqa: E402
+
+from ..config import Location, Option  # noqa: E402
+from ..errors import BackendUnavailable, TsotError, WrongType  # noqa: E402
+from . import redis_ops as ops  # noqa: E402
+from .base import shared  # noqa: E402
+from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
+from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_transport import Transport, open_transport  # noqa: E402
+
+T = TypeVar("T")
+
+
+def translate(exc: RedisError, name: str) -> TsotError:
+    """The tsot error for a redis-py error (the one place they are mapped)."""
+    if isinstance(exc, ResponseError) and ops.is_wrongtype(exc):
+        return WrongType(f"Redis {name}: {exc}")
+    if isinstance(exc, ResponseError):
+        return BackendUnavailable(f"Redis {name} refused the command: {exc}")
+    return BackendUnavailable(f"Redis {name} is unavailable: {exc}")
+
+
+def _sync(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def call(self: RedisSync, *args: Any) -> T:
+        try:
+            return fn(self, *args)
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    return call
+
+
+def _async(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(fn)
+    async def call(self: RedisAsync, *args: Any) -> T:
+        try:
+            return await fn(self, *args)
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    return call
+
+
+class RedisSync:
+    """The sync backend protocol over a process-wide transport."""
+
+    __slots__ = ("_cluster", "_read", "_t", "_x", "name")
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+        self._x = transport.execute
+        self._read = transport.execute_read
+        self._cluster = transport.cluster
+        self.name = transport.name
+
+    def __repr__(self) -> str:
+        return f"<RedisSync {self.name}>"
+
+    def _drive(self, steps: ops.Steps) -> Any:
+        """Send what a multi-step operation yields until it returns."""
+        try:
+            cmds, node = next(steps)
+            while True:
+                try:
+                    replies = self._t.pipeline(cmds, node)
+                except ResponseError as exc:
+                    cmds, node = steps.throw(exc)
+                else:
+                    cmds, node = steps.send(replies)
+        except StopIteration as stop:
+            return stop.value
+
+    @_sync
+    def get(self, key: bytes) -> bytes | None:
+        return self._read("GET", key)  # type: ignore[no-any-return]
+
+    @_sync
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if not self._cluster:
+            return self._read("MGET", *keys)  # type: ignore[no-any-return]
+        groups = ops.slot_groups(keys, True)
+        replies = self._t.pipeline(ops.grouped("MGET", keys, groups), read=True)
+        return ops.mget_result(len(keys), groups, replies)
+
+    @_sync
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        self._x(*ops.set_cmd(key, value, ttl_ms))
+
+    @_sync
+    def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
+        self._t.pipeline(ops.set_many_cmds(items, ttl_ms, self._cluster))
+
+    @_sync
+    def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._x(*ops.set_cmd(key, value, ttl_ms, nx=True)) is not None
+
+    @_sync
+    def delete(self, key: bytes) -> bool:
+        return self._x("UNLINK", key) > 0  # type: ignore[no-any-return]
+
+    @_sync
+    def delete_many(self, keys: Sequence[bytes]) -> int:
+        cmds = ops.grouped("UNLINK", keys, ops.slot_groups(keys, self._cluster))
+        return sum(self._t.pipeline(cmds))
+
+    @_sync
+    def exists(self, key: bytes) -> bool:
+        return self._read("EXISTS", key) > 0  # type: ignore[no-any-return]
+
+    @_sync
+    def ttl(self, key: bytes) -> int:
+        return ops.ttl_result(self._read("PTTL", key))
+
+    @_sync
+    def expire(self, key: bytes, ttl_ms: int | None) -> bool:
+        return bool(self._t.pipeline(ops.expire_cmds(key, ttl_ms))[-1])
+
+    @_sync
+    def incr(self, key: bytes, delta: int, create: bool) -> int | None:
+        return self._drive(ops.incr_steps(key, delta, create))  # type: ignore[no-any-return]
+
+    @_sync
+    def clear(self, prefix: bytes) -> None:
+        for node in self._t.primaries():
+            self._drive(ops.clear_steps(prefix, node, self._cluster))
+
+    def close(self) -> None:
+        """Nothing to release: the pool is shared by every Storage of this URL."""
+
+
+class RedisAsync:
+    """The asyncio backend protocol; each event loop gets its own transport."""
+
+    __slots__ = ("_bound", "_family", "name")
+
+    def __init__(self, family: LoopTransports) -> None:
+        self._family = family
+        self._bound: tuple[Any, Any] = (None, None)  # (loop, transport), swapped atomically
+        self.name = family.cfg.name
+
+    def __repr__(self) -> str:
+        return f"<RedisAsync {self.name}>"
+
+    async def _tp(self) -> AsyncTransport:
+        loop = asyncio.get_running_loop()
+        bound = self._bound
+        if bound[0] is loop:
+            return bound[1]  # type: ignore[no-any-return]
+        transport = await self._family.get(loop)
+        self._bound = (loop, transport)
+        return transport
+
+    async def _drive(self, steps: ops.Steps) -> Any:
+        t = await self._tp()
+        try:
+            cmds, node = next(steps)
+            while True:
+                try:
+                    replies = await t.pipeline(cmds, node)
+                except ResponseError as exc:
+                    cmds, node = steps.throw(exc)
+                else:
+                    cmds, node = steps.send(replies)
+        except StopIteration as stop:
+            return stop.value
+
+    @_async
+    async def get(self, key: bytes) -> bytes | None:
+        return await (await self._tp()).execute_read("GET", key)  # type: ignore[no-any-return]
+
+    @_async
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        t = await self._tp()
+        if not t.cluster:
+            return await t.execute_read("MGET", *keys)  # type: ignore[no-any-return]
+        groups = ops.slot_groups(keys, True)
+        replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
+        return ops.mget_result(len(keys), groups, replies)
+
+    @_async
+    async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        await (await self._tp()).execute(*ops.set_cmd(key, value, ttl_ms))
+
+    @_async
+    async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
+        t = await self._tp()
+        await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
+
+    @_async
+    async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
+        return await (await self._tp()).execute(*cmd) is not None
+
+    @_async
+    async def delete(self, key: bytes) -> bool:
+        return await (await self._tp()).execute("UNLINK", key) > 0  # type: ignore[no-any-return]
+
+    @_async
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        t = await self._tp()
+        return sum(await t.pipeline(ops.grouped("UNLINK", keys, ops.slot_groups(keys, t.cluster))))
+
+    @_async
+    async def exists(self, key: bytes) -> bool:
+        return await (await self._tp()).execute_read("EXISTS", key) > 0  # type: ignore[no-any-return]
+
+    @_async
+    async def ttl(self, key: bytes) -> int:
+        return ops.ttl_result(await (await self._tp()).execute_read("PTTL", key))
+
+    @_async
+    async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
+        return bool((await (await self._tp()).pipeline(ops.expire_cmds(key, ttl_ms)))[-1])
+
+    @_async
+    async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
+        return await self._drive(ops.incr_steps(key, delta, create))  # type: ignore[no-any-return]
+
+    @_async
+    async def clear(self, prefix: bytes) -> None:
+        t = await self._tp()
+        for node in await t.primaries():
+            await self._drive(ops.clear_steps(prefix, node, t.cluster))
+
+    async def close(self) -> None:
+        """Nothing to release: connections belong to the loop and the URL, not to a Storage."""
+
+
+class RedisBackend:
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``."""
+
+    OPTIONS: ClassVar[tuple[Option, ...]] = OPTIONS
+
+    @classmethod
+    def config(cls, location: Location, options: Mapping[str, Any]) -> RedisConfig:
+        return parse(location, options)
+
+    @classmethod
+    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
+        cfg = parse(location, options)
+        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)))
+
+    @classmethod
+    def open_async(
+        cls, location: Location, options: Mapping[str, Any], prefix: bytes
+    ) -> RedisAsync:
+        cfg = parse(location, options)
+        return RedisAsync(shared(("redis-async", cfg.key), lambda: LoopTransports(cfg)))

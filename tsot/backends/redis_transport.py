@@ -1,0 +1,307 @@
+"""Synchronous Redis transports: send encoded commands, return raw replies (the I/O seam).
+
+``DirectTransport`` (one server, or the master/replicas Sentinel names) keeps its own small
+pool of redis-py connections: redis-py's client and pool add tens of microseconds of
+bookkeeping per call that a cache does not need. ``ClusterTransport`` leaves routing, MOVED and
+ASK to redis-py's ``RedisCluster``. Both raise redis-py exceptions; the backend translates them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.backoff
+import redis.cluster
+import redis.connection
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+from redis.retry import Retry as RedisRetry
+
+from .redis_config import RedisConfig
+
+Cmd = Sequence[Any]
+Node = Any  # a cluster node; None on other topologies
+
+_NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do, once
+
+
+class PoolExhausted(ConnectionError):
+    """Every one of ``max_connections`` stayed busy for ``pool_timeout`` seconds."""
+
+
+class Pool:
+    """Idle connections (most recently used first), at most ``limit`` created.
+
+    ``list.pop``/``append`` are atomic, so the common path takes no lock; the condition is used
+    only to wait when every connection is busy.
+    """
+
+    def __init__(self, factory: Callable[[], Any], limit: int, timeout: float | None) -> None:
+        self._factory = factory
+        self._limit = limit
+        self._timeout = timeout
+        self._idle: list[Any] = []
+        self._all: list[Any] = []
+        self._cond = threading.Condition()
+        self._waiting = 0
+
+    def acquire(self) -> Any:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._grow()
+
+    def _grow(self) -> Any:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        with self._cond:
+            self._waiting += 1  # before looking at _idle: see release()
+            try:
+                while True:
+                    if self._idle:
+                        return self._idle.pop()
+                    if len(self._all) < self._limit:
+                        conn = self._factory()
+                        self._all.append(conn)
+                        return conn
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise PoolExhausted(f"all {self._limit} connections busy (max_connections)")
+                    self._cond.wait(left)
+            finally:
+                self._waiting -= 1
+
+    def release(self, conn: Any) -> None:
+        self._idle.append(conn)
+        if self._waiting:
+            with self._cond:
+                self._cond.notify()
+
+    def disconnect(self) -> None:
+        for conn in list(self._all):
+            conn.disconnect()
+
+
+def connection_kwargs(cfg: RedisConfig, retry: Any) -> dict[str, Any]:
+    """Keyword arguments of one redis-py connection (sync or asyncio) for ``cfg``."""
+    kwargs = dict(cfg.connection, retry=retry)
+    if cfg.unix_path is not None:
+        kwargs.pop("socket_keepalive")
+        kwargs["path"] = cfg.unix_path
+    elif cfg.topology == "single":
+        kwargs.update(host=cfg.hosts[0][0], port=cfg.hosts[0][1])
+    return kwargs
+
+
+def connection_factory(cfg: RedisConfig, module: Any, retry: Any) -> Callable[[], Any]:
+    """A callable making one unconnected connection of ``module`` (redis[.asyncio].connection)."""
+    kwargs = connection_kwargs(cfg, retry)
+    if cfg.unix_path is not None:
+        cls = module.UnixDomainSocketConnection
+    else:
+        cls = module.SSLConnection if "ssl_cert_reqs" in kwargs else module.Connection
+    return lambda: cls(**kwargs)
+
+
+def sentinel_pools(cfg: RedisConfig, module: Any, retry: Any) -> list[Any]:
+    """redis-py Sentinel pools [master, replicas] of ``module`` (redis[.asyncio].sentinel).
+
+    Only their master/replica discovery and connection class are used, not their pooling.
+    """
+    kwargs = connection_kwargs(cfg, retry)
+    manager = module.Sentinel(list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": retry})
+    ssl = "ssl_cert_reqs" in kwargs
+    return [
+        module.SentinelConnectionPool(cfg.service, manager, is_master=m, ssl=ssl, **kwargs)
+        for m in (True, False)
+    ]
+
+
+def pool_factory(pool: Any) -> Callable[[], Any]:
+    """Make connections the way a redis-py (Sentinel) pool would, bypassing its bookkeeping."""
+    return lambda: pool.connection_class(**pool.connection_kwargs)
+
+
+def _read(conn: Any, n: int) -> list[Any]:
+    """Read ``n`` replies; error replies are returned in place so the connection stays in step."""
+    out: list[Any] = []
+    for _ in range(n):
+        try:
+            out.append(conn.read_response())
+        except ResponseError as exc:
+            out.append(exc)
+    return out
+
+
+class DirectTransport:
+    """Commands over pooled connections to one server (Sentinel: the current master)."""
+
+    cluster = False
+
+    def __init__(self, cfg: RedisConfig) -> None:
+        self.name = cfg.name
+        self._retry = cfg.retry
+        self._health = cfg.connection["health_check_interval"] > 0
+        if cfg.topology == "sentinel":
+            self._sentinel = sentinel_pools(cfg, redis.sentinel, _NO_RETRY)  # kept: held weakly
+            factories = [pool_factory(p) for p in self._sentinel]
+        else:
+            factories = [connection_factory(cfg, redis.connection, _NO_RETRY)]
+        self._pool = self._read_pool = Pool(factories[0], cfg.max_connections, cfg.pool_timeout)
+        if cfg.read_from_replicas:
+            self._read_pool = Pool(factories[1], cfg.max_connections, cfg.pool_timeout)
+
+    def execute(self, *args: Any) -> Any:
+        """Send one command to the primary and return its reply (error replies raise)."""
+        pool = self._pool
+        conn = pool.acquire()
+        try:
+            conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
+            reply = conn.read_response()
+        except ResponseError:
+            pool.release(conn)  # a whole error reply was read: the connection is in step
+            raise
+        except BaseException as exc:
+            conn.disconnect()
+            pool.release(conn)
+            if isinstance(exc, ConnectionError) and not isinstance(exc, AuthenticationError):
+                return self._retrying(pool, [args], exc)[0]
+            raise
+        pool.release(conn)
+        return reply
+
+    def execute_read(self, *args: Any) -> Any:
+        """Like ``execute``, but on a replica when ``read_from_replicas`` is set."""
+        if self._read_pool is self._pool:
+            return self.execute(*args)
+        return self._raise_first(self._retrying(self._read_pool, [args], None))[0]
+
+    def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
+        """Send every command in one write, read every reply; raise the first error reply."""
+        if len(cmds) == 1 and not read:
+            return [self.execute(*cmds[0])]
+        return self._raise_first(
+            self._retrying(self._read_pool if read else self._pool, cmds, None)
+        )
+
+    def primaries(self) -> list[Node]:
+        return [None]
+
+    @staticmethod
+    def _raise_first(replies: list[Any]) -> list[Any]:
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    def _retrying(self, pool: Pool, cmds: Sequence[Cmd], error: BaseException | None) -> Any:
+        """Run ``cmds`` with the retry policy; ``error`` is the failure of a first attempt."""
+        delays = self._retry.delays()
+        while True:
+            if error is not None:
+                delay = next(delays, None)
+                if delay is None:
+                    raise error
+                time.sleep(delay)
+            conn = pool.acquire()
+            try:
+                conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
+                replies = _read(conn, len(cmds))
+            except ConnectionError as exc:
+                conn.disconnect()
+                pool.release(conn)
+                if isinstance(exc, AuthenticationError):
+                    raise
+                error = exc
+                continue
+            except BaseException:
+                conn.disconnect()
+                pool.release(conn)
+                raise
+            pool.release(conn)
+            return replies
+
+    def close(self) -> None:
+        """Close every connection (they reopen on demand)."""
+        self._pool.disconnect()
+        if self._read_pool is not self._pool:
+            self._read_pool.disconnect()
+
+
+class ClusterTransport:
+    """Commands through redis-py's RedisCluster (slot routing, MOVED/ASK, topology refresh).
+
+    The client connects on first use, so opening a Storage never fails on a down cluster.
+    """
+
+    cluster = True
+
+    def __init__(self, cfg: RedisConfig) -> None:
+        self.name = cfg.name
+        self._cfg = cfg
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    from redis.cluster import RedisCluster
+
+                    self._client = RedisCluster(**cluster_kwargs(self._cfg, RedisRetry))
+        return self._client
+
+    def execute(self, *args: Any) -> Any:
+        return self.client.execute_command(*args)
+
+    execute_read = execute
+
+    def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
+        if node is not None:
+            return [self.client.execute_command(*c, target_nodes=node) for c in cmds]
+        if len(cmds) == 1:
+            return [self.client.execute_command(*cmds[0])]
+        pipe = self.client.pipeline(transaction=False)
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return pipe.execute()  # type: ignore[no-any-return]
+
+    def primaries(self) -> list[Node]:
+        return list(self.client.get_primaries())
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def cluster_kwargs(cfg: RedisConfig, retry_class: Any) -> dict[str, Any]:
+    """Keyword arguments of a redis-py RedisCluster (sync or asyncio) for ``cfg``."""
+    # typed as Any: the installed types-redis stubs predate these redis-py names
+    backoff: Any = redis.backoff
+    cluster: Any = redis.cluster
+    kwargs = {k: v for k, v in cfg.connection.items() if k != "db"}
+    if "ssl_cert_reqs" in kwargs:
+        kwargs["ssl"] = True
+    return dict(
+        kwargs,
+        startup_nodes=[cluster.ClusterNode(h, p) for h, p in cfg.hosts],
+        retry=retry_class(
+            backoff.ExponentialWithJitterBackoff(cap=cfg.retry.cap, base=cfg.retry.base),
+            cfg.retry.retries,
+        ),
+        load_balancing_strategy=(
+            cluster.LoadBalancingStrategy.ROUND_ROBIN if cfg.read_from_replicas else None
+        ),
+        max_connections=cfg.max_connections,
+    )
+
+
+Transport = DirectTransport | ClusterTransport
+
+
+def open_transport(cfg: RedisConfig) -> Transport:
+    return ClusterTransport(cfg) if cfg.topology == "cluster" else DirectTransport(cfg)
