@@ -251,7 +251,11 @@ def _complete_redis_url(url: str, location: Location, db: int, password: str | N
 
 
 def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
-    """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str)."""
+    """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str).
+
+    One server given as a socket path (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's
+    forms) becomes ``memcached:///run/memcached.sock``.
+    """
     key = "CACHE_MEMCACHED_SERVERS"
     servers = config.get(key)
     if servers is None:
@@ -260,15 +264,17 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
         servers = [s.strip() for s in servers.split(",")]
     if not isinstance(servers, list | tuple) or not servers:
         raise fail(key, cache_type, f"must be a list of 'host:port' strings, not {servers!r}")
+    if any(isinstance(s, str) and s.startswith(("unix:", "/")) for s in servers):
+        if len(servers) != 1:
+            raise fail(key, cache_type, "a socket path must be the only server")
+        url = "memcached://" + quote("/" + servers[0].removeprefix("unix:").lstrip("/"))
+        _check_url(url, key, cache_type)
+        return url, key
     for server in servers:
-        if not isinstance(server, str) or not server or server.startswith(("unix:", "/")):
+        if not isinstance(server, str) or not server or any(c in server for c in "/@?#, "):
             raise fail(
-                key,
-                cache_type,
-                f"every server must be a 'host:port' string, not {server!r}",
+                key, cache_type, f"every server must be a 'host:port' string, not {server!r}"
             )
-        if any(c in server for c in "/@?#, "):
-            raise fail(key, cache_type, f"{server!r} is not a 'host:port' address")
     url = "memcached://" + ",".join(servers)
     _check_url(url, key, cache_type)
     return url, key

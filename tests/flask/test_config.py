@@ -253,8 +253,13 @@ class TestMemcachedCache:
             "memcached://a:1,b:2"
         )
         assert settings(MemcachedCache, CACHE_MEMCACHED_SERVERS=("a",)).url == "memcached://a"
+        for socket in ("/run/mc.sock", "unix:/run/mc.sock"):
+            s = settings(MemcachedCache, CACHE_MEMCACHED_SERVERS=[socket])
+            assert s.url == "memcached:///run/mc.sock"
 
-    @pytest.mark.parametrize("value", [[], [1], ["unix:/tmp/mc.sock"], ["a b:1"], 7, ["h:0"]])
+    @pytest.mark.parametrize(
+        "value", [[], [1], ["/tmp/mc.sock", "a:1"], ["a b:1"], 7, ["h:0"], ["a:1", None]]
+    )
     def test_bad_servers_name_the_key(self, value: Any) -> None:
         with pytest.raises(ConfigurationError, match="CACHE_MEMCACHED_SERVERS"):
             init(CACHE_TYPE="tsot_flask.MemcachedCache", CACHE_MEMCACHED_SERVERS=value)
