@@ -21,11 +21,11 @@ CONTRACT_SPECS = [
 ]
 
 
-def start_memcached(log_dir: Path, name: str) -> Server:
-    """Start one memcached on a free 127.0.0.1 port (64 MB, no UDP)."""
+def start_memcached(log_dir: Path, name: str, *extra: str) -> Server:
+    """Start one memcached on a free 127.0.0.1 port (64 MB, no UDP; ``extra`` arguments)."""
     program = need_program("memcached")
     port = free_port()
-    argv = [program, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    argv = [program, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", *extra]
     if os.geteuid() == 0:  # memcached refuses to run as root without a user to switch to
         argv += ["-u", "root"]
     return Server(argv, port, log_dir / f"{name}-{port}.log").start()

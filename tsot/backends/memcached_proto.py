@@ -178,13 +178,14 @@ def gen_key(prefix: bytes) -> bytes:
     return key if valid_key(key) else b"tsot.gen#" + _digest(prefix)
 
 
-def new_generation(clock: Callable[[], float] = time.time) -> int:
+def new_generation(clock: Callable[[], int] = time.time_ns) -> int:
     """A first generation for a namespace whose generation key is missing (new or evicted).
 
-    Wall-clock milliseconds: larger than any generation handed out before (each clear adds
-    one), so keys written before an eviction of the generation can never come back.
+    Wall-clock microseconds: larger than any generation handed out before (each clear adds
+    one, and a key cannot be lost and recreated within a microsecond), so keys written before
+    an eviction of the generation key never come back.
     """
-    return int(clock() * 1000)
+    return clock() // 1000
 
 
 # -- TTLs ------------------------------------------------------------------------------------
