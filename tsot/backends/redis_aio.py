@@ -94,6 +94,7 @@ class AsyncDirectTransport:
         self.name = cfg.name
         self._retry = cfg.retry
         self._health = cfg.connection["health_check_interval"] > 0
+        self._sentinel: list[Any] = []
         if cfg.topology == "sentinel":
             self._sentinel = sentinel_pools(cfg, redis.asyncio.sentinel, _NO_RETRY)
             factories = [pool_factory(p) for p in self._sentinel]
@@ -110,6 +111,8 @@ class AsyncDirectTransport:
         pool = self._pool
         conn = pool.idle.pop() if pool.idle else await pool.acquire()
         try:
+            if not conn.is_connected:
+                await conn.connect()  # a Sentinel connection finds its server only here
             await conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
             reply = await conn.read_response()
         except ResponseError:
@@ -152,6 +155,8 @@ class AsyncDirectTransport:
                 await asyncio.sleep(delay)
             conn = await pool.acquire()
             try:
+                if not conn.is_connected:
+                    await conn.connect()
                 await conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
                 replies = await _read(conn, len(cmds))
             except ConnectionError as exc:
@@ -170,6 +175,9 @@ class AsyncDirectTransport:
         await self._pool.aclose()
         if self._read_pool is not self._pool:
             await self._read_pool.aclose()
+        if self._sentinel:  # the clients that ask the Sentinels for addresses
+            for client in self._sentinel[0].sentinel_manager.sentinels:
+                await client.aclose()
 
 
 def _raise_first(replies: list[Any]) -> list[Any]:

@@ -145,8 +145,9 @@ class DirectTransport:
         self.name = cfg.name
         self._retry = cfg.retry
         self._health = cfg.connection["health_check_interval"] > 0
+        self._sentinel: list[Any] = []  # kept: their proxies hold them only weakly
         if cfg.topology == "sentinel":
-            self._sentinel = sentinel_pools(cfg, redis.sentinel, _NO_RETRY)  # kept: held weakly
+            self._sentinel = sentinel_pools(cfg, redis.sentinel, _NO_RETRY)
             factories = [pool_factory(p) for p in self._sentinel]
         else:
             factories = [connection_factory(cfg, redis.connection, _NO_RETRY)]
@@ -159,6 +160,10 @@ class DirectTransport:
         pool = self._pool
         conn = pool.acquire()
         try:
+            if not conn.is_connected:
+                # connect() rather than send's implicit connect: a Sentinel connection looks up
+                # the master (or a replica) only in connect()
+                conn.connect()
             conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
             reply = conn.read_response()
         except ResponseError:
@@ -208,6 +213,8 @@ class DirectTransport:
                 time.sleep(delay)
             conn = pool.acquire()
             try:
+                if not conn.is_connected:
+                    conn.connect()
                 conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
                 replies = _read(conn, len(cmds))
             except ConnectionError as exc:
@@ -229,6 +236,9 @@ class DirectTransport:
         self._pool.disconnect()
         if self._read_pool is not self._pool:
             self._read_pool.disconnect()
+        if self._sentinel:
+            for client in self._sentinel[0].sentinel_manager.sentinels:
+                client.close()
 
 
 class ClusterTransport:
