@@ -53,7 +53,10 @@ class Settings:
         return None if self.url is None else mask_url(self.url)
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if k == "secret" and v else v) for k, v in self.options.items()}
+        shown = {
+            k: ("***" if v and ("secret" in k or "password" in k) else v)
+            for k, v in self.options.items()
+        }
         return f"Settings({self.cache_type!r}, url={self.masked_url!r}, options={shown!r})"
 
     def blame(self, message: str) -> str:

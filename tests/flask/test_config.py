@@ -226,6 +226,8 @@ class TestRedisCache:
         caplog.set_level(logging.DEBUG)
         s = settings(RedisCache, CACHE_REDIS_PASSWORD=PASSWORD)
         assert "hunter2" not in repr(s) and "hunter2" not in str(s.masked_url)
+        s = settings(RedisCache, SECRET_KEY="hunter2", CACHE_OPTIONS={"password": "hunter2"})
+        assert "hunter2" not in repr(s)
         bad: list[dict[str, Any]] = [
             {
                 "CACHE_REDIS_URL": f"redis://:{PASSWORD.replace('@', '%40').replace('/', '%2F')}"
