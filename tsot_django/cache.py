@@ -66,10 +66,11 @@ class TsotCache(CacheOps):
     # -- drivers: the only difference between the sync and async API -------------------------
     def _run(self, op: Op[T]) -> T:
         storages = self._stores.sync
+        only = storages[0] if len(storages) == 1 else None
         try:
             call = next(op)
             while True:
-                storage = Stores.pick(storages, call.read)
+                storage = only or Stores.pick(storages, call.read)
                 try:
                     result = getattr(storage, call.method)(*call.args, **call.kwargs)
                 except Exception as exc:
@@ -81,10 +82,11 @@ class TsotCache(CacheOps):
 
     async def _arun(self, op: Op[T]) -> T:
         storages = self._stores.for_loop(asyncio.get_running_loop())
+        only = storages[0] if len(storages) == 1 else None
         try:
             call = next(op)
             while True:
-                storage = Stores.pick(storages, call.read)
+                storage = only or Stores.pick(storages, call.read)
                 try:
                     result = await getattr(storage, call.method)(*call.args, **call.kwargs)
                 except Exception as exc:

@@ -154,9 +154,10 @@ class Env:
 
 
 def close_to(value: float | None, expected: float, slack: float = 2.0) -> bool:
-    """``value`` (a ttl in seconds) is within ``slack`` seconds below ``expected``."""
+    """``value`` (a ttl in seconds) is within ``slack`` seconds below ``expected``, or less
+    than a second above it (memcached keeps whole seconds and rounds a fraction up)."""
     if value is None:
         return False
     if math.isinf(expected):
         return math.isinf(value)
-    return expected - slack <= value <= expected
+    return expected - slack <= value < math.floor(expected) + 1
