@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 
-from tsot import mask_url
+from tsot import Storage, mask_url
 
 from . import locations
 from .ops import CacheOps, Op, translate_error
@@ -47,6 +47,11 @@ class TsotCache(CacheOps):
         options = params.get("OPTIONS") or {}
         key = fingerprint(type(self), location, options, secrets=_secrets())
         self._stores = stores_for(key, lambda: self._build(location, options, where))
+
+    @property
+    def storage(self) -> Storage:
+        """The primary tsot Storage behind this cache (e.g. for ``storage.stats()``)."""
+        return self._stores.sync[0]
 
     @classmethod
     def backend_name(cls) -> str:
