@@ -133,6 +133,17 @@ CORE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+def reject_unknown(given: Iterable[str], specs: Iterable[Option], where: str) -> None:
+    """Raise ConfigurationError naming every option in ``given`` that ``specs`` do not know."""
+    known = {o.name for o in specs}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for {where}; known options: {', '.join(sorted(known))}"
+        )
+
+
 def parse_options(
     given: Mapping[str, object],
     specs: Iterable[Option],
@@ -150,12 +161,7 @@ def parse_options(
             raise ConfigurationError(
                 f"option {name!r} cannot be given in a URL; pass it as a keyword argument"
             )
-    unknown = sorted(set(given) - set(by_name))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for {where}; known options: {', '.join(sorted(by_name))}"
-        )
+    reject_unknown(given, by_name.values(), where)
     out = {name: spec.default for name, spec in by_name.items()}
     for name, value in given.items():
         out[name] = by_name[name].parse(value)

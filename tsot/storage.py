@@ -64,6 +64,7 @@ def _prepare(
         merged[name] = value  # keyword arguments win over the URL query
     where = f"{scheme}:// storage" if location is None else f"storage URL {location.masked!r}"
     from_url = [k for k in (location.query if location is not None else ()) if k not in options]
+    config.reject_unknown(merged, [*config.CORE_OPTIONS, *specs.values()], where)
     core = config.parse_options(
         {k: v for k, v in merged.items() if k in core_names}, config.CORE_OPTIONS, where, from_url
     )

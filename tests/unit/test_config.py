@@ -84,6 +84,12 @@ def test_bad_options(options: dict[str, object], match: str) -> None:
         Storage.from_url("memory://", **options)
 
 
+def test_unknown_option_lists_core_and_backend_options() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Storage.from_url("memory://", nope=1)
+    assert "serializer" in str(info.value) and "max_entries" in str(info.value)
+
+
 def test_options_from_url_and_kwargs() -> None:
     s = Storage.from_url("memory://opts?namespace=a&default_ttl=5", namespace="b")
     assert s.namespace == "b"
