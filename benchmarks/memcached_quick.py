@@ -1,6 +1,6 @@
 """Quick memcached figures: tsot (sync and asyncio) against raw pymemcache and asyncio clients.
 
-Run: ``.venv/bin/python benchmarks/memcached_quick.py [N] [ALT_DIR]``. Starts its own memcached,
+Run: ``.venv/bin/python -m benchmarks.memcached_quick [N] [ALT_DIR]``. Starts its own memcached,
 prints microseconds per operation (100-byte values; get_many/set_many of 100 keys) and, for
 asyncio, the rate with 50 concurrent tasks. ``ALT_DIR`` is an optional directory holding
 aiomcache and emcache (``pip install --target ALT_DIR aiomcache emcache``) to compare with;
