@@ -360,3 +360,15 @@ def test_wrong_type_and_size_limit(own: Server, own_url: str, monkeypatch: Any) 
     with pytest.raises(ValueTooLarge):
         store.add("large", b"x" * 200)
     store.clear()
+
+
+def test_health_checks_ping_idle_connections(own: Server, own_url: str) -> None:
+    client = raw(own)
+    store = Storage.from_url(own_url, namespace="hc", health_check_interval=0.001)
+    store.store("k", 1)
+    client.client_kill_filter(_type="normal", skipme=True)
+    calls = calls_of(client, lambda: store.load("k"))
+    assert calls.get("ping", 0) >= 1  # the dead connection was found before GET was sent
+    assert calls["get"] == 1
+    assert store.load("k") == 1
+    store.clear()

@@ -284,14 +284,3 @@ class LoopTransports:
                     del self._by_loop[loop]
                 self._guards.pop(loop, None)
             await transport.aclose()
-
-    async def aclose_current(self) -> None:
-        """Close the running loop's transport now (it reopens on the next call)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            transport = self._by_loop.pop(loop, None)
-            guard = self._guards.pop(loop, None)
-        if guard is not None:
-            await guard.aclose()
-        elif transport is not None:
-            await transport.aclose()
