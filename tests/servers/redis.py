@@ -28,10 +28,10 @@ CONTRACT_SPECS = [
 SERVICE = "mymaster"
 
 
-def _client(port: int | None = None, **kwargs: Any) -> Any:
+def _client(port: int, **kwargs: Any) -> Any:
     import redis
 
-    return redis.Redis(host="127.0.0.1", port=port or 6379, socket_timeout=5, **kwargs)
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, **kwargs)
 
 
 def start_single(directory: Path, *extra: str, name: str = "redis") -> Server:
