@@ -1,0 +1,1 @@
+"""tsot benchmarks: every storage kind against its raw client and its peers (``scripts/bench``)."""

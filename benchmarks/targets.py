@@ -1,0 +1,90 @@
+"""The targets of issue 9, each a minimum ratio of a tsot row to a baseline row of one run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .ops import MULTI_KEY, SINGLE_KEY
+
+ASYNC_50 = ("aget hit 100 B, 50 tasks", "aset 100 B, 50 tasks")
+
+
+@dataclass(frozen=True)
+class Target:
+    """``contender`` reaches ``threshold`` x ``baseline`` on every one of ``scenarios``."""
+
+    title: str
+    kind: str
+    contender: str
+    baseline: str
+    scenarios: Sequence[str]
+    threshold: float
+
+
+def _adapters(kind: str, raw: str, name: str) -> list[Target]:
+    out = []
+    for framework in ("django", "flask"):
+        tsot = f"tsot_{framework} {name}"
+        out.append(Target(f"{kind}, {tsot}, single-key ops vs {raw}", kind, tsot, raw,
+                          SINGLE_KEY, 0.9))  # fmt: skip
+        out.append(Target(f"{kind}, {tsot}, get_many/set_many of 100 vs {raw}", kind, tsot, raw,
+                          MULTI_KEY, 0.8))  # fmt: skip
+    return out
+
+
+TARGETS: list[Target] = [
+    *_adapters("redis", "redis-py + hiredis", "RedisCache"),
+    *_adapters("memcached", "pymemcache Client", "MemcachedCache"),
+    Target("redis, tsot_django aget/aset, 50 tasks vs redis.asyncio", "redis",
+           "tsot_django RedisCache", "redis.asyncio", ASYNC_50, 0.8),
+    Target("redis, tsot_django aget/aset, 50 tasks vs django-redis", "redis",
+           "tsot_django RedisCache", "django-redis", ASYNC_50, 2.5),
+    Target("memory, tsot_django MemoryCache 100 B get and set vs LocMemCache", "memory",
+           "tsot_django MemoryCache", "Django LocMemCache",
+           ("get hit 100 B str", "set 100 B str"), 5.0),
+    Target("rocksdb, tsot_django RocksDBCache get vs diskcache DjangoCache", "rocksdb",
+           "tsot_django RocksDBCache", "diskcache DjangoCache",
+           ("get hit 100 B str", "get hit 10 KB dict"), 3.0),
+    Target("rocksdb, tsot_django RocksDBCache set vs diskcache DjangoCache", "rocksdb",
+           "tsot_django RocksDBCache", "diskcache DjangoCache",
+           ("set 100 B str", "set 10 KB dict"), 10.0),
+    Target("redis, Django cache_page hits/s, tsot_django vs django-redis", "redis",
+           "tsot_django RedisCache", "django-redis", ("Django cache_page",), 1.5),
+]  # fmt: skip
+
+
+def medians(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """(kind, scenario, contender) -> median rate, for the rows that ran without error."""
+    return {
+        (r["kind"], r["scenario"], r["contender"]): r["median"]
+        for r in results
+        if r["median"] is not None
+    }
+
+
+def evaluate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target: per-scenario ratios, the worst, and "met", "not met" or "not measured"."""
+    table = medians(results)
+    out = []
+    for t in TARGETS:
+        ratios: dict[str, float | None] = {}
+        for s in t.scenarios:
+            mine, base = table.get((t.kind, s, t.contender)), table.get((t.kind, s, t.baseline))
+            ratios[s] = round(mine / base, 3) if mine is not None and base else None
+        known = {s: r for s, r in ratios.items() if r is not None}
+        worst = min(known, key=lambda s: known[s]) if len(known) == len(ratios) else None
+        ratio = known[worst] if worst is not None else None
+        status = "not measured" if ratio is None else "met" if ratio >= t.threshold else "not met"
+        out.append(
+            {
+                "title": t.title,
+                "threshold": t.threshold,
+                "ratio": ratio,
+                "worst": worst,
+                "ratios": ratios,
+                "status": status,
+            }
+        )
+    return out
