@@ -94,9 +94,12 @@ class FailOpen:
         self.incr = self._wrap(backend.incr, None)
         self.close = backend.close
 
-    async def stats(self) -> dict[str, int | None]:
-        stats = getattr(self.inner, "stats", None)
-        return await stats() if stats is not None else backend_stats(None)
+    def stats(self) -> dict[str, int | None]:
+        """The backend's counters; None for each while it is unavailable."""
+        try:
+            return backend_stats(self.inner)
+        except BackendUnavailable:
+            return backend_stats(None)
 
     def _wrap(
         self, call: Callable[..., Any], fallback: Callable[..., Any] | None
@@ -135,8 +138,12 @@ class AsyncFailOpen:
         self.close = backend.close
 
     async def stats(self) -> dict[str, int | None]:
+        """The backend's counters; None for each while it is unavailable."""
         stats = getattr(self.inner, "stats", None)
-        return await stats() if stats is not None else backend_stats(None)
+        try:
+            return await stats() if stats is not None else backend_stats(None)
+        except BackendUnavailable:
+            return backend_stats(None)
 
     def _wrap(
         self, call: Callable[..., Awaitable[Any]], fallback: Callable[..., Any] | None
