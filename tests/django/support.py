@@ -153,11 +153,17 @@ class Env:
             time.sleep(0.05)
 
 
-def close_to(value: float | None, expected: float, slack: float = 2.0) -> bool:
+def close_to(value: float | None, expected: float, slack: float | None = None) -> bool:
     """``value`` (a ttl in seconds) is within ``slack`` seconds below ``expected``, or less
-    than a second above it (memcached keeps whole seconds and rounds a fraction up)."""
+    than a second above it (memcached keeps whole seconds and rounds a fraction up).
+
+    The default slack is 2 s, and 5 s past 30 days, where memcached holds an absolute Unix
+    time and tsot reports up to 2 s less (docs/backends/memcached.md).
+    """
     if value is None:
         return False
     if math.isinf(expected):
         return math.isinf(value)
+    if slack is None:
+        slack = 2.0 if expected <= 30 * 86400 else 5.0
     return expected - slack <= value < math.floor(expected) + 1
