@@ -149,3 +149,39 @@ def test_unpicklable_in_many_writes_nothing(
         store.store_many({"a": 1, "b": bad, "c": 3})
     assert store.load_many(["a", "b", "c"]) == {}
     guarded()
+
+
+def _size_limit(target: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any]]:
+    """(largest value size the backend refuses to go past, options that set it) per backend."""
+    scheme = target.url.partition("://")[0]
+    if scheme == "memory":
+        return 200_000, {"max_bytes": 200_000}
+    if scheme == "rocksdb":
+        return 1 << 20, {"max_disk_bytes": 16 << 20}  # entries up to 1/16 of the disk bound
+    if scheme == "memcached":
+        return 1 << 20, {}  # the servers' item_size_max (memcached's default, 1 MiB)
+    from tsot.backends import redis_ops
+
+    monkeypatch.setattr(redis_ops, "MAX_VALUE_BYTES", 200_000)  # 512 MB for real
+    return 200_000, {}
+
+
+@pytest.mark.parametrize("op", ["store", "store_many", "add"])
+def test_values_past_the_backend_limit_are_refused_whole(
+    opener: Callable[..., Any], target: Any, monkeypatch: pytest.MonkeyPatch, op: str
+) -> None:
+    limit, options = _size_limit(target, monkeypatch)
+    store = opener(**options)
+    store.store_many({"big": "old", "small": "old"})
+    over = b"x" * (limit + 1)
+    with pytest.raises(ValueTooLarge, match="big"):
+        if op == "store":
+            store.store("big", over)
+        elif op == "store_many":
+            store.store_many({"small": "new", "big": over, "fresh": 1})
+        else:
+            store.add("big2", over)
+    assert store.load_many(["big", "small", "fresh", "big2"]) == {"big": "old", "small": "old"}
+    under = b"y" * (limit // 2)
+    store.store("big", under)  # half the limit always fits
+    assert store.load("big") == under
