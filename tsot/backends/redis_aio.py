@@ -1,183 +1,47 @@
-"""Asyncio Redis transports (the seam DESIGN.md §8 names), one set per event loop.
+"""Asyncio Redis transports (the seam DESIGN.md §8 names) over auto-pipelined connections.
 
-An asyncio connection belongs to the loop that opened it, so each config has one transport per
-running loop. When a loop shuts down through ``asyncio.run``, ``asyncio.Runner`` or
+Each event loop gets its own transport per config: one ``PipelinedConnection`` per server
+(one server, the Sentinel-named primary and, for ``read_from_replicas``, a replica), or one per
+Cluster node with our own slot map (``CLUSTER SLOTS``) and MOVED/ASK handling. redis-py still
+parses URLs (``redis_config``), asks the Sentinels for addresses and builds TLS contexts.
+
+When a loop shuts down through ``asyncio.run``, ``asyncio.Runner`` or
 ``loop.shutdown_asyncgens()``, its transport closes its connections on that loop; no
-``AsyncStorage.close()`` is needed for that. A later auto-pipelined connection replaces
-``AsyncDirectTransport`` without touching the backend: it needs only ``execute``,
+``AsyncStorage.close()`` is needed for that. The backend uses only ``execute``,
 ``execute_read``, ``pipeline``, ``primaries`` and ``aclose``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import itertools
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-import redis.asyncio.connection
 import redis.asyncio.sentinel
-from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
-
-from .redis_config import RedisConfig
-from .redis_transport import (
-    Cmd,
-    Node,
-    PoolExhausted,
-    cluster_kwargs,
-    connection_factory,
-    pool_factory,
-    sentinel_pools,
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
 )
 
+from .redis_config import RedisConfig
+from .redis_pipeline import Address, Cmd, Endpoint, PipelinedConnection
+
+Node = Any  # a cluster node's Endpoint; None on other topologies
+
 _NO_RETRY = AsyncRetry(NoBackoff(), 0)
-
-
-class AsyncPool:
-    """Idle connections of one loop, at most ``limit`` created; waiters queue in order."""
-
-    def __init__(self, factory: Callable[[], Any], limit: int, timeout: float | None) -> None:
-        self._factory = factory
-        self._limit = limit
-        self._timeout = timeout
-        self.idle: list[Any] = []
-        self._all: list[Any] = []
-        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
-
-    async def acquire(self) -> Any:
-        if self.idle:
-            return self.idle.pop()
-        if len(self._all) < self._limit:
-            conn = self._factory()
-            self._all.append(conn)
-            return conn
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, self._timeout)
-        except asyncio.TimeoutError:
-            raise PoolExhausted(f"all {self._limit} connections busy (max_connections)") from None
-
-    def release(self, conn: Any) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self.idle.append(conn)
-
-    async def aclose(self) -> None:
-        for conn in self._all:
-            await conn.disconnect()
-
-
-async def _read(conn: Any, n: int) -> list[Any]:
-    out: list[Any] = []
-    for _ in range(n):
-        try:
-            out.append(await conn.read_response())
-        except ResponseError as exc:
-            out.append(exc)
-    return out
-
-
-class AsyncDirectTransport:
-    """Commands over one loop's pooled connections to one server (Sentinel: the master)."""
-
-    cluster = False
-
-    def __init__(self, cfg: RedisConfig) -> None:
-        self.name = cfg.name
-        self._retry = cfg.retry
-        self._health = cfg.connection["health_check_interval"] > 0
-        self._sentinel: list[Any] = []
-        if cfg.topology == "sentinel":
-            self._sentinel = sentinel_pools(cfg, redis.asyncio.sentinel, _NO_RETRY)
-            factories = [pool_factory(p) for p in self._sentinel]
-        else:
-            factories = [connection_factory(cfg, redis.asyncio.connection, _NO_RETRY)]
-        self._pool = self._read_pool = AsyncPool(
-            factories[0], cfg.max_connections, cfg.pool_timeout
-        )
-        if cfg.read_from_replicas:
-            self._read_pool = AsyncPool(factories[1], cfg.max_connections, cfg.pool_timeout)
-
-    async def execute(self, *args: Any) -> Any:
-        """Send one command to the primary and return its reply (error replies raise)."""
-        pool = self._pool
-        conn = pool.idle.pop() if pool.idle else await pool.acquire()
-        try:
-            if not conn.is_connected:
-                await conn.connect()  # a Sentinel connection finds its server only here
-            await conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
-            reply = await conn.read_response()
-        except ResponseError:
-            pool.release(conn)
-            raise
-        except BaseException as exc:
-            # redis-py has already closed the connection; it reconnects on its next use
-            pool.release(conn)
-            if isinstance(exc, ConnectionError) and not isinstance(exc, AuthenticationError):
-                return (await self._retrying(pool, [args], exc))[0]
-            raise
-        pool.release(conn)
-        return reply
-
-    async def execute_read(self, *args: Any) -> Any:
-        if self._read_pool is self._pool:
-            return await self.execute(*args)
-        return _raise_first(await self._retrying(self._read_pool, [args], None))[0]
-
-    async def pipeline(
-        self, cmds: Sequence[Cmd], node: Node = None, read: bool = False
-    ) -> list[Any]:
-        if len(cmds) == 1 and not read:
-            return [await self.execute(*cmds[0])]
-        pool = self._read_pool if read else self._pool
-        return _raise_first(await self._retrying(pool, cmds, None))
-
-    async def primaries(self) -> list[Node]:
-        return [None]
-
-    async def _retrying(
-        self, pool: AsyncPool, cmds: Sequence[Cmd], error: BaseException | None
-    ) -> list[Any]:
-        delays = self._retry.delays()
-        while True:
-            if error is not None:
-                delay = next(delays, None)
-                if delay is None:
-                    raise error
-                await asyncio.sleep(delay)
-            conn = await pool.acquire()
-            try:
-                if not conn.is_connected:
-                    await conn.connect()
-                await conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
-                replies = await _read(conn, len(cmds))
-            except ConnectionError as exc:
-                pool.release(conn)
-                if isinstance(exc, AuthenticationError):
-                    raise
-                error = exc
-                continue
-            except BaseException:
-                pool.release(conn)
-                raise
-            pool.release(conn)
-            return replies
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-        if self._read_pool is not self._pool:
-            await self._read_pool.aclose()
-        if self._sentinel:  # the clients that ask the Sentinels for addresses
-            for client in self._sentinel[0].sentinel_manager.sentinels:
-                await client.aclose()
+_EVAL = frozenset({"EVAL", "EVALSHA", b"EVAL", b"EVALSHA"})
+_REDIRECTS = 5  # MOVED/ASK hops for one command before giving up (a moving slot map)
 
 
 def _raise_first(replies: list[Any]) -> list[Any]:
@@ -187,47 +51,297 @@ def _raise_first(replies: list[Any]) -> list[Any]:
     return replies
 
 
-class AsyncClusterTransport:
-    """Commands through redis.asyncio's RedisCluster, bound to one loop."""
+async def _fixed(address: Address) -> Address:
+    return address
 
-    cluster = True
+
+class PipelinedTransport:
+    """One server, or the primary (and a replica) that the Sentinels name."""
+
+    cluster = False
 
     def __init__(self, cfg: RedisConfig) -> None:
-        from redis.asyncio.cluster import RedisCluster
-
         self.name = cfg.name
-        kwargs = cluster_kwargs(cfg, AsyncRetry)
-        # asyncio's ClusterNode is a different class from the sync one cluster_kwargs made
-        kwargs["startup_nodes"] = [ClusterNode(h, p) for h, p in cfg.hosts]
-        self.client: Any = RedisCluster(**kwargs)
+        self._retry = cfg.retry
+        self._sentinel: Any = None
+        self._service = cfg.service
+        conn = cfg.connection
+        if cfg.topology == "sentinel":
+            # explicit addresses only: nothing may fall back to a default localhost:6379
+            self._sentinel = redis.asyncio.sentinel.Sentinel(
+                list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": _NO_RETRY}
+            )
+            self._ep = Endpoint(self._master, conn, cfg.max_inflight, cfg.retry.delays)
+        else:
+            address: Address = cfg.unix_path if cfg.unix_path is not None else cfg.hosts[0]
+            self._ep = Endpoint(lambda: _fixed(address), conn, cfg.max_inflight, cfg.retry.delays)
+        self._read_ep = self._ep
+        if cfg.read_from_replicas:
+            self._read_ep = Endpoint(self._replica, conn, cfg.max_inflight, cfg.retry.delays)
+        self._turn = itertools.count()
+
+    async def _master(self) -> Address:
+        host, port = await self._sentinel.discover_master(self._service)
+        return (str(host), int(port))
+
+    async def _replica(self) -> Address:
+        replicas = await self._sentinel.discover_slaves(self._service)
+        if not replicas:  # as redis-py does: no replica up, so read from the primary
+            return await self._master()
+        host, port = replicas[next(self._turn) % len(replicas)]
+        return (str(host), int(port))
 
     async def execute(self, *args: Any) -> Any:
-        return await self.client.execute_command(*args)
+        """Send one command to the primary and return its reply (error replies raise)."""
+        ep = self._ep
+        conn = ep.conn
+        if conn is None or conn.lost is not None:
+            conn = await ep.connect()
+        if conn.pending >= conn.max_inflight:
+            await conn.room()
+        try:
+            return await conn.send(args)
+        except ReadOnlyError:
+            if self._sentinel is None:
+                raise
+            return (await self._after_failover(ep, [args], conn))[0]
 
-    execute_read = execute
+    async def execute_read(self, *args: Any) -> Any:
+        """Like ``execute``, on a replica when ``read_from_replicas`` is set."""
+        if self._read_ep is self._ep:
+            return await self.execute(*args)
+        return (await self.pipeline([args], read=True))[0]
 
     async def pipeline(
         self, cmds: Sequence[Cmd], node: Node = None, read: bool = False
     ) -> list[Any]:
-        if node is not None:
-            return [await self.client.execute_command(*c, target_nodes=node) for c in cmds]
-        if len(cmds) == 1:
-            return [await self.client.execute_command(*cmds[0])]
-        pipe = self.client.pipeline()
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        replies: list[Any] = await pipe.execute()
-        return replies
+        """Send the commands in one batch; return every reply, raising the first error reply."""
+        ep = self._read_ep if read else self._ep
+        conn = ep.conn
+        if conn is None or conn.lost is not None:
+            conn = await ep.connect()
+        if conn.pending >= conn.max_inflight:
+            await conn.room()
+        replies = await conn.send_many(cmds)
+        if self._sentinel is not None and any(isinstance(r, ReadOnlyError) for r in replies):
+            replies = await self._after_failover(ep, cmds, conn)
+        return _raise_first(replies)
+
+    async def _after_failover(
+        self, ep: Endpoint, cmds: Sequence[Cmd], conn: PipelinedConnection
+    ) -> list[Any]:
+        """READONLY: the primary was demoted. Ask the Sentinels again and resend (the refused
+        commands did nothing), with the retry policy's delays."""
+        delays = self._retry.delays()
+        while True:
+            if ep.conn is conn:
+                ep.drop()
+            delay = next(delays, None)
+            if delay is None:
+                raise ConnectionError(f"{self.name}: the primary is read-only (failover)")
+            await asyncio.sleep(delay)
+            conn = await ep.connect()
+            replies = await conn.send_many(cmds)
+            if not any(isinstance(r, ReadOnlyError) for r in replies):
+                return replies
 
     async def primaries(self) -> list[Node]:
-        await self.client.initialize()  # a no-op once the slots are known
-        return list(self.client.get_primaries())
+        return [None]
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        self._ep.close()
+        self._read_ep.close()
+        if self._sentinel is not None:  # the clients that ask the Sentinels for addresses
+            for client in self._sentinel.sentinels:
+                await client.aclose()
 
 
-AsyncTransport = AsyncDirectTransport | AsyncClusterTransport
+class ClusterTransport:
+    """Redis Cluster: a slot map from ``CLUSTER SLOTS``, one pipelined connection per node.
+
+    MOVED updates the slot and marks the map stale (reloaded before the next command); ASK
+    sends ``ASKING`` and the command to the importing node together; TRYAGAIN and CLUSTERDOWN
+    wait the retry delays. A lost node connection marks the map stale too.
+    """
+
+    cluster = True
+
+    def __init__(self, cfg: RedisConfig) -> None:
+        self.name = cfg.name
+        self._cfg = cfg
+        self._nodes: dict[tuple[Address, bool], Endpoint] = {}
+        self._slots: list[Endpoint] = []
+        self._readers: list[list[Endpoint]] = []
+        self._stale = True
+        self._lock: asyncio.Lock | None = None
+        self._turn = itertools.count()
+
+    def _node(self, address: Address, readonly: bool = False) -> Endpoint:
+        ep = self._nodes.get((address, readonly))
+        if ep is None:
+            cfg = self._cfg
+            conn = {k: v for k, v in cfg.connection.items() if k != "db"}
+            ep = Endpoint(
+                lambda: _fixed(address), conn, cfg.max_inflight, cfg.retry.delays, readonly
+            )
+            self._nodes[(address, readonly)] = ep
+        return ep
+
+    async def initialize(self) -> None:
+        """Load the slot map if it is stale (once, however many tasks ask)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._stale:
+                await self._load()
+
+    async def _load(self) -> None:
+        known = [a for (a, ro) in self._nodes if not ro]
+        errors: list[str] = []
+        for address in dict.fromkeys([*known, *self._cfg.hosts]):
+            ep = self._node(address)
+            try:
+                conn = ep.conn if ep.conn is not None and ep.conn.lost is None else None
+                conn = conn or await ep.connect()
+                reply = await conn.send(("CLUSTER", "SLOTS"))
+            except (ConnectionError, TimeoutError, ResponseError) as exc:
+                errors.append(f"{address}: {exc}")
+                continue
+            self._apply(reply, address)
+            self._stale = False
+            return
+        raise ConnectionError(f"no Redis Cluster node answered CLUSTER SLOTS: {'; '.join(errors)}")
+
+    def _apply(self, reply: list[Any], asked: Address) -> None:
+        slots: list[Endpoint | None] = [None] * 16384
+        readers: list[list[Endpoint]] = [[] for _ in range(16384)] if self._replicas else []
+        for start, end, *nodes in reply:
+            eps = []
+            for i, node in enumerate(nodes):
+                host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+                address = (host or asked[0], int(node[1])) if isinstance(asked, tuple) else asked
+                eps.append(self._node(address, readonly=i > 0))
+            for slot in range(start, end + 1):
+                slots[slot] = eps[0]
+                if self._replicas:
+                    readers[slot] = eps
+        missing = slots.count(None)
+        if missing:
+            raise ClusterDownError(f"{missing} hash slots are not served by any node")
+        self._slots = slots  # type: ignore[assignment]
+        self._readers = readers
+
+    @property
+    def _replicas(self) -> bool:
+        return self._cfg.read_from_replicas
+
+    def _route(self, args: Cmd, read: bool) -> Endpoint:
+        key = args[3] if args[0] in _EVAL else args[1]
+        slot = key_slot(key)
+        if read and self._readers:
+            eps = self._readers[slot]
+            return eps[next(self._turn) % len(eps)]
+        return self._slots[slot]
+
+    async def _conn(self, ep: Endpoint) -> PipelinedConnection:
+        conn = ep.conn
+        if conn is None or conn.lost is not None:
+            try:
+                conn = await ep.connect()
+            except (ConnectionError, TimeoutError):
+                self._stale = True
+                raise
+        if conn.pending >= conn.max_inflight:
+            await conn.room()
+        return conn
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one command to the node serving its key; follow MOVED/ASK."""
+        if self._stale:
+            await self.initialize()
+        conn = await self._conn(self._route(args, False))
+        try:
+            return await conn.send(args)
+        except (MovedError, AskError, TryAgainError, ClusterDownError) as exc:
+            return await self._redirected(args, exc)
+        except (ConnectionError, TimeoutError):
+            self._stale = True
+            raise
+
+    async def execute_read(self, *args: Any) -> Any:
+        if not self._readers:
+            return await self.execute(*args)
+        return (await self.pipeline([args], read=True))[0]
+
+    async def _redirected(self, args: Cmd, exc: ResponseError) -> Any:
+        delays = self._cfg.retry.delays()
+        for _ in range(_REDIRECTS + self._cfg.retry.retries):
+            try:
+                if isinstance(exc, MovedError):
+                    self._stale = True  # reload the whole map before the next command
+                    ep = self._node((exc.host, int(exc.port)))
+                    self._slots[exc.slot_id] = ep
+                    return await (await self._conn(ep)).send(args)
+                if isinstance(exc, AskError):
+                    conn = await self._conn(self._node((exc.host, int(exc.port))))
+                    _asking, reply = await conn.send_many([("ASKING",), args], check=False)
+                    if isinstance(reply, ResponseError):
+                        raise reply
+                    return reply
+                delay = next(delays, None)  # TRYAGAIN (slot migrating), CLUSTERDOWN
+                if delay is None:
+                    raise exc
+                await asyncio.sleep(delay)
+                self._stale = True
+                return await self.execute(*args)
+            except (MovedError, AskError, TryAgainError, ClusterDownError) as again:
+                exc = again
+        raise exc
+
+    async def pipeline(
+        self, cmds: Sequence[Cmd], node: Node = None, read: bool = False
+    ) -> list[Any]:
+        """Send the commands, batched per node; return every reply, raising the first error."""
+        if self._stale:
+            await self.initialize()
+        if node is not None:
+            return _raise_first(await (await self._conn(node)).send_many(cmds))
+        batches: dict[Endpoint, list[int]] = {}
+        for i, cmd in enumerate(cmds):
+            batches.setdefault(self._route(cmd, read), []).append(i)
+        futures = []
+        try:
+            for ep, positions in batches.items():
+                conn = await self._conn(ep)
+                futures.append((positions, conn.send_many([cmds[i] for i in positions])))
+            replies: list[Any] = [None] * len(cmds)
+            for positions, fut in futures:
+                for i, reply in zip(positions, await fut, strict=True):
+                    replies[i] = reply
+        except (ConnectionError, TimeoutError):
+            self._stale = True
+            for _, fut in futures:
+                fut.cancel()  # their replies are read and dropped
+            raise
+        for i, reply in enumerate(replies):
+            if isinstance(reply, MovedError | AskError | TryAgainError | ClusterDownError):
+                try:
+                    replies[i] = await self._redirected(cmds[i], reply)
+                except ResponseError as exc:
+                    replies[i] = exc
+        return _raise_first(replies)
+
+    async def primaries(self) -> list[Node]:
+        if self._stale:
+            await self.initialize()
+        return list(dict.fromkeys(self._slots))
+
+    async def aclose(self) -> None:
+        for ep in self._nodes.values():
+            ep.close()
+
+
+AsyncTransport = PipelinedTransport | ClusterTransport
 
 
 class LoopTransports:
@@ -247,16 +361,15 @@ class LoopTransports:
         cfg = self.cfg
         made: AsyncTransport
         if cfg.topology == "cluster":
-            made = AsyncClusterTransport(cfg)
-            # Learn the slots before any command: concurrent first commands on an unready
-            # client meet MOVED, and the topology refresh that follows breaks their connections.
+            made = ClusterTransport(cfg)
+            # Learn the slots before any command, so concurrent first commands route right.
             try:
-                await made.client.initialize()
+                await made.initialize()
             except BaseException:
                 await made.aclose()
                 raise
         else:
-            made = AsyncDirectTransport(cfg)
+            made = PipelinedTransport(cfg)
         with self._lock:
             # loops that closed without shutting down their async generators: forget them
             for old in [lp for lp in self._by_loop if lp.is_closed()]:

@@ -45,6 +45,14 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
     ),
     Option(
+        "max_inflight",
+        int,
+        10_000,
+        "asyncio: most commands waiting for replies on one connection; more callers wait.",
+        minimum=1,
+    ),
+    Option("protocol", int, 2, "RESP version: 2, or 3 (HELLO 3; Redis 6 or later).", minimum=2),
+    Option(
         "pool_timeout",
         float,
         None,
@@ -136,6 +144,7 @@ class RedisConfig:
     sentinel: Mapping[str, Any]  # keyword arguments of the Sentinel connections
     retry: Retry
     max_connections: int
+    max_inflight: int
     pool_timeout: float | None
     read_from_replicas: bool
 
@@ -210,6 +219,11 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
             f"option {tls_given[0]!r} needs TLS: use rediss:// or ssl=true "
             f"(storage URL {location.masked!r})"
         )
+    if options["protocol"] not in (2, 3):
+        raise ConfigurationError(
+            f"option 'protocol' must be 2 or 3, not {options['protocol']!r} "
+            f"(storage URL {location.masked!r})"
+        )
     username = location.username or options["username"]
     password = location.password if location.password is not None else options["password"]
     conn: dict[str, Any] = {
@@ -222,6 +236,8 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "health_check_interval": options["health_check_interval"],
         "client_name": options["client_name"],
     }
+    if options["protocol"] == 3:
+        conn["protocol"] = 3
     if ssl:
         conn.update(
             ssl_cert_reqs=options["ssl_cert_reqs"],
@@ -251,6 +267,7 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         sentinel=sentinel,
         retry=Retry(options["retries"], options["retry_backoff"], options["retry_backoff_max"]),
         max_connections=options["max_connections"],
+        max_inflight=options["max_inflight"],
         pool_timeout=(
             options["pool_timeout"]
             if options["pool_timeout"] is not None

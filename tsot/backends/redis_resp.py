@@ -1,0 +1,98 @@
+"""A pure-Python RESP2/RESP3 encoder and reader, used only when hiredis is not installed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def _part(arg: Any) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, int | float):
+        return repr(arg).encode()
+    if isinstance(arg, bytearray | memoryview):
+        return bytes(arg)
+    raise TypeError(f"cannot send a {type(arg).__name__} to Redis")
+
+
+def pack_command(args: Sequence[Any]) -> bytes:
+    """One command as a RESP array of bulk strings (what hiredis.pack_command returns)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = _part(arg)
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _Incomplete(Exception):
+    pass
+
+
+class Reader:
+    """``hiredis.Reader``'s interface: ``feed(bytes)``; ``gets()`` is a reply or False."""
+
+    def __init__(self, replyError: type[Exception] = Exception) -> None:
+        self._error = replyError
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def gets(self) -> Any:
+        try:
+            reply, pos = self._parse(self._pos)
+        except _Incomplete:
+            return False
+        self._pos = pos
+        if pos > 65536:  # compact now and then, not after every reply
+            del self._buf[:pos]
+            self._pos = 0
+        return reply
+
+    def _line(self, pos: int) -> tuple[bytes, int]:
+        end = self._buf.find(b"\r\n", pos)
+        if end < 0:
+            raise _Incomplete
+        return bytes(self._buf[pos:end]), end + 2
+
+    def _parse(self, pos: int) -> tuple[Any, int]:
+        line, pos = self._line(pos)
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b"("):
+            return (rest if kind == b"+" else int(rest)), pos
+        if kind == b":":
+            return int(rest), pos
+        if kind in (b"-", b"!"):
+            if kind == b"!":
+                rest, pos = self._bulk(int(rest), pos)
+            return self._error(rest.decode(errors="replace")), pos
+        if kind == b"_":
+            return None, pos
+        if kind == b"#":
+            return rest == b"t", pos
+        if kind == b",":
+            return float(rest), pos
+        if kind in (b"$", b"="):
+            n = int(rest)
+            return (None, pos) if n < 0 else self._bulk(n, pos)
+        if kind in (b"*", b"~", b">", b"%"):
+            n = int(rest)
+            if n < 0:
+                return None, pos
+            items = []
+            for _ in range(n * 2 if kind == b"%" else n):
+                item, pos = self._parse(pos)
+                items.append(item)
+            if kind == b"%":
+                return dict(zip(items[::2], items[1::2], strict=True)), pos
+            return items, pos
+        raise ValueError(f"unknown RESP type {kind!r}")
+
+    def _bulk(self, n: int, pos: int) -> tuple[bytes, int]:
+        if len(self._buf) < pos + n + 2:
+            raise _Incomplete
+        return bytes(self._buf[pos : pos + n]), pos + n + 2
