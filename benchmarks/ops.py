@@ -16,8 +16,8 @@ from .contenders import Api
 
 STR = ("tsot benchmark value " * 5)[:100]
 """A 100-character str."""
-DICT = {f"field{i:03d}": "v" * 90 for i in range(100)}
-"""A dict that pickles to about 10 KB."""
+DICT = {f"field{i:03d}": f"{i:03d}" + "v" * 87 for i in range(100)}
+"""A dict that pickles to about 10 KB (distinct values: pickle would share equal objects)."""
 POOL = 100
 """Keys cycled through by get and set."""
 MANY = 100
