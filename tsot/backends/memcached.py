@@ -14,8 +14,10 @@ from typing import Any, ClassVar, TypeVar
 from ..config import Location, Option
 from ..errors import ConfigurationError, require
 from . import memcached_ops as ops
+from . import memcached_proto as p
 from .base import shared
-from .memcached_cluster import Cluster, Policy, ServerSpec, StepFailed
+from .memcached_cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
+from .memcached_pipeline import Pipeline
 
 T = TypeVar("T")
 DEFAULT_PORT = 11211
@@ -66,7 +68,9 @@ class _Location:
         self.sync = SyncTransport(
             self.cluster, options["connect_timeout"], options["timeout"], options["max_pool_size"]
         )
-        self.aio = AsyncTransport(self.cluster, options["connect_timeout"], options["timeout"])
+        self.aio = AsyncTransport(
+            self.cluster, options["connect_timeout"], options["timeout"], options["max_inflight"]
+        )
 
 
 def _shared_location(location: Location, options: Mapping[str, Any]) -> _Location:
@@ -147,13 +151,19 @@ class MemcachedSync(_Base):
 
 
 class MemcachedAsync(_Base):
-    """The AsyncBackend protocol over the asyncio transport (the same operations)."""
+    """The AsyncBackend protocol over the asyncio transport (the same operations).
+
+    Hot single-key operations first try one command on the server's open connection behind
+    the namespace generation check (``_ready``); anything unusual (no connection yet, an
+    unknown generation or item size, a generation that moved) runs the full operation.
+    """
 
     __slots__ = ()
 
-    async def _run(self, make: MakeOp, idempotent: bool = True, routed: bool = True) -> Any:
+    async def _run(
+        self, make: MakeOp, idempotent: bool = True, routed: bool = True, attempt: int = 0
+    ) -> Any:
         transport, policy = self.loc.aio, self.loc.policy
-        attempt = 0
         while True:
             op = make()
             try:
@@ -166,26 +176,76 @@ class MemcachedAsync(_Base):
                 policy.again(failed, attempt, idempotent, routed)
                 attempt += 1
 
+    def _ready(self, key: bytes, limits: bool = False) -> tuple[int, int, Pipeline] | None:
+        """``(server, generation, connection)`` when one command can do, else None."""
+        quick = self.ns.quick(key, limits)
+        if quick is None:
+            return None
+        conn = self.loc.aio.ready(quick[0])
+        return None if conn is None else (quick[0], quick[1], conn)
+
+    def _broken(self, s: int, exc: OSError, idempotent: bool) -> int:
+        """After a one-command attempt failed: raise, or the attempt the full operation is."""
+        sent = not isinstance(exc, StaleConnection)
+        self.loc.policy.again(StepFailed({s: (exc, sent)}), 0, idempotent, True)
+        return 1
+
     async def get(self, key: bytes) -> bytes | None:
-        return (await self._run(lambda: ops.get_many(self.ns, (key,))))[0]  # type: ignore[no-any-return]
+        ns, ready, attempt = self.ns, self._ready(key), 0
+        if ready is not None:
+            s, gen, conn = ready
+            try:
+                head, r = await conn.request(p.mg(ns.wire(key, gen), b"v"), 1, ns.gen_cmd)
+            except OSError as exc:
+                attempt = self._broken(s, exc, True)
+            else:
+                if ns.current(s, head, gen):
+                    return ops.value(r, ns.cluster.names[s])
+        return (await self._run(lambda: ops.get_many(ns, (key,)), attempt=attempt))[0]  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return await self._run(lambda: ops.get_many(self.ns, keys))  # type: ignore[no-any-return]
 
+    async def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
+        ns, ready, attempt = self.ns, self._ready(key, limits=True), 0
+        if ready is not None:
+            s, gen, conn = ready
+            wk = ns.wire(key, gen)
+            flags = b"T%d%b" % (p.exptime(ttl_ms), mode)
+            cmd = p.ms(wk, ns.fit(s, key, wk, p.to_wire(value)), flags)
+            try:
+                head, r = await conn.request(cmd, 1, ns.gen_cmd)
+            except OSError as exc:
+                attempt = self._broken(s, exc, not mode)
+            else:
+                if ns.current(s, head, gen):
+                    return ops.stored(r, ns.cluster.names[s], key)
+        made = await self._run(
+            lambda: ops.set_many(ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
+        )
+        return made[0]  # type: ignore[no-any-return]
+
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        await self._run(lambda: ops.set_many(self.ns, ((key, value),), ttl_ms))
+        await self._store(key, value, ttl_ms, b"")
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
         await self._run(lambda: ops.set_many(self.ns, items, ttl_ms))
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        made = await self._run(
-            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, b" ME"), False
-        )
-        return made[0]  # type: ignore[no-any-return]
+        return await self._store(key, value, ttl_ms, b" ME")
 
     async def delete(self, key: bytes) -> bool:
-        return await self._run(lambda: ops.delete_many(self.ns, (key,)), False) == 1  # type: ignore[no-any-return]
+        ns, ready, attempt = self.ns, self._ready(key), 0
+        if ready is not None:
+            s, gen, conn = ready
+            try:
+                head, r = await conn.request(p.md(ns.wire(key, gen)), 1, ns.gen_cmd)
+            except OSError as exc:
+                attempt = self._broken(s, exc, False)
+            else:
+                if ns.current(s, head, gen):
+                    return ops.deleted(r, ns.cluster.names[s])
+        return await self._run(lambda: ops.delete_many(ns, (key,)), False, attempt=attempt) == 1  # type: ignore[no-any-return]
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
         return await self._run(lambda: ops.delete_many(self.ns, keys), False)  # type: ignore[no-any-return]
@@ -200,7 +260,25 @@ class MemcachedAsync(_Base):
         return await self._run(lambda: ops.expire(self.ns, key, ttl_ms))  # type: ignore[no-any-return]
 
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
-        return await self._run(lambda: ops.incr(self.ns, key, delta, create), False)  # type: ignore[no-any-return]
+        ns, flags, attempt = self.ns, ops.native_incr(delta, create), 0
+        ready = self._ready(key) if flags is not None else None
+        if ready is not None and flags is not None:
+            s, gen, conn = ready
+            try:
+                head, r = await conn.request(p.ma(ns.wire(key, gen), flags), 1, ns.gen_cmd)
+            except OSError as exc:
+                attempt = self._broken(s, exc, False)
+            else:
+                if ns.current(s, head, gen):
+                    if r.code == b"VA":
+                        n = int(p.from_wire(r.value or b"0"))
+                        if n >= p.NATIVE_MAX:
+                            await self._run(lambda: ops.widen(ns, key), False)
+                        return n
+                    if r.code == b"NF":
+                        return None
+                    # refused (not a plain int on the server) or failed: nothing changed
+        return await self._run(lambda: ops.incr(ns, key, delta, create), False, attempt=attempt)  # type: ignore[no-any-return]
 
     async def clear(self, prefix: bytes) -> None:
         await self._run(lambda: ops.clear(ops.Namespace(self.loc.cluster, prefix)), True, False)
@@ -237,6 +315,13 @@ class MemcachedBackend:
             int,
             64,
             "Most sync connections per server (asyncio shares one per server and loop).",
+            minimum=1,
+        ),
+        Option(
+            "max_inflight",
+            int,
+            1024,
+            "Most commands written and unanswered on one asyncio connection; more wait.",
             minimum=1,
         ),
         Option(

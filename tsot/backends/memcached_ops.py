@@ -31,17 +31,57 @@ _NON_NUMERIC: Final = b"non-numeric"
 class Namespace:
     """The pure steps of one namespace prefix on one cluster."""
 
-    __slots__ = ("cluster", "gen_cmd", "gen_key", "prefix")
+    __slots__ = ("_heads", "cluster", "gen_cmd", "gen_key", "prefix")
 
     def __init__(self, cluster: Cluster, prefix: bytes) -> None:
         self.cluster = cluster
         self.prefix = prefix
         self.gen_key = p.gen_key(prefix)
-        self.gen_cmd = p.mg(self.gen_key, b"v")
+        self.gen_cmd = p.SharedRead(p.mg(self.gen_key, b"v"))
+        self._heads: dict[int, bytes] = {}  # generation -> valid ``<prefix><gen hex>|``
+
+    def quick(self, key: bytes, limits: bool = False) -> tuple[int, int] | None:
+        """``(server, generation)`` for ``key`` when one command can do (the generation and,
+        with ``limits``, the item size are known), else None: run the full operation."""
+        cluster = self.cluster
+        s = 0 if len(cluster.servers) == 1 else cluster.route(key, cluster.live())
+        gen = cluster.gens.get((s, self.prefix))
+        if gen is None or (limits and s not in cluster.limits):
+            return None
+        return s, gen
+
+    def current(self, server: int, head: p.Reply, gen: int) -> bool:
+        """True if the generation check ``head`` shows ``gen``; else note what it shows
+        (error replies raise) and return False: the commands behind it must be sent again."""
+        if head.code == b"VA" and int(head.value or b"-1") == gen:
+            return True
+        p.check(head, self.cluster.names[server])
+        if head.code == b"VA":
+            self.cluster.gens[(server, self.prefix)] = int(head.value or b"0")
+        else:  # the generation key was evicted or the server restarted
+            self.cluster.gens.pop((server, self.prefix), None)
+        return False
 
     def wire(self, final: bytes, gen: int) -> bytes:
-        plen = len(self.prefix) if final.startswith(self.prefix) else 0
-        return p.wire_key(final, plen, gen)
+        """The key memcached holds for ``final`` in generation ``gen`` (``p.wire_key``)."""
+        head = self._heads.get(gen)
+        if head is not None and final.startswith(self.prefix):
+            rest = final[len(self.prefix) :]
+            key = head + rest
+            if len(key) <= p.MAX_KEY and len(rest.translate(None, p.BAD_KEY_BYTES)) == len(rest):
+                return key
+        return self._wire(final, gen)
+
+    def _wire(self, final: bytes, gen: int) -> bytes:
+        prefix = self.prefix
+        if not final.startswith(prefix):
+            return p.wire_key(final, 0, gen)
+        head = p.wire_head(prefix, gen)
+        if head is not None and gen not in self._heads:
+            if len(self._heads) > 64:  # generations only grow: forget the old ones
+                self._heads.clear()
+            self._heads[gen] = head
+        return p.wire_key(final, len(prefix), gen)
 
     def group(self, keys: Iterable[bytes]) -> dict[int, list[tuple[int, bytes]]]:
         """``server -> [(position, key)]`` for the servers alive now."""
@@ -90,15 +130,10 @@ class Namespace:
             retry = []
             for s in pending:
                 head, *rest = replies[s]
-                if head.code == b"VA" and int(head.value or b"-1") == gens.get((s, prefix)):
+                if self.current(s, head, gens.get((s, prefix), -1)):
                     out[s] = rest
-                    continue
-                p.check(head, cluster.names[s])
-                if head.code == b"VA":
-                    gens[(s, prefix)] = int(head.value or b"0")
-                else:  # the generation key was evicted or the server restarted
-                    gens.pop((s, prefix), None)
-                retry.append(s)
+                else:
+                    retry.append(s)
             if not retry:
                 return out
             pending = retry
@@ -143,12 +178,19 @@ def get_many(ns: Namespace, keys: Sequence[bytes]) -> Op[list[bytes | None]]:
 
     replies = yield from ns.exchange(groups, build)
     for s, rs in replies.items():
+        name = ns.cluster.names[s]
         for (i, _), r in zip(groups[s], rs, strict=True):
-            if r.code == b"VA":
-                out[i] = p.from_wire(r.value or b"")
-            elif r.code != b"EN":
-                p.check(r, ns.cluster.names[s])
+            out[i] = value(r, name)
     return out
+
+
+def value(r: p.Reply, server: str) -> bytes | None:
+    """The value of a ``mg <key> v`` reply (None for a miss; error replies raise)."""
+    if r.code == b"VA":
+        return p.from_wire(r.value or b"")
+    if r.code != b"EN":
+        p.check(r, server)
+    return None
 
 
 def set_many(
@@ -173,12 +215,19 @@ def set_many(
     replies = yield from ns.exchange(groups, build, limits=True)
     out = [False] * len(items)
     for s, rs in replies.items():
+        name = ns.cluster.names[s]
         for (i, k), r in zip(groups[s], rs, strict=True):
-            if r.code == b"HD":
-                out[i] = True
-            elif r.code != b"NS":
-                p.check(r, ns.cluster.names[s], k)
+            out[i] = stored(r, name, k)
     return out
+
+
+def stored(r: p.Reply, server: str, key: bytes) -> bool:
+    """True if a ``ms`` reply says stored, False if not (``add`` of a present key)."""
+    if r.code == b"HD":
+        return True
+    if r.code != b"NS":
+        p.check(r, server, key)
+    return False
 
 
 def delete_many(ns: Namespace, keys: Sequence[bytes]) -> Op[int]:
@@ -190,12 +239,19 @@ def delete_many(ns: Namespace, keys: Sequence[bytes]) -> Op[int]:
     replies = yield from ns.exchange(groups, build)
     count = 0
     for s, rs in replies.items():
+        name = ns.cluster.names[s]
         for r in rs:
-            if r.code == b"HD":
-                count += 1
-            elif r.code != b"NF":
-                p.check(r, ns.cluster.names[s])
+            count += deleted(r, name)
     return count
+
+
+def deleted(r: p.Reply, server: str) -> bool:
+    """True if a ``md`` reply says deleted, False if the key was missing."""
+    if r.code == b"HD":
+        return True
+    if r.code != b"NF":
+        p.check(r, server)
+    return False
 
 
 def single(
@@ -247,15 +303,16 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
     """
     s = ns.route(key)
     name = ns.cluster.names[s]
-    native = 0 <= delta < p.NATIVE_DELTA
+    flags = native_incr(delta, create)
+    native = flags is not None
     for _ in range(_CAS_ROUNDS):
         if native:
-            flags = b"D%d v" % delta + (b" N0 J%d" % delta if create else b"")
+            assert flags is not None
             r = yield from single(ns, key, b"ma", flags)
             if r.code == b"VA":
                 n = int(p.from_wire(r.value or b"0"))
                 if n >= p.NATIVE_MAX:
-                    yield from _widen(ns, key)
+                    yield from widen(ns, key)
                 return n
             if r.code == b"NF":
                 return None
@@ -292,7 +349,14 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
     raise BackendUnavailable(f"incr of key {key!r} lost {_CAS_ROUNDS} races in a row on {name}")
 
 
-def _widen(ns: Namespace, key: bytes) -> Op[None]:
+def native_incr(delta: int, create: bool) -> bytes | None:
+    """The ``ma`` flags that add ``delta`` exactly on the server, or None when it cannot."""
+    if 0 <= delta < p.NATIVE_DELTA:
+        return b"D%d v" % delta + (b" N0 J%d" % delta if create else b"")
+    return None
+
+
+def widen(ns: Namespace, key: bytes) -> Op[None]:
     """Rewrite a plain value that native incr took to 2**63 or more into its refused form."""
     for _ in range(_CAS_ROUNDS):
         r = yield from one(ns, key, b"v c t")

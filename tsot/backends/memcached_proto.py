@@ -46,49 +46,86 @@ class Reply:
 
 
 class ReplyParser:
-    """Incremental parser: ``feed`` bytes, then ``next`` returns whole replies in order.
+    """Incremental parser: ``feed`` bytes, then ``take``/``next`` return whole replies in order.
 
     Meta replies are self-describing (``VA <size>`` carries its length); a ``stats`` reply is
-    the run of ``STAT`` lines up to ``END``.
+    the run of ``STAT`` lines up to ``END``. Bare replies (``HD``, ``EN``, ...) are shared
+    objects and values are single slices of the received bytes: no per-byte Python work.
     """
 
-    __slots__ = ("_buf", "_pos")
+    __slots__ = ("_buf", "_have", "_parts", "_pos", "_want")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._pos = 0
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._want = 0
 
     def feed(self, data: bytes) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        elif self._pos > 65536:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        if self._want:  # a large value is arriving: gather the chunks, join them once
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._want:
+                return
+            self._buf, self._pos, self._want = b"".join(self._parts), 0, 0
+            self._parts.clear()
+            return
+        buf, pos = self._buf, self._pos
+        self._buf = data if pos >= len(buf) else buf[pos:] + data
+        self._pos = 0
+
+    def take(self, n: int, out: list[Reply]) -> int:
+        """Append up to ``n`` complete replies to ``out``; return how many."""
+        buf, pos, bare = self._buf, self._pos, _BARE
+        got = 0
+        while got < n:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            line = buf[pos:end]
+            reply = bare.get(line)
+            if reply is not None:
+                pos = end + 2
+            elif line[:3] == b"VA ":
+                size, _, flags = line[3:].partition(b" ")
+                start = end + 2
+                stop = start + int(size)
+                if len(buf) < stop + 2:
+                    self._wait(pos, stop + 2)
+                    return got
+                reply = Reply(b"VA", flags, buf[start:stop])
+                pos = stop + 2
+            elif line[:5] == b"STAT " or line == b"END":
+                reply, stop = self._stats(line, end)
+                if reply is None:
+                    break
+                pos = stop
+            else:
+                code, _, flags = line.partition(b" ")
+                reply = Reply(code, flags)
+                pos = end + 2
+            out.append(reply)
+            got += 1
+        self._pos = pos
+        return got
 
     def next(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive."""
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        line = bytes(buf[pos:end])
-        code, _, flags = line.partition(b" ")
-        if code == b"VA":
-            size_s, _, flags = flags.partition(b" ")
-            start = end + 2
-            stop = start + int(size_s)
-            if len(buf) < stop + 2:
-                return None
-            self._pos = stop + 2
-            return Reply(code, flags, bytes(buf[start:stop]))
-        if code in (b"STAT", b"END"):
-            return self._stats(line, end)
-        self._pos = end + 2
-        return Reply(code, flags)
+        out: list[Reply] = []
+        return out[0] if self.take(1, out) else None
 
-    def _stats(self, line: bytes, end: int) -> Reply | None:
+    def _wait(self, pos: int, stop: int) -> None:
+        """The reply at ``pos`` ends at ``stop``, beyond the bytes received so far."""
+        buf = self._buf
+        if stop - pos > _GATHER:
+            self._parts.append(buf[pos:])
+            self._have, self._want = len(buf) - pos, stop - pos
+            self._buf, self._pos = b"", 0
+        else:
+            self._pos = pos
+
+    def _stats(self, line: bytes, end: int) -> tuple[Reply | None, int]:
         fields: dict[str, str] = {}
         buf = self._buf
         while line != b"END":
@@ -97,15 +134,27 @@ class ReplyParser:
             start = end + 2
             end = buf.find(b"\r\n", start)
             if end < 0:
-                return None  # incomplete: parsed again from the start when more arrives
-            line = bytes(buf[start:end])
-        self._pos = end + 2
-        return Reply(b"STATS", stats=fields)
+                return None, 0  # incomplete: parsed again from the start when more arrives
+            line = buf[start:end]
+        return Reply(b"STATS", stats=fields), end + 2
+
+
+_BARE: Final = {c: Reply(c) for c in (b"HD", b"EN", b"NF", b"NS", b"EX", b"MN")}
+"""Replies without flags or value, shared (replies are never changed once parsed)."""
+MN_REPLY: Final = _BARE[b"MN"]
+_GATHER: Final = 256 * 1024
 
 
 # -- commands --------------------------------------------------------------------------------
 
 MN: Final = b"mn\r\n"
+
+
+class SharedRead(bytes):
+    """A read-only command whose one reply may serve every request of the same write that
+    starts with it (the namespace generation check): a pipelining transport sends it once."""
+
+    __slots__ = ()
 
 
 def mg(key: bytes, flags: bytes = b"") -> bytes:
@@ -142,13 +191,13 @@ def check(reply: Reply, server: str, key: bytes | None = None) -> Reply:
 # -- keys ------------------------------------------------------------------------------------
 
 MAX_KEY: Final = 250
-_BAD_KEY_BYTES: Final = bytes(range(0x21)) + b"\x7f"
+BAD_KEY_BYTES: Final = bytes(range(0x21)) + b"\x7f"
 _LONG_PREFIX: Final = 150  # longer namespace prefixes are digested too (room for the key)
 
 
 def valid_key(key: bytes) -> bool:
     """True if memcached accepts ``key`` as is: at most 250 bytes, no space or control byte."""
-    return len(key) <= MAX_KEY and len(key.translate(None, _BAD_KEY_BYTES)) == len(key)
+    return len(key) <= MAX_KEY and len(key.translate(None, BAD_KEY_BYTES)) == len(key)
 
 
 def _digest(data: bytes) -> bytes:
@@ -170,6 +219,14 @@ def wire_key(final: bytes, plen: int, gen: int) -> bytes:
         return key
     head = prefix if len(prefix) <= _LONG_PREFIX and valid_key(prefix) else b""
     return head + b"%x#" % gen + _digest(final)
+
+
+def wire_head(prefix: bytes, gen: int) -> bytes | None:
+    """``<prefix><gen hex>|``, the start of every plain wire key of a generation (None when it
+    is not a valid key itself): ``wire_key(final, plen, gen) == head + final[plen:]`` whenever
+    that is at most MAX_KEY bytes and ``final[plen:]`` holds no BAD_KEY_BYTES."""
+    head = prefix + b"%x|" % gen
+    return head if valid_key(head) else None
 
 
 def gen_key(prefix: bytes) -> bytes:

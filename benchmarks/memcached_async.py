@@ -1,0 +1,263 @@
+"""Memcached under concurrency: tsot's pipelined asyncio connection against raw sync pymemcache.
+
+Run from the repository root: ``.venv/bin/python -m benchmarks.memcached_async [N]`` (N
+operations per figure, default 20 000; ``--profile`` prints a cProfile of tsot at 50 tasks).
+It starts its own memcached on a free loopback port (``-u root`` when run as root) and prints:
+
+- gets/s and sets/s (100-byte values, distinct keys) with 1, 10, 50 and 200 asyncio tasks for
+  tsot ``AsyncStorage`` (``load_raw``/``store_raw``), the previous asyncio transport (one
+  write per request, loaded from git history when available) and raw sync pymemcache (one
+  ``Client`` in a plain loop), with ratios to the raw client;
+- the sync API from 8 threads: raw pymemcache ``PooledClient``, tsot ``Storage`` (pymemcache
+  pool), and tsot ``Storage`` calls handed to one background event-loop thread that owns the
+  pipelined connection (the "shared multiplexed connection" candidate).
+
+No assertions: figures, not tests. Best of three runs each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import cProfile
+import importlib.util
+import pstats
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pymemcache.client.base import Client, PooledClient
+
+from tests.servers.memcached import start_memcached
+from tsot import AsyncStorage, Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+N = int(ARGS[0]) if ARGS else 20_000
+PROFILE = "--profile" in sys.argv
+TASKS = (1, 10, 50, 200)
+THREADS = 8
+VALUE = b"v" * 100
+KEYS = [f"key:{i}" for i in range(N)]
+PREVIOUS_COMMIT = "8a70228"  # the last commit with the one-write-per-request transport
+
+Runner = Callable[[str], Awaitable[Any]]
+
+
+ROUNDS = 3
+
+
+# -- raw sync pymemcache ----------------------------------------------------------------------
+
+
+def raw_sync(client: Client, kind: str) -> float:
+    """Seconds for N gets or sets on one plain pymemcache Client."""
+    start = time.perf_counter()
+    if kind == "get":
+        for k in KEYS:
+            client.get(k)
+    else:
+        for k in KEYS:
+            client.set(k, VALUE)
+    return time.perf_counter() - start
+
+
+# -- asyncio ----------------------------------------------------------------------------------
+
+
+async def spread(op: Runner, tasks: int) -> float:
+    """Seconds for N calls of ``op`` spread over ``tasks`` tasks (distinct keys each)."""
+    share = N // tasks
+
+    async def worker(i: int) -> None:
+        for k in KEYS[i * share : (i + 1) * share]:
+            await op(k)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(tasks)))
+    return (time.perf_counter() - start) * N / (share * tasks)
+
+
+def previous_transport() -> ModuleType | None:
+    """The one-write-per-request asyncio transport, loaded from git history (None if absent)."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{PREVIOUS_COMMIT}:tsot/backends/memcached_aio.py"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    name = "tsot.backends._memcached_aio_previous"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "tsot.backends"
+    exec(compile(source, f"{PREVIOUS_COMMIT}:memcached_aio.py", "exec"), module.__dict__)
+    return module
+
+
+def stores(port: int) -> dict[str, AsyncStorage]:
+    url = f"memcached://127.0.0.1:{port}"
+    out = {"tsot AsyncStorage": AsyncStorage.from_url(url, namespace="abench")}
+    prev = previous_transport()
+    if prev is not None:
+        # its own location (a distinct option value), its transport swapped for the old one
+        old = AsyncStorage.from_url(url, namespace="abench", dead_timeout=10.25)
+        loc = old.backend.loc  # type: ignore[attr-defined]
+        loc.aio = prev.AsyncTransport(loc.cluster, 1.0, 1.0)
+        loc.aio.ready = lambda server: None  # no one-command path: every call as it was
+        out["previous transport"] = old
+    return out
+
+
+def print_async(port: int) -> tuple[float, float]:
+    """Print the asyncio table; return raw sync pymemcache's (gets/s, sets/s).
+
+    Every figure is measured once per round, rounds interleaved, best round kept: a busy
+    machine slows all of them alike instead of whichever ran during a burst.
+    """
+    client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False)
+    best: dict[tuple[str, int, str], float] = {}
+
+    def keep(name: str, tasks: int, kind: str, seconds: float) -> None:
+        best[(name, tasks, kind)] = max(best.get((name, tasks, kind), 0.0), N / seconds)
+
+    async def run() -> None:
+        candidates = stores(port)
+        for store in candidates.values():
+            await store.store_many(dict.fromkeys(KEYS, VALUE))
+        for _ in range(ROUNDS):
+            for kind in ("set", "get"):
+                keep("raw sync pymemcache", 1, kind, raw_sync(client, kind))
+                for name, store in candidates.items():
+                    for tasks in TASKS:
+                        op = store.load_raw if kind == "get" else _setter(store)
+                        keep(name, tasks, kind, await spread(op, tasks))
+
+    asyncio.run(run())
+    client.close()
+    raw = best[("raw sync pymemcache", 1, "get")], best[("raw sync pymemcache", 1, "set")]
+    print(f"\n{'asyncio, ops/s (x raw sync)':<28}{'tasks':>6}{'gets/s':>18}{'sets/s':>18}")
+    print(f"{'raw sync pymemcache':<28}{'-':>6}{raw[0]:>18,.0f}{raw[1]:>18,.0f}")
+    for name in dict.fromkeys(n for n, _, _ in best):
+        if name == "raw sync pymemcache":
+            continue
+        for tasks in TASKS:
+            g, st = best[(name, tasks, "get")], best[(name, tasks, "set")]
+            cells = f"{g:,.0f} ({g / raw[0]:.1f}x)", f"{st:,.0f} ({st / raw[1]:.1f}x)"
+            print(f"{name:<28}{tasks:>6}{cells[0]:>18}{cells[1]:>18}")
+    return raw
+
+
+def _setter(store: AsyncStorage) -> Runner:
+    async def set_(k: str) -> None:
+        await store.store_raw(k, VALUE)
+
+    return set_
+
+
+def profile(port: int) -> None:
+    async def run() -> None:
+        store = AsyncStorage.from_url(f"memcached://127.0.0.1:{port}", namespace="abench")
+        await store.store_many(dict.fromkeys(KEYS, VALUE))
+        prof = cProfile.Profile()
+        prof.enable()
+        await spread(store.load_raw, 50)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+    asyncio.run(run())
+
+
+# -- the sync API from threads ----------------------------------------------------------------
+
+
+class LoopOwner:
+    """A background event loop owning the pipelined connection; sync callers block on a
+    concurrent future per call (the shared-multiplexed-connection candidate)."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.store = AsyncStorage.from_url(url, namespace="tbench")
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def start() -> None:
+            task = asyncio.ensure_future(make())
+            task.add_done_callback(lambda t: fut.set_result(t.result()))
+
+        self.loop.call_soon_threadsafe(start)
+        return fut.result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def threaded(op: Callable[[str], Any]) -> float:
+    """Seconds for N calls of ``op`` spread over THREADS threads."""
+    share = N // THREADS
+    barrier = threading.Barrier(THREADS + 1)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        for k in KEYS[i * share : (i + 1) * share]:
+            op(k)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return (time.perf_counter() - start) * N / (share * THREADS)
+
+
+def print_threads(raw: tuple[float, float], port: int) -> None:
+    url = f"memcached://127.0.0.1:{port}"
+    pooled = PooledClient(("127.0.0.1", port), no_delay=True, max_pool_size=THREADS)
+    store = Storage.from_url(url, namespace="tbench")
+    store.store_many(dict.fromkeys(KEYS, VALUE))
+    owner = LoopOwner(url)
+    rows: list[tuple[str, Callable[[str], Any]]] = [
+        ("raw pymemcache PooledClient", pooled.get),
+        ("tsot Storage (pymemcache pool)", store.load_raw),
+        ("tsot via one loop thread", lambda k: owner.call(lambda: owner.store.load_raw(k))),
+    ]
+    print(f"\n{THREADS} threads, sync API{'':<14}{'gets/s':>16}")
+    for name, op in rows:
+        rate = max(N / threaded(op) for _ in range(3))
+        print(f"{name:<38}{rate:>16,.0f} ({rate / raw[0]:.1f}x)")
+    owner.close()
+    pooled.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_memcached(Path(tmp), "bench", "-t", "2")
+        try:
+            print(f"memcached on 127.0.0.1:{server.port}, N={N}, Python {sys.version.split()[0]}")
+            if PROFILE:
+                profile(server.port)
+                return
+            raw = print_async(server.port)
+            print_threads(raw, server.port)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""An auto-pipelined asyncio memcached connection: concurrent requests share one write.
+
+Requests queued during one event-loop iteration are written together, followed by a ``mn``
+(no-op) marker; memcached answers one connection's commands in order, so the replies of a
+write come back as one run ending in ``MN``. A run is handed out only once its marker has
+arrived where the count of commands says it must: a reply stream out of step (a parser bug, a
+server answering a command twice) fails the connection instead of giving any caller another
+command's reply.
+
+- A request may name a shared head: a read-only command (the namespace generation check)
+  whose one reply every request of the same write that names it receives first. It is written
+  once, before the first of them; memcached runs it before all of them.
+- A cancelled caller's replies are still read and dropped: the stream never shifts.
+- A broken connection fails every waiter (requests not yet written get ``StaleConnection``,
+  which tells the retry policy they never reached the server).
+- At most ``max_inflight`` commands are written and unanswered; further requests wait, in
+  order, unwritten (back-pressure: memory stays bounded whatever the callers do).
+- ``timeout`` bounds the wait for the oldest unanswered write; one timer per connection.
+
+The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
+connection left behind by an event loop that was closed is released quietly when collected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import weakref
+from collections import deque
+from typing import Final
+
+from .memcached_cluster import StaleConnection
+from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser
+
+_RECV: Final = 256 * 1024
+Waiter = tuple[int, int, int, "asyncio.Future[list[Reply]]"]
+"""(position of its first reply in the write, count, position of its shared head or -1, fut)"""
+
+
+class OutOfStep(ConnectionResetError):
+    """The replies did not line up with the commands written: the connection is dropped."""
+
+
+class _Write:
+    """One write: its waiters in order, the replies they expect, when it was sent."""
+
+    __slots__ = ("count", "sent_at", "waiters")
+
+    def __init__(self, waiters: list[Waiter], count: int, sent_at: float) -> None:
+        self.waiters = waiters
+        self.count = count
+        self.sent_at = sent_at
+
+
+class Pipeline:
+    """One non-blocking socket to one server, shared by every task of one event loop."""
+
+    __slots__ = (
+        "__weakref__",
+        "_backlog",
+        "_fd",
+        "_got",
+        "_heads",
+        "_loop",
+        "_out",
+        "_parser",
+        "_queued",
+        "_queued_count",
+        "_received",
+        "_scheduled",
+        "_sent",
+        "_sock",
+        "_timer",
+        "_wbuf",
+        "closed",
+        "inflight",
+        "max_inflight",
+        "peak_inflight",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        max_inflight: int,
+        timeout: float | None,
+    ) -> None:
+        self._loop = weakref.ref(loop)  # the loop's registry holds us: no cycle through it
+        self._sock: socket.socket | None = sock
+        self.closed = False
+        self._fd = sock.fileno()
+        self._parser = ReplyParser()
+        self._sent: deque[_Write] = deque()  # written, replies pending
+        self._got: list[Reply] = []  # replies of the oldest write read so far
+        self._out: list[bytes] = []  # requests queued for the next write
+        self._queued: list[Waiter] = []
+        self._queued_count = 0
+        self._heads: dict[bytes, int] = {}  # shared heads of the next write -> reply position
+        self._backlog: deque[tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]]]] = deque()
+        self._wbuf = bytearray()  # bytes the socket did not take yet
+        self._scheduled = False
+        self._received = False  # a byte arrived since the connection was last idle
+        self._timer: asyncio.TimerHandle | None = None
+        self.inflight = 0
+        """Commands queued or written and not answered yet."""
+        self.peak_inflight = 0
+        self.max_inflight = max_inflight
+        self.timeout = timeout
+        loop.add_reader(self._fd, self._on_readable)
+
+    def request(
+        self, data: bytes, count: int, head: bytes | None = None
+    ) -> asyncio.Future[list[Reply]]:
+        """Queue ``data`` (``count`` commands) for the next write; a future for its replies,
+        preceded by the reply to the shared ``head`` command if one is named.
+
+        Raises StaleConnection if the connection is closed.
+        """
+        loop = self._loop()
+        if loop is None or self._sock is None:
+            raise StaleConnection("connection closed")
+        fut = loop.create_future()
+        inflight = self.inflight
+        if self._backlog or (inflight and inflight + count + 1 > self.max_inflight):
+            self._backlog.append((data, count, head, fut))
+            return fut
+        self._queue(data, count, head, fut)
+        if not self._scheduled:
+            if self._sent:  # busy: gather what the other tasks queue in this iteration
+                self._scheduled = True
+                loop.call_soon(self._flush)
+            else:  # idle: nothing to wait for, write now (one task costs no extra turn)
+                self._flush()
+        return fut
+
+    def _queue(
+        self, data: bytes, count: int, head: bytes | None, fut: asyncio.Future[list[Reply]]
+    ) -> None:
+        at = -1
+        if head is not None:
+            heads = self._heads
+            at = heads.get(head, -1)
+            if at < 0:
+                at = heads[head] = self._queued_count
+                self._out.append(head)
+                self._queued_count += 1
+                count_head = 1
+            else:
+                count_head = 0
+        else:
+            count_head = 0
+        self._out.append(data)
+        self._queued.append((self._queued_count, count, at, fut))
+        self._queued_count += count
+        self.inflight = inflight = self.inflight + count + count_head
+        if inflight > self.peak_inflight:
+            self.peak_inflight = inflight
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._sock is None or not self._queued:
+            return
+        loop = self._loop()
+        if loop is None:
+            return
+        out = self._out
+        out.append(MN)
+        data = b"".join(out)
+        self._sent.append(_Write(self._queued, self._queued_count, loop.time()))
+        self._out, self._queued, self._queued_count = [], [], 0
+        if self._heads:
+            self._heads = {}
+        if self._timer is None and self.timeout is not None:
+            self._timer = loop.call_later(self.timeout, self._check_timeout)
+        if self._wbuf:
+            self._wbuf += data
+            return
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.fail(exc)
+            return
+        if sent < len(data):
+            self._wbuf += memoryview(data)[sent:]
+            loop.add_writer(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            sent = self._sock.send(self._wbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.fail(exc)
+            return
+        del self._wbuf[:sent]
+        if not self._wbuf:
+            loop = self._loop()
+            if loop is not None:
+                loop.remove_writer(self._fd)
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.fail(exc)
+            return
+        if not data:
+            self.fail(
+                (ConnectionResetError if self._received else StaleConnection)(
+                    "the server closed the connection"
+                )
+            )
+            return
+        self._received = True
+        parser, sent, got = self._parser, self._sent, self._got
+        parser.feed(data)
+        while sent:
+            write = sent[0]
+            need = write.count + 1 - len(got)
+            if parser.take(need, got) < need:
+                return
+            if got[-1] is not MN_REPLY or got.count(MN_REPLY) != 1:
+                self.fail(OutOfStep(f"replies out of step with commands: {got[-1]!r}"))
+                return
+            sent.popleft()
+            self._got = []
+            self.inflight -= write.count
+            for i, count, at, fut in write.waiters:
+                if not fut.done():  # a cancelled caller's replies are read and dropped
+                    fut.set_result(got[i : i + count] if at < 0 else [got[at], *got[i : i + count]])
+            got = self._got
+        self._received = False
+        if self._backlog:
+            self._admit()
+
+    def _admit(self) -> None:
+        """Queue backlogged requests while the in-flight bound allows (never reordered)."""
+        backlog, queued = self._backlog, False
+        while backlog:
+            data, count, head, fut = backlog[0]
+            if fut.done():  # cancelled before it was written: never sent
+                backlog.popleft()
+                continue
+            inflight = self.inflight
+            if inflight and inflight + count + 1 > self.max_inflight:
+                break
+            backlog.popleft()
+            self._queue(data, count, head, fut)
+            queued = True
+        if queued and not self._scheduled:
+            self._flush()
+
+    def _check_timeout(self) -> None:
+        self._timer = None
+        loop = self._loop()
+        if not self._sent or loop is None or self.timeout is None:
+            return
+        due = self._sent[0].sent_at + self.timeout
+        if loop.time() >= due:
+            self.fail(TimeoutError(f"no reply within {self.timeout:g} s"))
+        else:
+            self._timer = loop.call_at(due, self._check_timeout)
+
+    def fail(self, exc: BaseException) -> None:
+        """Close the connection; every waiter gets ``exc`` (unwritten ones StaleConnection)."""
+        self.close()
+        sent, queued, backlog = self._sent, self._queued, self._backlog
+        self._sent, self._queued, self._backlog = deque(), [], deque()
+        self._out, self._got, self._heads, self.inflight = [], [], {}, 0
+        for write in sent:
+            for *_, fut in write.waiters:
+                if not fut.done():
+                    fut.set_exception(exc)
+        unsent = StaleConnection(f"connection closed before the request was sent: {exc}")
+        for fut in [*(w[3] for w in queued), *(b[3] for b in backlog)]:
+            if not fut.done():
+                fut.set_exception(unsent)
+
+    def close(self) -> None:
+        """Close the socket (waiters are left to ``fail``)."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._fd)
+            loop.remove_writer(self._fd)
+        sock.close()
+
+    def __del__(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # explicit close: no ResourceWarning from a collected loop's conn
