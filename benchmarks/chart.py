@@ -47,7 +47,7 @@ def _panel(ax: Any, kind: str, rows: Sequence[dict[str, Any]]) -> None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(ops)))
-    ax.set_xticklabels(ops, fontsize=8)
+    ax.set_xticklabels(ops, fontsize=8, rotation=20, ha="right")
     ax.set_ylabel("x raw client")
     ax.set_title(f"{kind}: rate as a ratio to the raw client (higher is better)")
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
