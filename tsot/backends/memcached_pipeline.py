@@ -77,6 +77,7 @@ class Pipeline:
         "max_inflight",
         "peak_inflight",
         "timeout",
+        "writes",
     )
 
     def __init__(
@@ -105,9 +106,21 @@ class Pipeline:
         self.inflight = 0
         """Commands queued or written and not answered yet."""
         self.peak_inflight = 0
+        self.writes = 0
+        """Writes made (each carries every request queued since the previous one)."""
         self.max_inflight = max_inflight
         self.timeout = timeout
         loop.add_reader(self._fd, self._on_readable)
+
+    @property
+    def partial(self) -> int:
+        """Replies of the oldest unanswered write read so far (it is handed out when whole)."""
+        return len(self._got)
+
+    @property
+    def waiting(self) -> int:
+        """Requests held back, unwritten, by the in-flight bound."""
+        return len(self._backlog)
 
     def request(
         self, data: bytes, count: int, head: bytes | None = None
@@ -168,6 +181,7 @@ class Pipeline:
         out.append(MN)
         data = b"".join(out)
         self._sent.append(_Write(self._queued, self._queued_count, loop.time()))
+        self.writes += 1
         self._out, self._queued, self._queued_count = [], [], 0
         if self._heads:
             self._heads = {}
