@@ -82,10 +82,11 @@ def _unavailable(where: str) -> BackendUnavailable:
     return BackendUnavailable(f"{where} is unavailable (circuit open; fail_open is on)")
 
 
-class FailOpen:
-    """Wraps a sync backend; see the module docstring."""
+class _Guard:
+    """What FailOpen and AsyncFailOpen share: wrapping every primitive, and the decisions
+    before a call (short-circuit while open) and after a failure (fallback or raise)."""
 
-    def __init__(self, backend: Backend, breaker: CircuitBreaker, where: str) -> None:
+    def __init__(self, backend: Any, breaker: CircuitBreaker, where: str) -> None:
         self.inner = backend
         self.breaker = breaker
         self._where = where
@@ -93,6 +94,30 @@ class FailOpen:
             setattr(self, name, self._wrap(getattr(backend, name), fallback))
         self.incr = self._wrap(backend.incr, None)
         self.close = backend.close
+
+    def _wrap(self, call: Callable[..., Any], fallback: Callable[..., Any] | None) -> Any:
+        raise NotImplementedError
+
+    def _short_circuit(self, fallback: Callable[..., Any] | None, args: tuple[Any, ...]) -> Any:
+        if fallback is None:
+            raise _unavailable(self._where)
+        return fallback(*args)
+
+    def _failed(
+        self, exc: BackendUnavailable, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
+    ) -> Any:
+        self.breaker.failure()
+        limited.warning("fail-open", "tsot: %s failed (%s); serving misses", self._where, exc)
+        if fallback is None:
+            raise exc
+        return fallback(*args)
+
+
+class FailOpen(_Guard):
+    """Wraps a sync backend; see the module docstring."""
+
+    def __init__(self, backend: Backend, breaker: CircuitBreaker, where: str) -> None:
+        super().__init__(backend, breaker, where)
 
     def stats(self) -> dict[str, int | None]:
         """The backend's counters; None for each while it is unavailable."""
@@ -104,38 +129,26 @@ class FailOpen:
     def _wrap(
         self, call: Callable[..., Any], fallback: Callable[..., Any] | None
     ) -> Callable[..., Any]:
-        breaker, where = self.breaker, self._where
+        breaker = self.breaker
 
         def guarded(*args: Any) -> Any:
             if not breaker.allow():
-                if fallback is None:
-                    raise _unavailable(where)
-                return fallback(*args)
+                return self._short_circuit(fallback, args)
             try:
                 result = call(*args)
             except BackendUnavailable as exc:
-                breaker.failure()
-                limited.warning("fail-open", "tsot: %s failed (%s); serving misses", where, exc)
-                if fallback is None:
-                    raise
-                return fallback(*args)
+                return self._failed(exc, fallback, args)
             breaker.success()
             return result
 
         return guarded
 
 
-class AsyncFailOpen:
+class AsyncFailOpen(_Guard):
     """Wraps an async backend; the same rules as FailOpen."""
 
     def __init__(self, backend: AsyncBackend, breaker: CircuitBreaker, where: str) -> None:
-        self.inner = backend
-        self.breaker = breaker
-        self._where = where
-        for name, fallback in FALLBACKS.items():
-            setattr(self, name, self._wrap(getattr(backend, name), fallback))
-        self.incr = self._wrap(backend.incr, None)
-        self.close = backend.close
+        super().__init__(backend, breaker, where)
 
     async def stats(self) -> dict[str, int | None]:
         """The backend's counters; None for each while it is unavailable."""
@@ -148,21 +161,15 @@ class AsyncFailOpen:
     def _wrap(
         self, call: Callable[..., Awaitable[Any]], fallback: Callable[..., Any] | None
     ) -> Callable[..., Awaitable[Any]]:
-        breaker, where = self.breaker, self._where
+        breaker = self.breaker
 
         async def guarded(*args: Any) -> Any:
             if not breaker.allow():
-                if fallback is None:
-                    raise _unavailable(where)
-                return fallback(*args)
+                return self._short_circuit(fallback, args)
             try:
                 result = await call(*args)
             except BackendUnavailable as exc:
-                breaker.failure()
-                limited.warning("fail-open", "tsot: %s failed (%s); serving misses", where, exc)
-                if fallback is None:
-                    raise
-                return fallback(*args)
+                return self._failed(exc, fallback, args)
             breaker.success()
             return result
 
