@@ -47,6 +47,8 @@ class Stores:
         self._loops: WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncStorage]]
         self._loops = WeakKeyDictionary()
         self._lock = threading.Lock()
+        # the last loop's storages: one identity check on the hot path, no lock (swapped whole)
+        self._last: tuple[Any, list[AsyncStorage]] = (None, [])
 
     @staticmethod
     def pick(storages: Sequence[S], read: bool) -> S:
@@ -56,6 +58,14 @@ class Stores:
 
     def for_loop(self, loop: asyncio.AbstractEventLoop) -> list[AsyncStorage]:
         """The AsyncStorages (primary first) for ``loop``, made on first use in that loop."""
+        last = self._last
+        if last[0] is loop:
+            return last[1]
+        found = self._for_loop(loop)
+        self._last = (loop, found)
+        return found
+
+    def _for_loop(self, loop: asyncio.AbstractEventLoop) -> list[AsyncStorage]:
         with self._lock:
             found = self._loops.get(loop)
         if found is not None:

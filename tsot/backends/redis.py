@@ -169,6 +169,17 @@ class RedisAsync:
         self._bound = (loop, transport)
         return transport
 
+    def _send(self, cmd: ops.Cmd, read: bool = False) -> Awaitable[Any]:
+        """The reply of one command: a plain future on the hot path (no coroutine frames)."""
+        bound = self._bound
+        if bound[0] is asyncio.get_running_loop():
+            return bound[1].send_read(cmd) if read else bound[1].send(cmd)  # type: ignore[no-any-return]
+        return self._send_first(cmd, read)
+
+    async def _send_first(self, cmd: ops.Cmd, read: bool) -> Any:
+        t = await self._tp()
+        return await (t.send_read(cmd) if read else t.send(cmd))
+
     async def _drive(self, steps: ops.Steps) -> Any:
         t = await self._tp()
         try:
@@ -183,9 +194,13 @@ class RedisAsync:
         except StopIteration as stop:
             return stop.value
 
-    @_async
+    # The single-command methods translate errors inline rather than through @_async: on the
+    # hot path every coroutine frame counts (DESIGN.md §8).
     async def get(self, key: bytes) -> bytes | None:
-        return await (await self._tp()).execute_read("GET", key)  # type: ignore[no-any-return]
+        try:
+            return await self._send(("GET", key), True)  # type: ignore[no-any-return]
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
     @_async
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -196,36 +211,45 @@ class RedisAsync:
         replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
-    @_async
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        await (await self._tp()).execute(*ops.set_cmd(key, value, ttl_ms))
+        try:
+            await self._send(ops.set_cmd(key, value, ttl_ms))
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
     @_async
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
         t = await self._tp()
         await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
 
-    @_async
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
-        return await (await self._tp()).execute(*cmd) is not None
+        try:
+            return await self._send(ops.set_cmd(key, value, ttl_ms, nx=True)) is not None
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
-    @_async
     async def delete(self, key: bytes) -> bool:
-        return await (await self._tp()).execute("UNLINK", key) > 0  # type: ignore[no-any-return]
+        try:
+            return await self._send(("UNLINK", key)) > 0  # type: ignore[no-any-return]
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
     @_async
     async def delete_many(self, keys: Sequence[bytes]) -> int:
         t = await self._tp()
         return sum(await t.pipeline(ops.grouped("UNLINK", keys, ops.slot_groups(keys, t.cluster))))
 
-    @_async
     async def exists(self, key: bytes) -> bool:
-        return await (await self._tp()).execute_read("EXISTS", key) > 0  # type: ignore[no-any-return]
+        try:
+            return await self._send(("EXISTS", key), True) > 0  # type: ignore[no-any-return]
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
-    @_async
     async def ttl(self, key: bytes) -> int:
-        return ops.ttl_result(await (await self._tp()).execute_read("PTTL", key))
+        try:
+            return ops.ttl_result(await self._send(("PTTL", key), True))
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
 
     @_async
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:

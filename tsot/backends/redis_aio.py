@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any
 
 import redis.asyncio.sentinel
@@ -79,6 +79,9 @@ class PipelinedTransport:
         if cfg.read_from_replicas:
             self._read_ep = Endpoint(self._replica, conn, cfg.max_inflight, cfg.retry.delays)
         self._turn = itertools.count()
+        self._plain = self._sentinel is None  # no READONLY handling needed: the fast path
+        if self._read_ep is self._ep:
+            self.send_read = self.send  # type: ignore[method-assign]  # one call less per read
 
     async def _master(self) -> Address:
         host, port = await self._sentinel.discover_master(self._service)
@@ -90,6 +93,21 @@ class PipelinedTransport:
             return await self._master()
         host, port = replicas[next(self._turn) % len(replicas)]
         return (str(host), int(port))
+
+    def send(self, cmd: Cmd) -> Awaitable[Any]:
+        """``execute(*cmd)`` as an awaitable: the connection's own future when it is ready."""
+        conn = self._ep.conn
+        if conn is None or conn.lost is not None or conn.pending >= conn.max_inflight:
+            return self.execute(*cmd)
+        if self._plain:
+            return conn.send(cmd)
+        return self.execute(*cmd)
+
+    def send_read(self, cmd: Cmd) -> Awaitable[Any]:
+        """``execute_read(*cmd)`` as an awaitable."""
+        if self._read_ep is self._ep:
+            return self.send(cmd)
+        return self.execute_read(*cmd)
 
     async def execute(self, *args: Any) -> Any:
         """Send one command to the primary and return its reply (error replies raise)."""
@@ -272,6 +290,12 @@ class ClusterTransport:
         if not self._readers:
             return await self.execute(*args)
         return (await self.pipeline([args], read=True))[0]
+
+    def send(self, cmd: Cmd) -> Awaitable[Any]:
+        return self.execute(*cmd)  # MOVED/ASK need the coroutine around the reply
+
+    def send_read(self, cmd: Cmd) -> Awaitable[Any]:
+        return self.execute_read(*cmd)
 
     async def _redirected(self, args: Cmd, exc: ResponseError) -> Any:
         delays = self._cfg.retry.delays()

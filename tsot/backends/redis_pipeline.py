@@ -174,7 +174,14 @@ class PipelinedConnection(asyncio.Protocol):
         if args[0] in STATEFUL:
             raise ValueError(f"{args[0]!r} would block or change the shared connection")
         fut = self.loop.create_future()
-        self._queue(_pack(args), fut, 1)
+        # _queue, inlined: this is the hot path of every single-key operation
+        if not self._waiters:
+            self._idle_ended()
+        self._waiters.append(fut)
+        self.pending += 1
+        if not self._wbuf:
+            self.loop.call_soon(self._flush)
+        self._wbuf.append(_pack(args))
         return fut
 
     def send_many(self, cmds: Sequence[Cmd], check: bool = True) -> asyncio.Future[list[Any]]:
@@ -192,14 +199,18 @@ class PipelinedConnection(asyncio.Protocol):
 
     def _queue(self, data: bytes, waiter: Any, n: int) -> None:
         if not self._waiters:
-            self._progress = self.loop.time()
-            if self._watchdog is None and self.timeout is not None:
-                self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
+            self._idle_ended()
         self._waiters.append(waiter)
         self.pending += n
         if not self._wbuf:
             self.loop.call_soon(self._flush)
         self._wbuf.append(data)
+
+    def _idle_ended(self) -> None:
+        """The first command after idle starts the stall clock (and the watchdog, if off)."""
+        self._progress = self.loop.time()
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
 
     def _flush(self) -> None:
         buf = self._wbuf
