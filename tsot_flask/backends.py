@@ -6,7 +6,7 @@ the classes differ only in which Flask-Caching keys say where the storage is (ts
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from flask import Flask
@@ -152,37 +152,35 @@ class TsotCache(BaseCache):
         return self.storage.decr(key, delta)
 
 
-class RedisCache(TsotCache):
+class _KindCache(TsotCache):
+    """A per-kind class: the URL comes from the kind's usual config keys, never from args."""
+
+    _url_from: Callable[[Mapping[str, Any], str], tuple[str | None, str]]
+
+    @classmethod
+    def _location(
+        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
+    ) -> tuple[str | None, str]:
+        cfg.no_args(args, name)
+        return cls._url_from(config, name)
+
+
+class RedisCache(_KindCache):
     """Redis from CACHE_REDIS_URL, or CACHE_REDIS_HOST/PORT/DB/PASSWORD."""
 
-    @classmethod
-    def _location(
-        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
-    ) -> tuple[str | None, str]:
-        cfg.no_args(args, name)
-        return cfg.redis_url(config, name)
+    _url_from = staticmethod(cfg.redis_url)
 
 
-class MemcachedCache(TsotCache):
+class MemcachedCache(_KindCache):
     """Memcached from CACHE_MEMCACHED_SERVERS (default ``["127.0.0.1:11211"]``)."""
 
-    @classmethod
-    def _location(
-        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
-    ) -> tuple[str | None, str]:
-        cfg.no_args(args, name)
-        return cfg.memcached_url(config, name)
+    _url_from = staticmethod(cfg.memcached_url)
 
 
-class RocksDBCache(TsotCache):
+class RocksDBCache(_KindCache):
     """RocksDB in the directory CACHE_DIR (the FileSystemCache key)."""
 
-    @classmethod
-    def _location(
-        cls, config: Mapping[str, Any], args: Sequence[Any], name: str
-    ) -> tuple[str | None, str]:
-        cfg.no_args(args, name)
-        return cfg.rocksdb_url(config, name)
+    _url_from = staticmethod(cfg.rocksdb_url)
 
 
 class MemoryCache(TsotCache):
