@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
@@ -19,6 +20,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def pass_time(clock: FakeClock | None, seconds: float, done: Callable[[], bool]) -> None:
+    """Let ``seconds`` pass, then require ``done()``.
+
+    With an injectable clock, the clock moves and ``done()`` must hold at once. On a server
+    (real time, ``clock`` None), poll ``done()`` for at most ``seconds`` + 3 s: memcached counts
+    expiry in whole seconds, so a 1 s TTL can take almost 2 s to end.
+    """
+    if clock is not None:
+        clock.advance(seconds)
+        assert done()
+        return
+    deadline = time.monotonic() + seconds + 3.0
+    while not done():
+        assert time.monotonic() < deadline, f"still not done after {seconds + 3:.0f}s"
+        time.sleep(0.05)
 
 
 class LoopThread:

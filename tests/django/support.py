@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, pass_time
 from tsot import Storage, parse_url
 from tsot.config import backend_class
 
@@ -22,11 +21,8 @@ def custom_key_func(key: str, key_prefix: str, version: int) -> str:
 
 
 def server_url(request: pytest.FixtureRequest, fixture: str) -> str:
-    """The URL a tests/servers fixture returns; skip while that fixture does not exist yet."""
-    try:
-        return str(request.getfixturevalue(fixture))
-    except pytest.FixtureLookupError:
-        pytest.skip("backend not landed yet")
+    """The URL a tests/servers fixture returns (a server the fixtures started)."""
+    return str(request.getfixturevalue(fixture))
 
 
 def _query(url: str) -> dict[str, Any]:
@@ -137,20 +133,8 @@ class Env:
             return s.ttl(cache.make_key(key))
 
     def pass_time(self, seconds: float, done: Callable[[], bool]) -> None:
-        """Let ``seconds`` pass, then require ``done()``.
-
-        With an injectable clock, the clock moves and ``done()`` must hold at once. On a server
-        (real time), poll ``done()`` for at most ``seconds`` + 3 s: memcached counts expiry in
-        whole seconds, so a 1 s TTL can take almost 2 s to end.
-        """
-        if self.uses_clock:
-            self.clock.advance(seconds)
-            assert done()
-            return
-        deadline = time.monotonic() + seconds + 3.0
-        while not done():
-            assert time.monotonic() < deadline, f"still not done after {seconds + 3:.0f}s"
-            time.sleep(0.05)
+        """Let ``seconds`` pass (the clock moves, or real time is polled), then require done()."""
+        pass_time(self.clock if self.uses_clock else None, seconds, done)
 
 
 def close_to(value: float | None, expected: float, slack: float | None = None) -> bool:

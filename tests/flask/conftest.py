@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,18 +11,15 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, pass_time
 from tsot import parse_url
 from tsot.config import backend_class
 from tsot_flask import TsotCache
 
 
 def server_url(request: pytest.FixtureRequest, fixture: str) -> str:
-    """The URL a tests/servers fixture returns; skip while that fixture does not exist yet."""
-    try:
-        return str(request.getfixturevalue(fixture))
-    except pytest.FixtureLookupError:
-        pytest.skip("backend not landed yet")
+    """The URL a tests/servers fixture returns (a server the fixtures started)."""
+    return str(request.getfixturevalue(fixture))
 
 
 def _has_clock(scheme: str) -> bool:
@@ -166,20 +162,8 @@ class Harness:
         return backend
 
     def pass_time(self, seconds: float, done: Callable[[], bool]) -> None:
-        """Let ``seconds`` pass, then require ``done()``.
-
-        With an injectable clock, the clock moves and ``done()`` must hold at once. On a server
-        (real time), poll ``done()`` for at most ``seconds`` + 3 s: memcached counts expiry in
-        whole seconds, so a 1 s TTL can take almost 2 s to end.
-        """
-        if self.uses_clock:
-            self.clock.advance(seconds)
-            assert done()
-            return
-        deadline = time.monotonic() + seconds + 3.0
-        while not done():
-            assert time.monotonic() < deadline, f"still not done after {seconds + 3:.0f}s"
-            time.sleep(0.05)
+        """Let ``seconds`` pass (the clock moves, or real time is polled), then require done()."""
+        pass_time(self.clock if self.uses_clock else None, seconds, done)
 
     def ttl(self, seconds: int) -> int:
         """A TTL for a test: long under a fake clock, 1 s on real time (kept short)."""
