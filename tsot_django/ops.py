@@ -22,6 +22,7 @@ _NO_KWARGS: Mapping[str, Any] = {}
 # Django's memcached_error_chars_re, compiled eagerly: its lazy proxy costs more per key than
 # the search itself (measured on the async hot path).
 _MEMCACHED_BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_MADE_KEYS_KEPT = 4096  # per backend instance (one per thread); cleared whole when full
 
 
 class Call(NamedTuple):
@@ -50,10 +51,34 @@ def translate_error(exc: BaseException) -> BaseException:
 class CacheOps(BaseCache):
     """Key, timeout and result translation for every method of Django's cache API."""
 
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self._made_keys: dict[tuple[str, int | None], str] = {}
+
     def validate_key(self, key: str) -> None:
         """Django's CacheKeyWarning checks, skipped at once for the usual clean, short key."""
         if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHED_BAD_CHARS.search(key):
             super().validate_key(key)
+
+    def tsot_key(self, key: Any, version: int | None) -> str:
+        """``make_and_validate_key``, remembered for str keys that need no warning.
+
+        Making and checking a key costs more than a memory-cache hit; a key that warns is
+        never remembered, so Django's CacheKeyWarning comes on every call, as in Django.
+        """
+        if type(key) is not str:
+            return self.make_and_validate_key(key, version=version)
+        made = self._made_keys.get((key, version))
+        if made is not None:
+            return made
+        made = self.make_key(key, version=version)
+        if len(made) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHED_BAD_CHARS.search(made):
+            super().validate_key(made)
+            return made
+        if len(self._made_keys) >= _MADE_KEYS_KEPT:
+            self._made_keys.clear()
+        self._made_keys[(key, version)] = made
+        return made
 
     def tsot_ttl(self, timeout: Any) -> Any:
         """Django timeout -> tsot ttl (DESIGN.md §3).
@@ -68,31 +93,31 @@ class CacheOps(BaseCache):
         return timeout
 
     def op_get(self, key: Any, default: Any, version: int | None) -> Op[Any]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         return (yield Call("load", (k, default), read=True))
 
     def op_set(self, key: Any, value: Any, timeout: Any, version: int | None) -> Op[None]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         yield Call("store", (k, value, self.tsot_ttl(timeout)))
 
     def op_add(self, key: Any, value: Any, timeout: Any, version: int | None) -> Op[bool]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         return bool((yield Call("add", (k, value, self.tsot_ttl(timeout)))))
 
     def op_touch(self, key: Any, timeout: Any, version: int | None) -> Op[bool]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         return bool((yield Call("expire", (k, self.tsot_ttl(timeout)))))
 
     def op_delete(self, key: Any, version: int | None) -> Op[bool]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         return bool((yield Call("delete", (k,))))
 
     def op_has_key(self, key: Any, version: int | None) -> Op[bool]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         return bool((yield Call("exists", (k,), read=True)))
 
     def op_incr(self, key: Any, delta: int, version: int | None) -> Op[int]:
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         try:
             # One atomic tsot call; create=False keeps Django's "missing key" error.
             new: int = yield Call("incr", (k, delta), {"create": False})
@@ -101,7 +126,7 @@ class CacheOps(BaseCache):
         return new
 
     def op_get_many(self, keys: Iterable[Any], version: int | None) -> Op[dict[Any, Any]]:
-        key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
+        key_map = {self.tsot_key(key, version): key for key in keys}
         if not key_map:
             return {}
         found: dict[str, Any] = yield Call("load_many", (list(key_map),), read=True)
@@ -112,14 +137,14 @@ class CacheOps(BaseCache):
     ) -> Op[list[Any]]:
         if not data:
             return []
-        made = {self.make_and_validate_key(key, version=version): v for key, v in data.items()}
+        made = {self.tsot_key(key, version): v for key, v in data.items()}
         # tsot encodes every value before writing any: a failure raises and writes nothing,
         # so there are never partially failed keys to report.
         yield Call("store_many", (made, self.tsot_ttl(timeout)))
         return []
 
     def op_delete_many(self, keys: Iterable[Any], version: int | None) -> Op[None]:
-        made = [self.make_and_validate_key(key, version=version) for key in keys]
+        made = [self.tsot_key(key, version) for key in keys]
         if made:
             yield Call("delete_many", (made,))
 
@@ -128,7 +153,7 @@ class CacheOps(BaseCache):
 
     def op_get_or_set(self, key: Any, default: Any, timeout: Any, version: int | None) -> Op[Any]:
         # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
-        k = self.make_and_validate_key(key, version=version)
+        k = self.tsot_key(key, version)
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
             return value
@@ -140,11 +165,11 @@ class CacheOps(BaseCache):
     def op_incr_version(self, key: Any, delta: int, version: int | None) -> Op[int]:
         if version is None:
             version = self.version
-        old = self.make_and_validate_key(key, version=version)
+        old = self.tsot_key(key, version)
         value = yield Call("load", (old, self._missing_key))
         if value is self._missing_key:
             raise ValueError(f"Key '{key}' not found")
-        new = self.make_and_validate_key(key, version=version + delta)
+        new = self.tsot_key(key, version + delta)
         # Django re-sets the value with the default timeout; so do we.
         yield Call("store", (new, value, self.tsot_ttl(DEFAULT_TIMEOUT)))
         yield Call("delete", (old,))
