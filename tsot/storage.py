@@ -24,7 +24,7 @@ from .codec import MISS, Codec, Signer
 from .errors import ConfigurationError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace
-from .ttl import EXPIRED, TTL, to_ms
+from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
 class _Default:
@@ -112,7 +112,9 @@ class _Core:
 
     # pure steps
     def _ttl(self, ttl: TTLArg) -> int | None:
-        return self._default_ms if isinstance(ttl, _Default) else to_ms(ttl)
+        if type(ttl) is int and 0 < ttl < FOREVER_SECONDS:  # the common case, inlined
+            return ttl * 1000
+        return self._default_ms if ttl is DEFAULT else to_ms(ttl)  # type: ignore[arg-type]
 
     def _value(self, data: bytes | None, default: Any) -> Any:
         if data is None:

@@ -40,6 +40,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self._evictions = 0
 
     # internal helpers run with the lock held
     def _live(self, key: bytes) -> list[Any] | None:
@@ -61,30 +62,38 @@ class MemoryStore:
 
     def _put(self, key: bytes, value: bytes, deadline: float | None) -> None:
         size = len(key) + len(value)
-        if self.max_bytes is not None and size > self.max_bytes:
+        max_bytes = self.max_bytes
+        if max_bytes is not None and size > max_bytes:
             raise ValueTooLarge(
                 f"value for key {key!r} is {len(value)} bytes; this memory store holds at most "
-                f"{self.max_bytes} bytes (max_bytes)"
+                f"{max_bytes} bytes (max_bytes)"
             )
-        old = self._data.get(key)
+        data = self._data
+        old = data.get(key)
         if old is not None:
-            self._bytes -= len(key) + len(old[0])
+            self._bytes += size - len(key) - len(old[0])
             old[0] = value
             old[1] = deadline
-            self._data.move_to_end(key)
+            data.move_to_end(key)
         else:
-            self._data[key] = [value, deadline]
-        self._bytes += size
-        self._make_room()
+            data[key] = [value, deadline]
+            self._bytes += size
+        if len(data) > self.max_entries or (max_bytes is not None and self._bytes > max_bytes):
+            self._make_room()
 
     def _make_room(self) -> None:
+        """Evict until within bounds: expired entries first, then least recently used ones.
+
+        Finding expired entries means a full scan, so it runs at most once per
+        ``max_entries`` evictions (amortised O(1) per write); in between, the LRU end goes.
+        """
         data = self._data
-        over_bytes = self.max_bytes is not None and self._bytes > self.max_bytes
-        if len(data) <= self.max_entries and not over_bytes:
-            return
-        now = self.clock()
-        for key in [k for k, e in data.items() if e[1] is not None and e[1] <= now]:
-            self._remove(key, data[key])
+        self._evictions += 1
+        if self._evictions >= self.max_entries:
+            self._evictions = 0
+            now = self.clock()
+            for key in [k for k, e in data.items() if e[1] is not None and e[1] <= now]:
+                self._remove(key, data[key])
         while len(data) > self.max_entries or (
             self.max_bytes is not None and self._bytes > self.max_bytes
         ):
