@@ -178,11 +178,14 @@ class MemcachedAsync(_Base):
 
     def _ready(self, key: bytes, limits: bool = False) -> tuple[int, int, Pipeline] | None:
         """``(server, generation, connection)`` when one command can do, else None."""
-        quick = self.ns.quick(key, limits)
-        if quick is None:
+        ns = self.ns
+        cluster = ns.cluster
+        s = 0 if len(cluster.servers) == 1 else cluster.route(key, cluster.live())
+        gen = cluster.gens.get((s, ns.prefix))
+        if gen is None or (limits and s not in cluster.limits):
             return None
-        conn = self.loc.aio.ready(quick[0])
-        return None if conn is None else (quick[0], quick[1], conn)
+        conn = self.loc.aio.ready(s)
+        return None if conn is None else (s, gen, conn)
 
     def _broken(self, s: int, exc: OSError, idempotent: bool) -> int:
         """After a one-command attempt failed: raise, or the attempt the full operation is."""

@@ -89,7 +89,10 @@ class AsyncTransport:
         last = self._last
         conns = last[1] if last is not None and last[0]() is loop else self.connections(loop)
         conn = conns.get(server)
-        if conn.__class__ is not Pipeline or conn.closed or self.cluster.is_dead(server):
+        if conn.__class__ is not Pipeline or conn.closed:
+            return None
+        cluster = self.cluster
+        if cluster._dead and cluster.is_dead(server):  # no call while no server is dead
             return None
         return conn
 

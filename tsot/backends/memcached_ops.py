@@ -40,16 +40,6 @@ class Namespace:
         self.gen_cmd = p.SharedRead(p.mg(self.gen_key, b"v"))
         self._heads: dict[int, bytes] = {}  # generation -> valid ``<prefix><gen hex>|``
 
-    def quick(self, key: bytes, limits: bool = False) -> tuple[int, int] | None:
-        """``(server, generation)`` for ``key`` when one command can do (the generation and,
-        with ``limits``, the item size are known), else None: run the full operation."""
-        cluster = self.cluster
-        s = 0 if len(cluster.servers) == 1 else cluster.route(key, cluster.live())
-        gen = cluster.gens.get((s, self.prefix))
-        if gen is None or (limits and s not in cluster.limits):
-            return None
-        return s, gen
-
     def current(self, server: int, head: p.Reply, gen: int) -> bool:
         """True if the generation check ``head`` shows ``gen``; else note what it shows
         (error replies raise) and return False: the commands behind it must be sent again."""

@@ -58,6 +58,7 @@ class Pipeline:
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_burst",
         "_fd",
         "_got",
         "_heads",
@@ -101,6 +102,7 @@ class Pipeline:
         self._backlog: deque[tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]]]] = deque()
         self._wbuf = bytearray()  # bytes the socket did not take yet
         self._scheduled = False
+        self._burst = False  # many waiters were just woken: their requests will follow
         self._received = False  # a byte arrived since the connection was last idle
         self._timer: asyncio.TimerHandle | None = None
         self.inflight = 0
@@ -140,7 +142,7 @@ class Pipeline:
             return fut
         self._queue(data, count, head, fut)
         if not self._scheduled:
-            if self._sent:  # busy: gather what the other tasks queue in this iteration
+            if self._sent or self._burst:  # gather what other tasks queue in this iteration
                 self._scheduled = True
                 loop.call_soon(self._flush)
             else:  # idle: nothing to wait for, write now (one task costs no extra turn)
@@ -171,7 +173,7 @@ class Pipeline:
             self.peak_inflight = inflight
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._scheduled = self._burst = False
         if self._sock is None or not self._queued:
             return
         loop = self._loop()
@@ -250,8 +252,16 @@ class Pipeline:
             self._got = []
             self.inflight -= write.count
             for i, count, at, fut in write.waiters:
-                if not fut.done():  # a cancelled caller's replies are read and dropped
-                    fut.set_result(got[i : i + count] if at < 0 else [got[at], *got[i : i + count]])
+                if fut.done():  # a cancelled caller's replies are read and dropped
+                    continue
+                if at < 0:
+                    fut.set_result(got[i : i + count])
+                elif count == 1:
+                    fut.set_result([got[at], got[i]])
+                else:
+                    fut.set_result([got[at], *got[i : i + count]])
+            if len(write.waiters) > 1:
+                self._burst = True
             got = self._got
         self._received = False
         if self._backlog:
