@@ -198,10 +198,10 @@ def profile(url: str) -> None:
 
 
 def threads(url: str, n_threads: int = 8, per: int = 5000) -> None:
-    """The sync API from ``n_threads`` threads: redis-py, tsot pool, tsot sync_multiplex."""
+    """The sync API from ``n_threads`` threads: redis-py, the tsot pool, a multiplexed loop."""
     import redis
 
-    from tsot import Storage
+    from tsot import AsyncStorage, Storage
 
     def rate(op: Callable[[], Any]) -> float:
         best = 0.0
@@ -230,11 +230,21 @@ def threads(url: str, n_threads: int = 8, per: int = 5000) -> None:
     pool = Storage.from_url(url, namespace="bench")
     pool.store("k", VALUE)
     rows["tsot Storage (own pool)"] = rate(lambda: pool.load("k"))
-    try:
-        mux = Storage.from_url(url, namespace="bench", sync_multiplex=True)
-        rows["tsot Storage sync_multiplex"] = rate(lambda: mux.load("k"))
-    except Exception as exc:  # the option may not exist
-        print(f"  (sync_multiplex unavailable: {exc})")
+    # The shared multiplexed connection for sync callers: a loop thread owns it, callers hand
+    # it coroutines and block on concurrent futures (what a sync_multiplex option would do).
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    mux = AsyncStorage.from_url(url, namespace="bench")
+
+    def via_loop() -> Any:
+        return asyncio.run_coroutine_threadsafe(mux.load("k"), loop).result()
+
+    rows["multiplexed, loop thread"] = rate(via_loop)
+    asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result()
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join()
+    loop.close()
     print(f"\nsync GET of 100 B from {n_threads} threads (ops/s, ratio to one redis-py thread)")
     for name, value in rows.items():
         print(f"  {name:<32}{value:>10,.0f}/s {value / base:5.1f}x")
