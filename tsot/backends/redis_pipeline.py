@@ -121,13 +121,10 @@ class PipelinedConnection(asyncio.Protocol):
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
         self._progress = 0.0  # loop time of the last reply, or of the first command after idle
         self._watchdog: asyncio.TimerHandle | None = None
-        self._ready = loop.create_future()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        if not self._ready.done():
-            self._ready.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection to {self.name} lost" + (f": {exc}" if exc else "")
@@ -263,8 +260,6 @@ class PipelinedConnection(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if not self._ready.done():
-            self._ready.set_exception(exc)
         waiters, self._waiters = self._waiters, collections.deque()
         self._wbuf = []
         self.pending = 0
@@ -343,12 +338,12 @@ async def open_connection(
                 server_hostname=address[0] if context is not None else None,
             )
         await asyncio.wait_for(opening, conn["socket_connect_timeout"])
+    except asyncio.TimeoutError as exc:  # first: on 3.11+ it is the builtin, an OSError
+        proto.close()
+        raise TimeoutError(f"Timeout connecting to {name}") from exc
     except (OSError, ssl.SSLError) as exc:
         proto.close()
         raise ConnectionError(f"Error connecting to {name}: {exc}") from exc
-    except asyncio.TimeoutError as exc:
-        proto.close()
-        raise TimeoutError(f"Timeout connecting to {name}") from exc
     if not isinstance(address, str) and conn.get("socket_keepalive"):
         sock = proto._transport.get_extra_info("socket") if proto._transport else None
         if sock is not None:
@@ -395,7 +390,11 @@ class Endpoint:
         self._lock: asyncio.Lock | None = None
 
     async def connect(self) -> PipelinedConnection:
-        """A live connection: the current one, or a new one (connection errors retried)."""
+        """A live connection: the current one, or a new one.
+
+        Refused or reset connections are retried with backoff; a connect timeout is not (a
+        host that does not answer costs one ``socket_connect_timeout``, as on the sync side).
+        """
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # concurrent callers share one attempt
@@ -409,9 +408,9 @@ class Endpoint:
                     conn = await open_connection(
                         address, self._opts, self.max_inflight, self.readonly
                     )
-                except AuthenticationError:
-                    raise
-                except (ConnectionError, TimeoutError) as exc:
+                except (AuthenticationError, TimeoutError):
+                    raise  # a wrong password or a host that does not answer: retrying won't help
+                except ConnectionError as exc:
                     delay = next(delays, None)
                     if delay is None:
                         raise exc from None
