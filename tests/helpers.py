@@ -53,6 +53,7 @@ class LoopThread:
     def stop(self) -> None:
         # as asyncio.run does: lets loop-bound resources (connection pools) close on the loop
         self.run(self.loop.shutdown_asyncgens(), timeout=10)
+        self.run(asyncio.sleep(0))  # one more turn: transports closed above finish closing
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()

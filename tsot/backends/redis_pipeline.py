@@ -250,9 +250,14 @@ class PipelinedConnection(asyncio.Protocol):
             self._transport.abort()
 
     def close(self) -> None:
+        """Fail every waiter and drop the socket now.
+
+        ``abort`` rather than ``close``: a close waits for unsent bytes to drain, and a loop that
+        stops meanwhile (shutdown, a dead server) would leave the socket open for the GC.
+        """
         self._fail(ConnectionError(f"connection to {self.name} closed"))
         if self._transport is not None:
-            self._transport.close()
+            self._transport.abort()
 
     def _fail(self, exc: BaseException) -> None:
         if self.lost is None:
