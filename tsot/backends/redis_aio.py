@@ -68,7 +68,7 @@ class PipelinedTransport:
         conn = cfg.connection
         if cfg.topology == "sentinel":
             # explicit addresses only: nothing may fall back to a default localhost:6379
-            self._sentinel = redis.asyncio.sentinel.Sentinel(
+            self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
                 list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": _NO_RETRY}
             )
             self._ep = Endpoint(self._master, conn, cfg.max_inflight, cfg.retry.delays)
