@@ -489,13 +489,14 @@ def test_a_hanging_server_costs_one_timeout_per_dead_timeout(
 def test_pool_exhaustion_names_the_option(memcached_url: str) -> None:
     store = Storage.from_url(memcached_url, namespace="pool", max_pool_size=1)
     store.store("k", 1)
-    pool = backend(store).loc.sync.pools[0].client_pool
+    pool = backend(store).loc.sync.pools[0]
     held = pool.get()
+    assert held is not None
     try:
         with pytest.raises(BackendUnavailable, match="max_pool_size"):
             store.load("k")
     finally:
-        pool.release(held)
+        pool.idle.append(held)
     assert store.load("k") == 1
 
 

@@ -16,8 +16,8 @@ from ..errors import ConfigurationError, require
 from . import memcached_ops as ops
 from . import memcached_proto as p
 from .base import shared
-from .memcached_cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
-from .memcached_pipeline import Pipeline
+from .memcached_cluster import Cluster, Policy, ServerSpec, StepFailed
+from .memcached_hot import AGAIN, Hot
 
 T = TypeVar("T")
 DEFAULT_PORT = 11211
@@ -79,22 +79,27 @@ def _shared_location(location: Location, options: Mapping[str, Any]) -> _Locatio
     return shared(key, lambda: _Location(servers, options))
 
 
-class _Base:
-    __slots__ = ("loc", "ns")
+class _Base(Hot):
+    __slots__ = ("loc",)
 
     def __init__(self, loc: _Location, prefix: bytes) -> None:
+        super().__init__(ops.Namespace(loc.cluster, prefix), loc.policy)
         self.loc = loc
-        self.ns = ops.Namespace(loc.cluster, prefix)
 
 
 class MemcachedSync(_Base):
-    """The Backend protocol over the sync transport."""
+    """The Backend protocol over the sync transport.
+
+    Hot operations first try their fast path (``memcached_hot``): one request on an idle
+    pooled connection; anything unusual runs the full operation.
+    """
 
     __slots__ = ()
 
-    def _run(self, make: MakeOp, idempotent: bool = True, routed: bool = True) -> Any:
+    def _run(
+        self, make: MakeOp, idempotent: bool = True, routed: bool = True, attempt: int = 0
+    ) -> Any:
         transport, policy = self.loc.sync, self.loc.policy
-        attempt = 0
         while True:
             op = make()
             try:
@@ -107,23 +112,91 @@ class MemcachedSync(_Base):
                 policy.again(failed, attempt, idempotent, routed)
                 attempt += 1
 
+    def _one(self, s: int, cmd: bytes, idempotent: bool) -> list[p.Reply] | int:
+        """The replies to the generation check and ``cmd`` on server ``s``, or the attempt
+        the full operation is: 0 when no connection is idle, 1 after a broken one."""
+        try:
+            rs = self.loc.sync.one(s, self.gen_cmd + cmd, 2)
+        except OSError as exc:
+            return self.broken(s, exc, idempotent)
+        return 0 if rs is None else rs
+
+    def _step(self, step: ops.Step, idempotent: bool) -> ops.Replies | int:
+        """A many-key fast step's replies, or the attempt the full operation is."""
+        try:
+            return self.loc.sync.execute(step)
+        except StepFailed as failed:
+            return self.failed(failed, idempotent)
+
     def get(self, key: bytes) -> bytes | None:
-        return self._run(lambda: ops.get_many(self.ns, (key,)))[0]  # type: ignore[no-any-return]
+        ready, attempt = self.ready(key), 0
+        if ready is not None:
+            s, gen = ready
+            rs = self._one(s, self.get_cmd(key, gen), True)
+            if isinstance(rs, int):
+                attempt = rs
+            else:
+                value = self.got(s, gen, rs)
+                if value is not AGAIN:
+                    return value
+        return self._run(lambda: ops.get_many(self.ns, (key,)), attempt=attempt)[0]  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return self._run(lambda: ops.get_many(self.ns, keys))  # type: ignore[no-any-return]
+        batch, attempt = self.batch(keys), 0
+        if batch is not None:
+            replies = self._step(self.get_step(batch), True)
+            if isinstance(replies, int):
+                attempt = replies
+            else:
+                values = self.values(batch, len(keys), replies)
+                if values is not AGAIN:
+                    return values
+        return self._run(lambda: ops.get_many(self.ns, keys), attempt=attempt)  # type: ignore[no-any-return]
+
+    def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
+        ready, attempt = self.ready(key, limits=True), 0
+        if ready is not None:
+            s, gen = ready
+            rs = self._one(s, self.store_cmd(s, gen, key, value, ttl_ms, mode), not mode)
+            if isinstance(rs, int):
+                attempt = rs
+            else:
+                done = self.stored(s, gen, rs, key)
+                if done is not AGAIN:
+                    return done
+        made = self._run(
+            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
+        )
+        return made[0]  # type: ignore[no-any-return]
 
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        self._run(lambda: ops.set_many(self.ns, ((key, value),), ttl_ms))
+        self._store(key, value, ttl_ms, b"")
 
     def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        self._run(lambda: ops.set_many(self.ns, items, ttl_ms))
+        batch, attempt = self.batch([k for k, _ in items], limits=True), 0
+        if batch is not None:
+            replies = self._step(self.set_step(batch, items, ttl_ms), True)
+            if isinstance(replies, int):
+                attempt = replies
+            elif self.stored_all(batch, len(items), replies) is not AGAIN:
+                return
+        self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt)
 
     def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return self._run(lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, b" ME"), False)[0]  # type: ignore[no-any-return]
+        return self._store(key, value, ttl_ms, b" ME")
 
     def delete(self, key: bytes) -> bool:
-        return self._run(lambda: ops.delete_many(self.ns, (key,)), False) == 1  # type: ignore[no-any-return]
+        ready, attempt = self.ready(key), 0
+        if ready is not None:
+            s, gen = ready
+            rs = self._one(s, self.delete_cmd(key, gen), False)
+            if isinstance(rs, int):
+                attempt = rs
+            else:
+                done = self.deleted(s, gen, rs)
+                if done is not AGAIN:
+                    return done
+        return self._run(lambda: ops.delete_many(self.ns, (key,)), False, attempt=attempt) == 1  # type: ignore[no-any-return]
 
     def delete_many(self, keys: Sequence[bytes]) -> int:
         return self._run(lambda: ops.delete_many(self.ns, keys), False)  # type: ignore[no-any-return]
@@ -138,7 +211,20 @@ class MemcachedSync(_Base):
         return self._run(lambda: ops.expire(self.ns, key, ttl_ms))  # type: ignore[no-any-return]
 
     def incr(self, key: bytes, delta: int, create: bool) -> int | None:
-        return self._run(lambda: ops.incr(self.ns, key, delta, create), False)  # type: ignore[no-any-return]
+        flags, attempt = ops.native_incr(delta, create), 0
+        ready = self.ready(key) if flags is not None else None
+        if ready is not None and flags is not None:
+            s, gen = ready
+            rs = self._one(s, self.incr_cmd(key, gen, flags), False)
+            if isinstance(rs, int):
+                attempt = rs
+            else:
+                n = self.counted(s, gen, rs)
+                if n is not AGAIN:
+                    if n is not None and n >= p.NATIVE_MAX:
+                        self._run(lambda: ops.widen(self.ns, key), False)
+                    return n
+        return self._run(lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt)  # type: ignore[no-any-return]
 
     def clear(self, prefix: bytes) -> None:
         self._run(lambda: ops.clear(ops.Namespace(self.loc.cluster, prefix)), True, False)
@@ -153,9 +239,9 @@ class MemcachedSync(_Base):
 class MemcachedAsync(_Base):
     """The AsyncBackend protocol over the asyncio transport (the same operations).
 
-    Hot single-key operations first try one command on the server's open connection behind
-    the namespace generation check (``_ready``); anything unusual (no connection yet, an
-    unknown generation or item size, a generation that moved) runs the full operation.
+    Hot operations first try their fast path (``memcached_hot``): one command on the server's
+    open connection behind the namespace generation check; anything unusual (no connection
+    yet, an unknown generation or item size, a generation that moved) runs the full operation.
     """
 
     __slots__ = ()
@@ -176,55 +262,63 @@ class MemcachedAsync(_Base):
                 policy.again(failed, attempt, idempotent, routed)
                 attempt += 1
 
-    def _ready(self, key: bytes, limits: bool = False) -> tuple[int, int, Pipeline] | None:
-        """``(server, generation, connection)`` when one command can do, else None."""
-        ns = self.ns
-        cluster = ns.cluster
-        s = 0 if len(cluster.servers) == 1 else cluster.route(key, cluster.live())
-        gen = cluster.gens.get((s, ns.prefix))
-        if gen is None or (limits and s not in cluster.limits):
-            return None
+    async def _one(self, s: int, cmd: bytes, idempotent: bool) -> list[p.Reply] | int:
+        """The replies to the generation check and ``cmd`` on server ``s``, or the attempt
+        the full operation is: 0 when no connection is open, 1 after a broken one."""
         conn = self.loc.aio.ready(s)
-        return None if conn is None else (s, gen, conn)
+        if conn is None:
+            return 0
+        try:
+            return await conn.request(cmd, 1, self.gen_cmd)
+        except OSError as exc:
+            return self.broken(s, exc, idempotent)
 
-    def _broken(self, s: int, exc: OSError, idempotent: bool) -> int:
-        """After a one-command attempt failed: raise, or the attempt the full operation is."""
-        sent = not isinstance(exc, StaleConnection)
-        self.loc.policy.again(StepFailed({s: (exc, sent)}), 0, idempotent, True)
-        return 1
+    async def _step(self, step: ops.Step, idempotent: bool) -> ops.Replies | int:
+        """A many-key fast step's replies, or the attempt the full operation is."""
+        try:
+            return await self.loc.aio.execute(step)
+        except StepFailed as failed:
+            return self.failed(failed, idempotent)
 
     async def get(self, key: bytes) -> bytes | None:
-        ns, ready, attempt = self.ns, self._ready(key), 0
+        ready, attempt = self.ready(key), 0
         if ready is not None:
-            s, gen, conn = ready
-            try:
-                head, r = await conn.request(p.mg(ns.wire(key, gen), b"v"), 1, ns.gen_cmd)
-            except OSError as exc:
-                attempt = self._broken(s, exc, True)
+            s, gen = ready
+            rs = await self._one(s, self.get_cmd(key, gen), True)
+            if isinstance(rs, int):
+                attempt = rs
             else:
-                if ns.current(s, head, gen):
-                    return ops.value(r, ns.cluster.names[s])
-        return (await self._run(lambda: ops.get_many(ns, (key,)), attempt=attempt))[0]  # type: ignore[no-any-return]
+                value = self.got(s, gen, rs)
+                if value is not AGAIN:
+                    return value
+        made = await self._run(lambda: ops.get_many(self.ns, (key,)), attempt=attempt)
+        return made[0]  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        return await self._run(lambda: ops.get_many(self.ns, keys))  # type: ignore[no-any-return]
+        batch, attempt = self.batch(keys), 0
+        if batch is not None:
+            replies = await self._step(self.get_step(batch), True)
+            if isinstance(replies, int):
+                attempt = replies
+            else:
+                values = self.values(batch, len(keys), replies)
+                if values is not AGAIN:
+                    return values
+        return await self._run(lambda: ops.get_many(self.ns, keys), attempt=attempt)  # type: ignore[no-any-return]
 
     async def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
-        ns, ready, attempt = self.ns, self._ready(key, limits=True), 0
+        ready, attempt = self.ready(key, limits=True), 0
         if ready is not None:
-            s, gen, conn = ready
-            wk = ns.wire(key, gen)
-            flags = b"T%d%b" % (p.exptime(ttl_ms), mode)
-            cmd = p.ms(wk, ns.fit(s, key, wk, p.to_wire(value)), flags)
-            try:
-                head, r = await conn.request(cmd, 1, ns.gen_cmd)
-            except OSError as exc:
-                attempt = self._broken(s, exc, not mode)
+            s, gen = ready
+            rs = await self._one(s, self.store_cmd(s, gen, key, value, ttl_ms, mode), not mode)
+            if isinstance(rs, int):
+                attempt = rs
             else:
-                if ns.current(s, head, gen):
-                    return ops.stored(r, ns.cluster.names[s], key)
+                done = self.stored(s, gen, rs, key)
+                if done is not AGAIN:
+                    return done
         made = await self._run(
-            lambda: ops.set_many(ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
+            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
         )
         return made[0]  # type: ignore[no-any-return]
 
@@ -232,23 +326,31 @@ class MemcachedAsync(_Base):
         await self._store(key, value, ttl_ms, b"")
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        await self._run(lambda: ops.set_many(self.ns, items, ttl_ms))
+        batch, attempt = self.batch([k for k, _ in items], limits=True), 0
+        if batch is not None:
+            replies = await self._step(self.set_step(batch, items, ttl_ms), True)
+            if isinstance(replies, int):
+                attempt = replies
+            elif self.stored_all(batch, len(items), replies) is not AGAIN:
+                return
+        await self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         return await self._store(key, value, ttl_ms, b" ME")
 
     async def delete(self, key: bytes) -> bool:
-        ns, ready, attempt = self.ns, self._ready(key), 0
+        ready, attempt = self.ready(key), 0
         if ready is not None:
-            s, gen, conn = ready
-            try:
-                head, r = await conn.request(p.md(ns.wire(key, gen)), 1, ns.gen_cmd)
-            except OSError as exc:
-                attempt = self._broken(s, exc, False)
+            s, gen = ready
+            rs = await self._one(s, self.delete_cmd(key, gen), False)
+            if isinstance(rs, int):
+                attempt = rs
             else:
-                if ns.current(s, head, gen):
-                    return ops.deleted(r, ns.cluster.names[s])
-        return await self._run(lambda: ops.delete_many(ns, (key,)), False, attempt=attempt) == 1  # type: ignore[no-any-return]
+                done = self.deleted(s, gen, rs)
+                if done is not AGAIN:
+                    return done
+        count = await self._run(lambda: ops.delete_many(self.ns, (key,)), False, attempt=attempt)
+        return count == 1  # type: ignore[no-any-return]
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
         return await self._run(lambda: ops.delete_many(self.ns, keys), False)  # type: ignore[no-any-return]
@@ -263,25 +365,22 @@ class MemcachedAsync(_Base):
         return await self._run(lambda: ops.expire(self.ns, key, ttl_ms))  # type: ignore[no-any-return]
 
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
-        ns, flags, attempt = self.ns, ops.native_incr(delta, create), 0
-        ready = self._ready(key) if flags is not None else None
+        flags, attempt = ops.native_incr(delta, create), 0
+        ready = self.ready(key) if flags is not None else None
         if ready is not None and flags is not None:
-            s, gen, conn = ready
-            try:
-                head, r = await conn.request(p.ma(ns.wire(key, gen), flags), 1, ns.gen_cmd)
-            except OSError as exc:
-                attempt = self._broken(s, exc, False)
+            s, gen = ready
+            rs = await self._one(s, self.incr_cmd(key, gen, flags), False)
+            if isinstance(rs, int):
+                attempt = rs
             else:
-                if ns.current(s, head, gen):
-                    if r.code == b"VA":
-                        n = int(p.from_wire(r.value or b"0"))
-                        if n >= p.NATIVE_MAX:
-                            await self._run(lambda: ops.widen(ns, key), False)
-                        return n
-                    if r.code == b"NF":
-                        return None
-                    # refused (not a plain int on the server) or failed: nothing changed
-        return await self._run(lambda: ops.incr(ns, key, delta, create), False, attempt=attempt)  # type: ignore[no-any-return]
+                n = self.counted(s, gen, rs)
+                if n is not AGAIN:
+                    if n is not None and n >= p.NATIVE_MAX:
+                        await self._run(lambda: ops.widen(self.ns, key), False)
+                    return n
+        return await self._run(  # type: ignore[no-any-return]
+            lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt
+        )
 
     async def clear(self, prefix: bytes) -> None:
         await self._run(lambda: ops.clear(ops.Namespace(self.loc.cluster, prefix)), True, False)

@@ -84,15 +84,13 @@ class AsyncTransport:
         return conns
 
     def ready(self, server: int) -> Pipeline | None:
-        """The running loop's open connection to ``server`` if it is usable now, else None."""
+        """The running loop's open connection to ``server``, else None (the caller has
+        checked that the server is not skipped: ``memcached_hot.Hot.ready``)."""
         loop = get_running_loop()
         last = self._last
         conns = last[1] if last is not None and last[0]() is loop else self.connections(loop)
         conn = conns.get(server)
         if conn.__class__ is not Pipeline or conn.closed:
-            return None
-        cluster = self.cluster
-        if cluster._dead and cluster.is_dead(server):  # no call while no server is dead
             return None
         return conn
 

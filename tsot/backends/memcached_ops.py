@@ -19,6 +19,8 @@ T = TypeVar("T")
 Step = dict[int, list[bytes]]
 Replies = dict[int, list[p.Reply]]
 Op = Generator[Step, Replies, T]
+Group = list[tuple[int, bytes]]
+"""The keys one server gets, each with its position among the operation's keys."""
 
 DEFAULT_ITEM_SIZE_MAX: Final = 1024 * 1024
 ITEM_OVERHEAD: Final = 64
@@ -73,11 +75,14 @@ class Namespace:
             self._heads[gen] = head
         return p.wire_key(final, len(prefix), gen)
 
-    def group(self, keys: Iterable[bytes]) -> dict[int, list[tuple[int, bytes]]]:
+    def group(self, keys: Iterable[bytes]) -> dict[int, Group]:
         """``server -> [(position, key)]`` for the servers alive now."""
         cluster = self.cluster
         live = cluster.live()
-        groups: dict[int, list[tuple[int, bytes]]] = {}
+        if len(live) == 1:
+            pairs = list(enumerate(keys))
+            return {live[0]: pairs} if pairs else {}
+        groups: dict[int, Group] = {}
         for i, key in enumerate(keys):
             groups.setdefault(cluster.route(key, live), []).append((i, key))
         return groups
@@ -161,16 +166,28 @@ class Namespace:
 
 def get_many(ns: Namespace, keys: Sequence[bytes]) -> Op[list[bytes | None]]:
     groups = ns.group(keys)
-    out: list[bytes | None] = [None] * len(keys)
+    replies = yield from ns.exchange(groups, lambda s, gen: get_cmds(ns, groups[s], gen))
+    return values(ns, len(keys), groups, replies)
 
-    def build(s: int, gen: int) -> list[bytes]:
-        return [p.mg(ns.wire(k, gen), b"v") for _, k in groups[s]]
 
-    replies = yield from ns.exchange(groups, build)
+def get_cmds(ns: Namespace, group: Group, gen: int) -> list[bytes]:
+    """``mg <key> v`` for each key of one server's group."""
+    wire = ns.wire
+    return [b"mg " + wire(k, gen) + b" v\r\n" for _, k in group]
+
+
+def values(
+    ns: Namespace, count: int, groups: dict[int, Group], replies: Replies
+) -> list[bytes | None]:
+    """The values of ``get_cmds`` replies, in the order of the keys."""
+    out: list[bytes | None] = [None] * count
+    names = ns.cluster.names
     for s, rs in replies.items():
-        name = ns.cluster.names[s]
         for (i, _), r in zip(groups[s], rs, strict=True):
-            out[i] = value(r, name)
+            if r.code == b"VA":
+                out[i] = p.from_wire(r.value or b"")
+            elif r.code != b"EN":
+                p.check(r, names[s])
     return out
 
 
@@ -195,19 +212,32 @@ def set_many(
     flags = b"T%d%b" % (p.exptime(ttl_ms), mode)
 
     def build(s: int, gen: int) -> list[bytes]:
-        cmds = []
-        for i, k in groups[s]:
-            wk = ns.wire(k, gen)
-            cmds.append(p.ms(wk, ns.fit(s, k, wk, wire_values[i]), flags))
-        return cmds
+        return set_cmds(ns, s, groups[s], gen, wire_values, flags)
 
     # ``exchange`` builds every server's commands before it sends any: nothing half-written
     replies = yield from ns.exchange(groups, build, limits=True)
-    out = [False] * len(items)
+    return stored_all(ns, len(items), groups, replies)
+
+
+def set_cmds(
+    ns: Namespace, s: int, group: Group, gen: int, wire_values: list[bytes], flags: bytes
+) -> list[bytes]:
+    """``ms`` for each key of server ``s``'s group; ValueTooLarge before any is built."""
+    wire, fit = ns.wire, ns.fit
+    cmds = []
+    for i, k in group:
+        wk = wire(k, gen)
+        cmds.append(p.ms(wk, fit(s, k, wk, wire_values[i]), flags))
+    return cmds
+
+
+def stored_all(ns: Namespace, count: int, groups: dict[int, Group], replies: Replies) -> list[bool]:
+    """Per item of ``set_cmds``, in order: True if the server stored it."""
+    out = [False] * count
+    names = ns.cluster.names
     for s, rs in replies.items():
-        name = ns.cluster.names[s]
         for (i, k), r in zip(groups[s], rs, strict=True):
-            out[i] = stored(r, name, k)
+            out[i] = r.code == b"HD" or stored(r, names[s], k)
     return out
 
 

@@ -62,6 +62,11 @@ class ReplyParser:
         self._have = 0
         self._want = 0
 
+    @property
+    def pending(self) -> bool:
+        """True while bytes received are not handed out as replies yet."""
+        return self._pos < len(self._buf) or bool(self._want)
+
     def feed(self, data: bytes) -> None:
         if self._want:  # a large value is arriving: gather the chunks, join them once
             self._parts.append(data)

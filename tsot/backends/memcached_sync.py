@@ -1,16 +1,20 @@
-"""The synchronous memcached transport: pymemcache's connections and pools, meta commands.
+"""The synchronous memcached transport: pooled blocking sockets speaking meta commands.
 
-pymemcache connects (TCP or unix socket, connect and read timeouts, TCP_NODELAY) and pools the
-connections per server; its command API speaks the text protocol, which cannot put a
-namespace-generation check in the same request as a write, nor report a key's TTL, so each
-step is sent as meta commands over its sockets and parsed by ``memcached_proto``.
+pymemcache opens each connection (name resolution over every address family, connect and read
+timeouts, TCP_NODELAY, unix sockets); after that a request is one ``sendall`` of its commands
+and a ``recv`` loop whose bytes ``memcached_proto.ReplyParser`` slices in place. pymemcache's
+own command API speaks the text protocol, which cannot put a namespace-generation check in the
+same request as a write, nor report a key's TTL, and its pool costs a lock per checkout.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
+import weakref
 from typing import Any
 
-from pymemcache.client.base import Client, PooledClient
+from pymemcache.client.base import Client
 
 from ..errors import BackendUnavailable
 from .memcached_cluster import Address, Cluster, StaleConnection, StepFailed
@@ -20,44 +24,111 @@ from .memcached_proto import Reply, ReplyParser
 _RECV = 256 * 1024
 
 
-class MetaClient(Client):  # type: ignore[misc]
-    """A pymemcache connection that sends raw meta commands and parses their replies."""
+class Conn:
+    """One open socket to a server and the parser of its reply stream."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    __slots__ = ("parser", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
         self.parser = ReplyParser()
 
-    def send(self, data: bytes) -> None:
-        if self.sock is None:
-            self._connect()
-            self.parser = ReplyParser()
-        self.sock.sendall(data)
-
     def receive(self, count: int) -> list[Reply]:
-        parser, sock = self.parser, self.sock
+        """The next ``count`` replies. StaleConnection if the server closed the connection
+        before sending a byte of them (it did not run the request)."""
+        parser, recv = self.parser, self.sock.recv
         out: list[Reply] = []
+        got = parser.take(count, out) if parser.pending else 0
         received = False
-        while len(out) < count:
-            reply = parser.next()
-            if reply is None:
-                try:
-                    chunk = sock.recv(_RECV)
-                except ConnectionResetError:
-                    chunk = b""
-                if not chunk:
-                    if received:
-                        raise ConnectionResetError("the server closed the connection")
-                    raise StaleConnection("the server closed the connection")
-                received = True
-                parser.feed(chunk)
-            else:
-                out.append(reply)
+        while got < count:
+            try:
+                chunk = recv(_RECV)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                if received:
+                    raise ConnectionResetError("the server closed the connection")
+                raise StaleConnection("the server closed the connection")
+            received = True
+            parser.feed(chunk)
+            got += parser.take(count - got, out)
         return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Pool:
+    """The idle connections to one server, at most ``max_size`` open.
+
+    A checkout is ``list.pop`` and a return ``list.append`` (each atomic under the GIL), so
+    the common call takes no lock; only opening or dropping a connection counts under one.
+    pymemcache's pool refused instead of waiting when full, and so does this one.
+    """
+
+    __slots__ = ("_lock", "_open", "address", "connect_timeout", "idle", "max_size", "timeout")
+
+    def __init__(
+        self,
+        address: Address,
+        connect_timeout: float | None,
+        timeout: float | None,
+        max_size: int,
+    ) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.max_size = max_size
+        self.idle: list[Conn] = []
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> Conn | None:
+        """An idle connection, or None when there is none (``new`` opens one)."""
+        try:
+            return self.idle.pop()
+        except IndexError:
+            return None
+
+    def new(self) -> Conn | None:
+        """A newly opened connection, or None when ``max_size`` are open (OSError if the
+        server cannot be reached)."""
+        with self._lock:
+            if self._open >= self.max_size:
+                return None
+            self._open += 1
+        try:
+            client = Client(
+                self.address,
+                connect_timeout=self.connect_timeout,
+                timeout=self.timeout,
+                no_delay=True,
+            )
+            client._connect()
+            sock: Any = client.sock
+            client.sock = None  # ours now: the Client object is dropped
+            return Conn(sock)
+        except BaseException:
+            self._forget()
+            raise
+
+    def drop(self, conn: Conn) -> None:
+        """Close a connection whose stream can no longer be trusted."""
+        conn.close()
+        self._forget()
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    def close(self) -> None:
+        while self.idle:
+            self.drop(self.idle.pop())
 
 
 class SyncTransport:
-    """One pymemcache ``PooledClient`` per server; a step goes out as one request per server,
-    all sent before any reply is read (the servers work in parallel)."""
+    """One ``Pool`` per server; a step goes out as one request per server, all sent before
+    any reply is read (the servers work in parallel)."""
 
     def __init__(
         self,
@@ -69,57 +140,70 @@ class SyncTransport:
         self.cluster = cluster
         self.max_pool_size = max_pool_size
         self.pools = [
-            self._pool(s.address, connect_timeout, timeout, max_pool_size) for s in cluster.servers
+            Pool(s.address, connect_timeout, timeout, max_pool_size) for s in cluster.servers
         ]
+        # idle sockets are closed when the transport goes, or at exit (no ResourceWarning)
+        weakref.finalize(self, _close_all, self.pools)
 
-    @staticmethod
-    def _pool(
-        address: Address, connect_timeout: float | None, timeout: float | None, size: int
-    ) -> Any:
-        pool = PooledClient(
-            address,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            no_delay=True,
-            max_pool_size=size,
-        )
-        pool.client_class = MetaClient
-        return pool
+    def one(self, server: int, data: bytes, count: int) -> list[Reply] | None:
+        """``count`` replies to ``data`` on an idle connection to ``server``, or None when
+        none is idle (the full path opens one). OSError: the connection broke and is dropped
+        (StaleConnection: before the server ran anything)."""
+        pool = self.pools[server]
+        try:
+            conn = pool.idle.pop()
+        except IndexError:
+            return None
+        try:
+            conn.sock.sendall(data)
+            out = conn.receive(count)
+        except BaseException:
+            pool.drop(conn)
+            raise
+        pool.idle.append(conn)
+        return out
 
     def execute(self, step: Step) -> Replies:
         """Send each server its commands, then read every reply; StepFailed names failures."""
-        cluster = self.cluster
-        held: list[tuple[int, Any, int]] = []
+        cluster, pools = self.cluster, self.pools
+        held: list[tuple[int, Conn, int]] = []
         failures: dict[int, tuple[BaseException, bool]] = {}
         out: Replies = {}
-        for s, cmds in step.items():
-            if cluster.is_dead(s):
-                failures[s] = (cluster.dead_error(s), False)
-                continue
-            objects = self.pools[s].client_pool
-            try:
-                conn = objects.get()
-            except RuntimeError:  # pymemcache's pool does not wait: it refuses
-                failures[s] = (self._busy(s), False)
-                continue
-            try:
-                conn.send(b"".join(cmds))
-            except Exception as exc:
-                objects.destroy(conn)
-                conn.close()
-                failures[s] = (exc, False)
-                continue
-            held.append((s, conn, len(cmds)))
-        for s, conn, count in held:
-            objects = self.pools[s].client_pool
-            try:
-                out[s] = conn.receive(count)
-            except Exception as exc:
-                objects.destroy(conn)
-                conn.close()
-                failures[s] = (exc, not isinstance(exc, StaleConnection))
-                continue
-            objects.release(conn)
+        try:
+            for s, cmds in step.items():
+                if cluster._dead and cluster.is_dead(s):
+                    failures[s] = (cluster.dead_error(s), False)
+                    continue
+                pool = pools[s]
+                try:
+                    conn = pool.get() or pool.new()
+                except Exception as exc:
+                    failures[s] = (exc, False)
+                    continue
+                if conn is None:
+                    failures[s] = (self._busy(s), False)
+                    continue
+                held.append((s, conn, len(cmds)))
+                try:
+                    conn.sock.sendall(b"".join(cmds))
+                except Exception as exc:
+                    held.pop()
+                    pool.drop(conn)
+                    failures[s] = (exc, False)
+            while held:
+                s, conn, count = held[0]
+                try:
+                    out[s] = conn.receive(count)
+                except Exception as exc:
+                    pools[s].drop(conn)
+                    failures[s] = (exc, not isinstance(exc, StaleConnection))
+                else:
+                    pools[s].idle.append(conn)
+                del held[0]
+        except BaseException:  # interrupted: replies still owed make those streams useless
+            for s, conn, _ in held:
+                pools[s].drop(conn)
+            raise
         if failures:
             raise StepFailed(failures)
         return out
@@ -131,5 +215,9 @@ class SyncTransport:
         )
 
     def close(self) -> None:
-        for pool in self.pools:
-            pool.close()
+        _close_all(self.pools)
+
+
+def _close_all(pools: list[Pool]) -> None:
+    for pool in pools:
+        pool.close()
