@@ -486,6 +486,58 @@ def test_a_hanging_server_costs_one_timeout_per_dead_timeout(
         hole.close()
 
 
+# -- fast paths ------------------------------------------------------------------------------
+
+
+def test_hot_operations_are_one_request_without_the_operation_machinery(
+    memcached_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Storage.from_url(memcached_url, namespace=f"hot{uuid.uuid4().hex[:8]}")
+    store.store("warm", 1)  # learns the generation and the item size
+    transport = backend(store).loc.sync
+    steps: list[dict[int, list[bytes]]] = []
+    real = transport.execute
+    monkeypatch.setattr(transport, "execute", lambda step: steps.append(step) or real(step))
+    store.store("k", "v")
+    assert store.load("k") == "v"
+    assert store.add("k", "other") is False and store.add("a", 1) is True
+    assert store.incr("n", 5) == 5 and store.incr("n") == 6
+    assert store.delete("k") is True and store.delete("k") is False
+    assert store.load("k") is None
+    assert steps == []  # every one of them went through ``SyncTransport.one``
+    store.store_many({"m1": 1, "m2": 2})
+    assert store.load_many(["m1", "m2", "m3"]) == {"m1": 1, "m2": 2}
+    assert len(steps) == 2  # one step each, straight from the batch
+    assert [len(cmds) for step in steps for cmds in step.values()] == [3, 4]
+
+
+def test_sync_fast_paths_retry_a_connection_the_restarted_server_closed(tmp_path: Path) -> None:
+    """Each hot operation meets the idle connection of a server that restarted: nothing was
+    sent (StaleConnection), so even incr and add retry on a new connection. With one pooled
+    connection at most, any dropped connection not given back to the pool's count would make
+    the next call fail with max_pool_size."""
+    server = start_memcached(tmp_path, "restart")
+    try:
+        url = f"memcached://127.0.0.1:{server.port}?max_pool_size=1"
+        store = Storage.from_url(url, namespace="r")
+        checks: list[Callable[[], bool]] = [
+            lambda: store.load("a") is None,
+            lambda: store.incr("n", 3) == 3,
+            lambda: store.add("a", 1) is True,
+            lambda: store.delete("gone") is False,
+            lambda: store.load_many(["a", "b"]) == {},
+            lambda: store.store_many({"a": 1, "b": 2}) is None,
+            lambda: store.store("c", 3) is None and store.load("c") == 3,
+        ]
+        for check in checks:
+            store.store("warm", 1)  # generation, item size and one idle connection known
+            server.kill()
+            server.start()  # same port: the pooled connection is now closed by its peer
+            assert check()
+    finally:
+        server.stop()
+
+
 def test_pool_exhaustion_names_the_option(memcached_url: str) -> None:
     store = Storage.from_url(memcached_url, namespace="pool", max_pool_size=1)
     store.store("k", 1)
