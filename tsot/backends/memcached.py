@@ -1,9 +1,9 @@
-"""Memcached backend: one or many servers, sync (pymemcache) and asyncio (own meta client).
+"""Memcached backend: one or many servers, sync and asyncio, over meta commands.
 
-The memcached rules live in ``memcached_ops`` (operations as I/O-free generators) and
-``memcached_proto`` (keys, TTLs, int forms, replies); this module holds the URL and options,
-and the two small drivers that run an operation's steps over a transport. docs/backends/
-memcached.md describes every quirk and how it is handled.
+The memcached rules live in ``memcached_ops`` (operations as I/O-free generators),
+``memcached_hot`` (the one-request fast paths) and ``memcached_proto`` (keys, TTLs, int forms,
+replies); this module holds the URL and options, and the two small drivers that run them over
+a transport. docs/backends/memcached.md describes every quirk and how it is handled.
 """
 
 from __future__ import annotations
