@@ -117,7 +117,7 @@ class MemcachedSync(_Base):
         the full operation is: 0 when no connection is idle, 1 after a broken one."""
         try:
             rs = self.loc.sync.one(s, self.gen_cmd + cmd, 2)
-        except OSError as exc:
+        except Exception as exc:  # as ``execute`` would: translated by the retry policy
             return self.broken(s, exc, idempotent)
         return 0 if rs is None else rs
 

@@ -57,7 +57,7 @@ class Hot:
             return None
         return s, gen
 
-    def broken(self, server: int, exc: OSError, idempotent: bool) -> int:
+    def broken(self, server: int, exc: Exception, idempotent: bool) -> int:
         """After a one-command attempt failed: raise, or the attempt the full operation is."""
         sent = not isinstance(exc, StaleConnection)
         self.policy.again(StepFailed({server: (exc, sent)}), 0, idempotent, True)
