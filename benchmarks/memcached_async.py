@@ -253,7 +253,7 @@ def print_threads(raw: tuple[float, float], port: int) -> None:
     owner = LoopOwner(url)
     rows: dict[str, Callable[[str], Any]] = {
         "raw pymemcache PooledClient": pooled.get,
-        "tsot Storage (pymemcache pool)": store.load_raw,
+        "tsot Storage (own pool)": store.load_raw,
         "tsot via one loop thread": owner.load_raw,
     }
     best: dict[str, float] = {}

@@ -30,7 +30,9 @@ def _argv(kind: str, port: int, workdir: Path) -> list[str]:
         # No persistence: a benchmark must not measure fork-and-save pauses.
         return [path, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-    argv = [path, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-t", "2"]
+    # one worker thread: with two on 2 vCPUs, a connection's round trip is 17 or 50 us depending
+    # on which thread memcached gives it, which swamps every ratio (docs/backends/memcached.md)
+    argv = [path, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-t", "1"]
     if os.geteuid() == 0:  # memcached refuses to run as root without a user to switch to
         argv += ["-u", "root"]
     return argv
