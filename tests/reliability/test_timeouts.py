@@ -116,4 +116,5 @@ def test_a_host_that_never_accepts_costs_one_connect_timeout(
     limit = default(scheme, NETWORK[scheme][0])
     elapsed, error = run_load(scheme, unreachable.port, mode)
     assert limit * 0.9 <= elapsed <= limit + SLACK, (elapsed, error)
+    assert re.search(r"[Cc]onnect", str(error)), error  # the message names the connect step
     print(f"\n{scheme} {mode}: no SYN-ACK, default connect timeout {limit} s: {elapsed:.3f} s")

@@ -105,7 +105,12 @@ class AsyncTransport:
         conns[server] = pending
         try:
             opening = _open(self.cluster.servers[server].address, loop)
-            sock = await asyncio.wait_for(opening, self.connect_timeout)
+            try:
+                sock = await asyncio.wait_for(opening, self.connect_timeout)
+            except asyncio.TimeoutError as exc:  # say which timeout: this one is connect's
+                raise ConnectionError(
+                    f"no connection within connect_timeout={self.connect_timeout:g} s"
+                ) from exc
             conn = Pipeline(loop, sock, self.max_inflight, self.timeout)
         except BaseException as exc:
             conns.pop(server, None)

@@ -104,7 +104,12 @@ class Pool:
                 timeout=self.timeout,
                 no_delay=True,
             )
-            client._connect()
+            try:
+                client._connect()
+            except TimeoutError as exc:  # say which timeout: this one is connect_timeout
+                raise ConnectionError(
+                    f"no connection within connect_timeout={self.connect_timeout:g} s"
+                ) from exc
             sock: Any = client.sock
             client.sock = None  # ours now: the Client object is dropped
             return Conn(sock)
