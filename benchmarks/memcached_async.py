@@ -269,7 +269,7 @@ def print_threads(raw: tuple[float, float], port: int) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_memcached(Path(tmp), "bench", "-t", "2")
+        server = start_memcached(Path(tmp), "bench", "-t", "1")
         try:
             print(f"memcached on 127.0.0.1:{server.port}, N={N}, Python {sys.version.split()[0]}")
             if PROFILE:
