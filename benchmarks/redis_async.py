@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.servers import running
+
 TASKS = (1, 10, 50, 200)
 ROUNDS = 5
 TOTAL = 20_000
@@ -40,26 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def server() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as d:
-        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", d]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    """A redis-server of this run's own (benchmarks.servers starts and stops it by PID)."""
+    with tempfile.TemporaryDirectory() as d, running("redis", Path(d)) as address:
+        yield f"redis://{address}/0"
 
 
 def sync_rate(op: Callable[[], Any], total: int = TOTAL // 2) -> float:

@@ -10,19 +10,18 @@ No assertions: timings depend on the machine.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio
 
+from benchmarks.servers import running
 from tsot import AsyncStorage, Storage
 
 ROUNDS, N, N_MANY = 5, 3000, 300
@@ -30,28 +29,9 @@ ROUNDS, N, N_MANY = 5, 3000, 300
 
 @contextmanager
 def server() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", d],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    """A redis-server of this run's own (benchmarks.servers starts and stops it by PID)."""
+    with tempfile.TemporaryDirectory() as d, running("redis", Path(d)) as address:
+        yield f"redis://{address}/0"
 
 
 def bench(name: str, fn: Callable[[], Any], n: int) -> None:
