@@ -68,7 +68,9 @@ class PipelinedTransport:
         conn = cfg.connection
         if cfg.topology == "sentinel":
             # explicit addresses only: nothing may fall back to a default localhost:6379
-            self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            # typed in some redis-py releases, untyped in others: keep mypy's verdict stable
+            sentinel_class: Any = redis.asyncio.sentinel.Sentinel
+            self._sentinel = sentinel_class(
                 list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": _NO_RETRY}
             )
             self._ep = Endpoint(self._master, conn, cfg.max_inflight, cfg.retry.delays)
