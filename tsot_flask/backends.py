@@ -34,10 +34,10 @@ class TsotCache(BaseCache):
         ignore_delete_many_errors: bool = False,
     ) -> None:
         BaseCache.__init__(
-            self,
-            default_timeout=cfg.default_timeout(default_timeout, type(self).__name__),
-            ignore_delete_many_errors=ignore_delete_many_errors,
+            self, default_timeout=cfg.default_timeout(default_timeout, type(self).__name__)
         )
+        # a constructor argument only from Flask-Caching 2.5 (which needs Python 3.11)
+        self.ignore_delete_many_errors = ignore_delete_many_errors
         self.storage = storage
         self._default_ttl = default_ttl(self.default_timeout)
 

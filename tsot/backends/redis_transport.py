@@ -160,7 +160,7 @@ class DirectTransport:
         pool = self._pool
         conn = pool.acquire()
         try:
-            if not conn.is_connected:
+            if conn._sock is None:  # is_connected exists only from redis-py 8
                 # connect() rather than send's implicit connect: a Sentinel connection looks up
                 # the master (or a replica) only in connect()
                 conn.connect()
@@ -213,7 +213,7 @@ class DirectTransport:
                 time.sleep(delay)
             conn = pool.acquire()
             try:
-                if not conn.is_connected:
+                if conn._sock is None:  # is_connected exists only from redis-py 8
                     conn.connect()
                 conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
                 replies = _read(conn, len(cmds))
