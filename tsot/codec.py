@@ -1,4 +1,4 @@
-"""The value format: the same bytes on every backend (DESIGN.md §4, docs/format.md).
+"""The value format: the same bytes on every backend (docs/format.md).
 
 ``int`` (exactly int) is plain ASCII decimal so servers can increment it natively. Every other
 value starts with a one-byte tag that is never a digit or ``-``:

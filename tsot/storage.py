@@ -177,7 +177,7 @@ class Storage(_Core):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Storage:
-        """Open the storage a URL names (DESIGN.md §6); options may also be URL query values.
+        """Open the storage a URL names (docs/architecture.md#urls); options may be query values.
 
         Raises ConfigurationError naming a bad URL or option, MissingDependency naming the
         extra to install.

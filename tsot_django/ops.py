@@ -81,7 +81,7 @@ class CacheOps(BaseCache):
         return made
 
     def tsot_ttl(self, timeout: Any) -> Any:
-        """Django timeout -> tsot ttl (DESIGN.md §3).
+        """Django timeout -> tsot ttl (the TTL table: docs/architecture.md#ttl).
 
         DEFAULT_TIMEOUT means the TIMEOUT setting; None never expires; 0 and negative expire
         at once (tsot deletes instead of writing); any other number is seconds (floats kept).

@@ -195,7 +195,7 @@ def translate(options: Mapping[str, Any], scheme: str, where: str) -> dict[str, 
 
 
 def default_timeout(params: Mapping[str, Any], where: str) -> None:
-    """Refuse a TIMEOUT Django would silently replace by 300 (STYLE: config errors are loud)."""
+    """Refuse a TIMEOUT Django would silently replace by 300 (docs/architecture.md#errors)."""
     for name in ("timeout", "TIMEOUT"):
         if name in params:
             value = params[name]

@@ -1,4 +1,4 @@
-"""Flask-Caching timeouts to tsot TTLs (DESIGN.md section 3, the Flask column)."""
+"""Flask-Caching timeouts to tsot TTLs (docs/architecture.md#ttl, the Flask-Caching column)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
 ``TestCachelibCommon`` ports cachelib's ``CommonTests``, ``ClearTests`` and ``HasTests``
 (tests/common.py, clear.py, has.py). The sleeps of the originals are replaced by moving the
 injected clock, or by bounded polling on a server's real time. The other classes pin the
-semantics those suites leave open: DESIGN.md section 3 (Flask column), return values, atomicity.
+semantics those suites leave open: docs/architecture.md#ttl (Flask-Caching column), return values,
+atomicity.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def remaining(c: TsotCache, key: str) -> float | None:
 
 
 class TestTimeoutTable:
-    """DESIGN.md section 3, Flask column: checked through the stored TTL, without waiting."""
+    """The Flask-Caching column of docs/architecture.md#ttl, read from the stored TTL (no wait)."""
 
     def test_none_means_the_default_timeout(self, every_class: Harness) -> None:
         c = every_class.backend(CACHE_DEFAULT_TIMEOUT=120)

@@ -1,4 +1,4 @@
-"""TTL normalisation: every row of the TTL table in DESIGN.md §3 at the core level."""
+"""TTL normalisation: every row of the TTL table (docs/architecture.md#ttl) at the core level."""
 
 from __future__ import annotations
 

@@ -313,7 +313,7 @@ def expire(ns: Namespace, key: bytes, ttl_ms: int | None) -> Op[bool]:
 
 
 def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
-    """Add ``delta`` exactly, whatever the sizes and signs (DESIGN.md §4).
+    """Add ``delta`` exactly, whatever the sizes and signs (docs/architecture.md#values).
 
     memcached's own ``incr`` is used when it is exact: a stored value in [0, 2**63) (wider ones
     are stored so that it refuses them, see ``to_wire``) and 0 <= delta < 2**32, so it cannot

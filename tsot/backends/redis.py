@@ -195,7 +195,7 @@ class RedisAsync:
             return stop.value
 
     # The single-command methods translate errors inline rather than through @_async: on the
-    # hot path every coroutine frame counts (DESIGN.md §8).
+    # hot path every coroutine frame counts (docs/architecture.md#async).
     async def get(self, key: bytes) -> bytes | None:
         try:
             return await self._send(("GET", key), True)  # type: ignore[no-any-return]
