@@ -255,9 +255,9 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "socket_keepalive": options["socket_keepalive"],
         "health_check_interval": options["health_check_interval"],
         "client_name": options["client_name"],
+        # always explicit: redis-py 8 defaults to RESP3, earlier releases to RESP2
+        "protocol": options["protocol"],
     }
-    if options["protocol"] == 3:
-        conn["protocol"] = 3
     if ssl:
         conn.update(
             ssl_cert_reqs=options["ssl_cert_reqs"],
@@ -271,6 +271,7 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "password": options["sentinel_password"],
         "socket_timeout": options["socket_timeout"],
         "socket_connect_timeout": options["socket_connect_timeout"],
+        "protocol": options["protocol"],
     }
     # The pool key covers everything that shapes a connection, credentials included, hashed so
     # that no secret sits in the registry's keys.
