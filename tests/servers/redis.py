@@ -82,6 +82,11 @@ def server_program() -> Program:
     return REDIS
 
 
+def url_of(server: Server, program: Program, db: int = 0) -> str:
+    """The storage URL of one ``program`` server: ``redis://…/db`` or ``valkey://…/db``."""
+    return f"{program.name}://127.0.0.1:{server.port}/{db}"
+
+
 def _client(port: int, **kwargs: Any) -> Any:
     import redis
 
