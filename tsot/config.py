@@ -263,7 +263,7 @@ def parse_url(url: str) -> Location:
         user, sep, pw = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if sep else None
-        if not sep and username and scheme.startswith("redis"):
+        if not sep and username and scheme.startswith(("redis", "valkey")):
             password, username = username, None  # redis://secret@host means a password
     query: dict[str, str] = {}
     for k, v in parse_qsl(query_s, keep_blank_values=True):
@@ -292,6 +292,10 @@ _BUILTIN: dict[str, str] = {
     "unix": "tsot.backends.redis:RedisBackend",
     "redis+sentinel": "tsot.backends.redis:RedisBackend",
     "redis+cluster": "tsot.backends.redis:RedisBackend",
+    "valkey": "tsot.backends.redis:RedisBackend",
+    "valkeys": "tsot.backends.redis:RedisBackend",
+    "valkey+sentinel": "tsot.backends.redis:RedisBackend",
+    "valkey+cluster": "tsot.backends.redis:RedisBackend",
     "memcached": "tsot.backends.memcached:MemcachedBackend",
     "rocksdb": "tsot.backends.rocksdb:RocksDBBackend",
 }

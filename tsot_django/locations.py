@@ -15,6 +15,7 @@ from urllib.parse import quote
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import mask_url
+from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # Django splits "a;b" and "a,b"; a comma inside one URL (redis+cluster://h1:7000,h2:7001) is not
@@ -22,8 +23,9 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _URL_SEPARATOR = re.compile(r"\s*[;,]\s*(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],;]+)(:\d{1,5})?$")
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
-_SINGLE_ONLY = ("redis+sentinel", "redis+cluster")
+REDIS_SCHEMES = tuple(_REDIS_TOPOLOGY)
+"""redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// and the valkey forms."""
+_SINGLE_ONLY = tuple(s for s, topology in _REDIS_TOPOLOGY.items() if topology != "single")
 
 
 def scheme_of(url: str) -> str | None:
@@ -85,8 +87,8 @@ def redis_urls(location: Any) -> list[str]:
     ]
     if len(urls) > 1 and any(scheme_of(u) in _SINGLE_ONLY for u in urls):
         raise ImproperlyConfigured(
-            f"{what} LOCATION: a redis+sentinel:// or redis+cluster:// URL must be the only "
-            "entry (it lists its own hosts)"
+            f"{what} LOCATION: a sentinel or cluster URL ({', '.join(_SINGLE_ONLY)}) must be "
+            "the only entry (it lists its own hosts)"
         )
     return urls
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
+from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
 
 DEFAULT_PREFIX = "flask_cache_"
 """Flask-Caching's own default for CACHE_KEY_PREFIX (``Cache.init_app`` sets it)."""
@@ -27,7 +28,8 @@ _OWN_KEYS = {
     "default_ttl": "CACHE_DEFAULT_TIMEOUT",
     "threshold": "CACHE_THRESHOLD",
 }
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# one server: redis://, rediss://, unix://, valkey://, valkeys://
+_REDIS_SCHEMES = tuple(s for s, topology in _REDIS_TOPOLOGY.items() if topology == "single")
 
 
 @dataclass(repr=False)
@@ -213,7 +215,8 @@ def redis_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
             raise fail(
                 "CACHE_REDIS_URL",
                 cache_type,
-                f"{mask_url(url)!r} is not a redis://, rediss:// or unix:// URL "
+                f"{mask_url(url)!r} is not a redis://, rediss://, valkey://, valkeys:// or "
+                "unix:// URL "
                 "(use tsot_flask.TsotCache with CACHE_TSOT_URL for other storage)",
             )
         return _complete_redis_url(url, location, db, password), "CACHE_REDIS_URL"

@@ -1,7 +1,8 @@
 """The auto-pipelined asyncio Redis connection: batching, cancellation, failures, bounds, Cluster.
 
 Every test runs against real servers; the ones that stop, kill or reshard a server start their
-own (function-scoped) so nothing else sees it.
+own (function-scoped) so nothing else sees it. Those about server behaviour (kill and restart,
+a stalled server, ACL users, MOVED/ASK) run on Redis and on Valkey (``each_program``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from tests.servers.proc import Server
-from tests.servers.redis import Cluster, start_cluster, start_single
+from tests.servers.redis import (
+    Cluster,
+    Program,
+    each_program,
+    start_cluster,
+    start_single,
+    url_of,
+)
 from tsot import AsyncStorage, WrongType
 from tsot.backends.redis_pipeline import PipelinedConnection
 from tsot.errors import BackendUnavailable
@@ -51,9 +59,9 @@ async def until(check: Any, what: str, iterations: int = 10_000) -> None:
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> Iterator[Server]:
-    """A server this test may stop, kill and restart."""
-    server = start_single(tmp_path / "redis")
+def own(tmp_path: Path, server_program: Program) -> Iterator[Server]:
+    """A server this test may stop, kill and restart (Redis unless parametrised)."""
+    server = start_single(tmp_path / server_program.name, program=server_program)
     yield server
     server.stop()
 
@@ -171,8 +179,9 @@ async def test_one_failing_command_fails_only_its_waiter(redis_url: str) -> None
     await store.clear()
 
 
-async def test_kill_mid_batch_then_restart(own: Server) -> None:
-    url = f"redis://127.0.0.1:{own.port}/0"
+@each_program
+async def test_kill_mid_batch_then_restart(own: Server, server_program: Program) -> None:
+    url = url_of(own, server_program)
     store = AsyncStorage.from_url(url, namespace="kill", retries=5, retry_backoff=0.05)
     n = 300
     await store.store_many({f"k{i}": f"value-{i}" for i in range(n)})
@@ -199,9 +208,10 @@ async def test_kill_mid_batch_then_restart(own: Server) -> None:
         restarted.stop()
 
 
-async def test_kill_while_busy_never_mixes_replies(own: Server) -> None:
+@each_program
+async def test_kill_while_busy_never_mixes_replies(own: Server, server_program: Program) -> None:
     """Kill and restart under a steady load: every value read belongs to the key asked for."""
-    url = f"redis://127.0.0.1:{own.port}/0"
+    url = url_of(own, server_program)
     store = AsyncStorage.from_url(url, namespace="mix", retries=3, retry_backoff=0.02)
     keys = [f"k{i}" for i in range(50)]
     await store.store_many({k: f"value-{k}" for k in keys})
@@ -240,8 +250,9 @@ async def test_kill_while_busy_never_mixes_replies(own: Server) -> None:
             restarted.stop()
 
 
-async def test_stalled_server_times_out_then_recovers(own: Server) -> None:
-    url = f"redis://127.0.0.1:{own.port}/0"
+@each_program
+async def test_stalled_server_times_out_then_recovers(own: Server, server_program: Program) -> None:
+    url = url_of(own, server_program)
     store = AsyncStorage.from_url(url, namespace="stall", socket_timeout=0.3)
     await store.store("k", 1)
     own.signal(signal.SIGSTOP)
@@ -280,10 +291,11 @@ async def test_inflight_bound_applies_back_pressure(own: Server) -> None:
 # -- connection set-up ---------------------------------------------------------------------------
 
 
-async def test_acl_user_db_and_resp3(own: Server) -> None:
+@each_program
+async def test_acl_user_db_and_resp3(own: Server, server_program: Program) -> None:
     admin = raw(own.port)
     admin.execute_command("ACL", "SETUSER", "app", "on", ">pw!", "~app:*", "+@all")
-    base = f"redis://app:pw%21@127.0.0.1:{own.port}/3"
+    base = f"{server_program.name}://app:pw%21@127.0.0.1:{own.port}/3"
     for protocol in (2, 3):
         store = AsyncStorage.from_url(base, namespace="app", protocol=protocol)
         await store.store("k", {"p": protocol})
@@ -296,7 +308,9 @@ async def test_acl_user_db_and_resp3(own: Server) -> None:
         assert str(protocol) in {c.get("resp") for c in users}
     assert raw(own.port, db=3).exists(b"app:k") == 1
     assert raw(own.port, db=0).exists(b"app:k") == 0
-    wrong = AsyncStorage.from_url(f"redis://app:nope@127.0.0.1:{own.port}/0", retries=3)
+    wrong = AsyncStorage.from_url(
+        f"{server_program.name}://app:nope@127.0.0.1:{own.port}/0", retries=3
+    )
     with pytest.raises(BackendUnavailable) as info:
         await wrong.load("k")
     assert "nope" not in str(info.value)
@@ -370,8 +384,8 @@ def test_interleaved_tasks_match_a_model(redis_url: str, programs: list[Any]) ->
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path)
+def cluster(tmp_path: Path, server_program: Program) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path, program=server_program)
     yield c
     c.stop()
 
@@ -384,6 +398,7 @@ def _node_ids(c: Cluster) -> dict[int, bytes]:
 
 
 @pytest.mark.slow
+@each_program
 async def test_cluster_follows_ask_and_moved(cluster: Cluster) -> None:
     store = AsyncStorage.from_url(cluster.url, namespace="{mv}")
     await store.store("a", "first")

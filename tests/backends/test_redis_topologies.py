@@ -68,7 +68,11 @@ def test_writes_resume_after_failover(sentinel_set: SentinelSet, loop_thread: Lo
     assert sync.load("k") == "async after"
 
 
-def test_reads_from_replicas_only_when_asked(redis_sentinel: SentinelSet) -> None:
+@pytest.mark.parametrize("sentinel_set_of", ["redis_sentinel", "valkey_sentinel"])
+def test_reads_from_replicas_only_when_asked(
+    request: pytest.FixtureRequest, sentinel_set_of: str
+) -> None:
+    redis_sentinel: SentinelSet = request.getfixturevalue(sentinel_set_of)
     writer = Storage.from_url(redis_sentinel.url, namespace="rr")
     reader = Storage.from_url(redis_sentinel.url, namespace="rr", read_from_replicas=True)
     writer.store_many({"a": 1, "b": 2})

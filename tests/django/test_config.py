@@ -33,6 +33,10 @@ from tsot_django.locations import memcached_urls, memory_urls, redis_urls, rocks
         ("unix:///run/redis.sock?db=2", ["unix:///run/redis.sock?db=2"]),
         ("redis+cluster://h1:7000,h2:7001", ["redis+cluster://h1:7000,h2:7001"]),
         ("redis+sentinel://h1:26379,h2:26379/svc/0", ["redis+sentinel://h1:26379,h2:26379/svc/0"]),
+        ("valkey://a/0; valkeys://b/0", ["valkey://a/0", "valkeys://b/0"]),
+        ("valkey://a/0,redis://b/0", ["valkey://a/0", "redis://b/0"]),
+        ("valkey+cluster://h1:7000,h2:7001", ["valkey+cluster://h1:7000,h2:7001"]),
+        ("valkey+sentinel://h1,h2/svc/0", ["valkey+sentinel://h1,h2/svc/0"]),
     ],
 )
 def test_redis_locations(location: Any, expected: list[str]) -> None:
@@ -89,6 +93,8 @@ def test_odd_names_and_paths_really_open(tmp_path: Path) -> None:
         (TsotCache, "nosuch://x", "unknown storage URL scheme 'nosuch'"),
         (RedisCache, "memcached://h:1", "must use the redis"),
         (RedisCache, "redis+cluster://a:1,redis://b/0", "must be the only entry"),
+        (RedisCache, "valkey://a/0,valkey+sentinel://b/svc/0", "must be the only entry"),
+        (RedisCache, "valkeyy://a/0", "must use the redis or"),
         (RedisCache, "", "empty"),
         (RedisCache, 42, "string or a list"),
         (MemcachedCache, "unix:/run/memcached.sock", "unix sockets are not supported"),

@@ -206,6 +206,19 @@ class TestRedisCache:
         )
         assert settings(RedisCache, CACHE_REDIS_URL="redis://h:1/0?x=1").url == "redis://h:1/0?x=1"
 
+    def test_valkey_urls_are_redis_urls(self) -> None:
+        assert settings(RedisCache, CACHE_REDIS_URL="valkey://h:1", CACHE_REDIS_DB=5).url == (
+            "valkey://h:1/5"
+        )
+        assert (
+            settings(RedisCache, CACHE_REDIS_URL="valkeys://h:1/0", CACHE_REDIS_PASSWORD="pw").url
+            == "valkeys://:pw@h:1/0"
+        )
+        for url in ("valkey+cluster://h:1", "valkey+sentinel://h:1/svc/0"):
+            with pytest.raises(ConfigurationError, match="CACHE_REDIS_URL") as info:
+                init(CACHE_TYPE="tsot_flask.RedisCache", CACHE_REDIS_URL=url)
+            assert "valkey://" in str(info.value) and "TsotCache" in str(info.value)
+
     @pytest.mark.parametrize(
         ("key", "value"),
         [

@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.servers.proc import Server
-from tests.servers.redis import start_single
+from tests.servers.redis import Program, start_single
 from tsot.logs import limited
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Server]:
-    """A redis-server of this test alone, on a free port; restart it with ``start()``."""
-    server = start_single(tmp_path / "redis")
+def own_redis(tmp_path: Path, server_program: Program) -> Iterator[Server]:
+    """A server of this test alone, on a free port; restart it with ``start()``.
+
+    redis-server, or valkey-server where the test parametrises ``server_program``.
+    """
+    server = start_single(tmp_path / server_program.name, program=server_program)
     yield server
     server.stop()
 

@@ -1,7 +1,9 @@
 """Redis killed or frozen under load: fail_open keeps a Django site up and recovers on its own.
 
-Each test owns its redis-server (``own_redis``), so killing, freezing and restarting it on the
-same port disturbs nothing else. The figures are printed (``pytest -s``) for docs/reliability.md.
+Each test owns its server (``own_redis``), so killing, freezing and restarting it on the same
+port disturbs nothing else. The crash tests run on Valkey too (``server_program``); a frozen
+process is the same whatever it runs, so freezing is checked once per mode on Redis (and sync on
+Valkey). The figures are printed (``pytest -s``) for docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from tests.reliability.load import Timeline, choreograph, task_worker, thread_worker
 from tests.servers.proc import Server
+from tests.servers.redis import REDIS, VALKEY, Program, each_program, url_of
 from tsot import AsyncStorage, Storage
 from tsot.errors import BackendUnavailable
 from tsot_django import TsotCache
@@ -33,14 +36,14 @@ WORKERS = 8
 SLACK = 1.5  # what a loaded 2-core CI machine may add to a bound: hangs are what is checked
 
 
-def caches_setting(port: int, prefix: str, fail_open: bool) -> dict[str, Any]:
+def caches_setting(url: str, prefix: str, fail_open: bool) -> dict[str, Any]:
     options: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
     if fail_open:
         options.update(FAIL_OPEN=True, probe_interval=PROBE)
     return {
         "default": {
             "BACKEND": "tsot_django.TsotCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "LOCATION": url,
             "KEY_PREFIX": prefix,
             "OPTIONS": options,
         }
@@ -48,9 +51,9 @@ def caches_setting(port: int, prefix: str, fail_open: bool) -> dict[str, Any]:
 
 
 @pytest.fixture
-def site(own_redis: Server, unique: str) -> Iterator[TsotCache]:
+def site(own_redis: Server, unique: str, server_program: Program) -> Iterator[TsotCache]:
     """Django settings for a site whose default cache is ``own_redis`` with fail_open."""
-    setting = caches_setting(own_redis.port, unique, fail_open=True)
+    setting = caches_setting(url_of(own_redis, server_program), unique, fail_open=True)
     with override_settings(CACHES=setting, ROOT_URLCONF="tests.reliability.site"):
         cache = caches["default"]
         assert isinstance(cache, TsotCache)
@@ -67,10 +70,24 @@ FAULTS: dict[str, tuple[Callable[[Server], None], Callable[[Server], None]]] = {
 }
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.parametrize("fault", sorted(FAULTS))
+SITE_CASES = [
+    *[(fault, mode, REDIS) for mode in ("sync", "async") for fault in sorted(FAULTS)],
+    *[("kill", mode, VALKEY) for mode in ("sync", "async")],
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "mode", "server_program"),
+    SITE_CASES,
+    ids=[f"{fault}-{mode}-{program.name}" for fault, mode, program in SITE_CASES],
+)
 async def test_fail_open_site_serves_every_request_through_an_outage(
-    site: TsotCache, own_redis: Server, fault: str, mode: str, caplog: pytest.LogCaptureFixture
+    site: TsotCache,
+    own_redis: Server,
+    fault: str,
+    mode: str,
+    server_program: Program,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     out = Timeline()
     stop = threading.Event()
@@ -121,15 +138,18 @@ async def test_fail_open_site_serves_every_request_through_an_outage(
     logged = [r for r in caplog.records if r.name == "tsot"]
     assert len(logged) <= 4, [r.getMessage() for r in logged]
     print(
-        f"\nredis {fault}, {mode}, {WORKERS} workers: {len(samples)} requests, "
+        f"\n{server_program.name} {fault}, {mode}, {WORKERS} workers: {len(samples)} requests, "
         f"{len(during)} during the {OUTAGE} s outage, all 200; worst latency "
         f"{worst * 1000:.0f} ms (timeout {TIMEOUT * 1000:.0f} ms); recovery {recovery:.3f} s "
         f"(probe interval {PROBE} s); {breaker.failures} calls reached the dead server"
     )
 
 
-def test_without_fail_open_django_raises_backend_unavailable(own_redis: Server) -> None:
-    setting = caches_setting(own_redis.port, "nofo", fail_open=False)
+@each_program
+def test_without_fail_open_django_raises_backend_unavailable(
+    own_redis: Server, server_program: Program
+) -> None:
+    setting = caches_setting(url_of(own_redis, server_program), "nofo", fail_open=False)
     with override_settings(CACHES=setting, ROOT_URLCONF="tests.reliability.site"):
         cache = caches["default"]
         assert Client().get("/page/").status_code == 200
@@ -145,10 +165,11 @@ def test_without_fail_open_django_raises_backend_unavailable(own_redis: Server) 
         assert Client(raise_request_exception=False).get("/page/").status_code == 500
 
 
+@each_program
 async def test_without_fail_open_django_async_api_raises_backend_unavailable(
-    own_redis: Server,
+    own_redis: Server, server_program: Program
 ) -> None:
-    setting = caches_setting(own_redis.port, "nofo", fail_open=False)
+    setting = caches_setting(url_of(own_redis, server_program), "nofo", fail_open=False)
     with override_settings(CACHES=setting, ROOT_URLCONF="tests.reliability.site"):
         cache = caches["default"]
         await cache.aset("k", "v")
@@ -160,6 +181,7 @@ async def test_without_fail_open_django_async_api_raises_backend_unavailable(
             await AsyncClient().get("/apage/")
 
 
+@each_program
 def test_fail_open_incr_still_raises(site: TsotCache, own_redis: Server) -> None:
     site.set("n", 1)
     own_redis.kill()
@@ -171,13 +193,20 @@ def test_fail_open_incr_still_raises(site: TsotCache, own_redis: Server) -> None
 # -- frozen Redis (SIGSTOP), core API ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+FROZEN_CASES = [("sync", REDIS), ("async", REDIS), ("sync", VALKEY)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "server_program"),
+    FROZEN_CASES,
+    ids=[f"{mode}-{program.name}" for mode, program in FROZEN_CASES],
+)
 def test_frozen_redis_calls_end_at_the_read_timeout_then_it_works_again(
-    own_redis: Server, mode: str, loop_thread: Any
+    own_redis: Server, mode: str, server_program: Program, loop_thread: Any
 ) -> None:
     from tests.helpers import SyncView
 
-    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    url = url_of(own_redis, server_program)
     opts: dict[str, Any] = {"namespace": "frozen", "socket_timeout": TIMEOUT}
     store: Any = (
         Storage.from_url(url, **opts)
@@ -208,7 +237,7 @@ def test_frozen_redis_calls_end_at_the_read_timeout_then_it_works_again(
     store.store("k", "after")
     assert store.load("k") == "after"
     print(
-        f"\nredis SIGSTOP, {mode}, socket_timeout {TIMEOUT} s: "
+        f"\n{server_program.name} SIGSTOP, {mode}, socket_timeout {TIMEOUT} s: "
         + ", ".join(f"{k} {v:.3f} s" for k, v in timings.items())
     )
 

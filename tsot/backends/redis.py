@@ -270,7 +270,8 @@ class RedisAsync:
 
 
 class RedisBackend:
-    """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``."""
+    """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``;
+    ``valkey://``, ``valkeys://``, ``valkey+sentinel://``, ``valkey+cluster://`` alike."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = OPTIONS
 

@@ -6,7 +6,7 @@ import hashlib
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..config import Location, Option
 from ..errors import ConfigurationError
@@ -81,7 +81,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("retry_backoff_max", float, 1.0, "Longest retry delay in seconds.", minimum=0),
     Option("client_name", str, None, "CLIENT SETNAME of every connection.", nullable=True),
-    Option("ssl", bool, False, "Use TLS (implied by rediss://; for sentinel and cluster URLs)."),
+    Option(
+        "ssl",
+        bool,
+        False,
+        "Use TLS (implied by rediss:// and valkeys://; for sentinel and cluster URLs).",
+    ),
     Option(
         "ssl_cert_reqs",
         str,
@@ -105,13 +110,21 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
-_SCHEMES = {
+SCHEMES: Final[Mapping[str, str]] = {
     "redis": "single",
     "rediss": "single",
     "unix": "single",
     "redis+sentinel": "sentinel",
     "redis+cluster": "cluster",
+    # Valkey speaks the same protocol: its schemes mean exactly what the redis ones do
+    "valkey": "single",
+    "valkeys": "single",
+    "valkey+sentinel": "sentinel",
+    "valkey+cluster": "cluster",
 }
+"""Every URL scheme of the backend and the topology it names (single, sentinel or cluster)."""
+TLS_SCHEMES: Final = frozenset({"rediss", "valkeys"})
+"""Schemes that imply ``ssl=true``."""
 _DEFAULT_PORT = {"single": 6379, "sentinel": 26379, "cluster": 6379}
 
 
@@ -152,6 +165,11 @@ class RedisConfig:
         return f"RedisConfig({self.name!r})"
 
 
+def _family(location: Location) -> str:
+    """``valkey`` for a valkey URL, else ``redis``: the scheme prefix that messages suggest."""
+    return "valkey" if location.scheme.startswith("valkey") else "redis"
+
+
 def _db(location: Location, topology: str, given: int | None) -> tuple[str | None, int]:
     """(sentinel service name, db) from the URL path and the ``db`` option."""
     parts = [p for p in location.path.split("/") if p] if location.scheme != "unix" else []
@@ -160,7 +178,7 @@ def _db(location: Location, topology: str, given: int | None) -> tuple[str | Non
         if not parts:
             raise ConfigurationError(
                 f"sentinel URL {location.masked!r} needs the master name: "
-                "redis+sentinel://host:26379/mymaster/0"
+                f"{_family(location)}+sentinel://host:26379/mymaster/0"
             )
         service, parts = parts[0], parts[1:]
     if len(parts) > 1 or (parts and not parts[0].isdigit()):
@@ -177,14 +195,16 @@ def _db(location: Location, topology: str, given: int | None) -> tuple[str | Non
     db = db if db is not None else (given or 0)
     if topology == "cluster" and db != 0:
         raise ConfigurationError(
-            f"Redis Cluster has only database 0; storage URL {location.masked!r} asks for {db}"
+            f"{_family(location).capitalize()} Cluster has only database 0; storage URL "
+            f"{location.masked!r} asks for {db}"
         )
     return service, db
 
 
 def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
     """Check the URL and options together; raise ConfigurationError naming what is wrong."""
-    topology = _SCHEMES[location.scheme]
+    topology = SCHEMES[location.scheme]
+    family = _family(location)
     service, db = _db(location, topology, options["db"])
     unix_path = None
     if location.scheme == "unix":
@@ -202,13 +222,13 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         if topology == "single" and len(hosts) > 1:
             raise ConfigurationError(
                 f"storage URL {location.masked!r} names {len(hosts)} hosts; use "
-                "redis+sentinel:// or redis+cluster:// for more than one"
+                f"{family}+sentinel:// or {family}+cluster:// for more than one"
             )
     if options["read_from_replicas"] and topology == "single":
         raise ConfigurationError(
             f"option 'read_from_replicas' needs a sentinel or cluster URL, not {location.masked!r}"
         )
-    ssl = options["ssl"] or location.scheme == "rediss"
+    ssl = options["ssl"] or location.scheme in TLS_SCHEMES
     if unix_path is not None and ssl:
         raise ConfigurationError(f"TLS does not apply to unix socket URL {location.masked!r}")
     tls_given = [
@@ -216,7 +236,7 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
     ]
     if tls_given and not ssl:
         raise ConfigurationError(
-            f"option {tls_given[0]!r} needs TLS: use rediss:// or ssl=true "
+            f"option {tls_given[0]!r} needs TLS: use {family}s:// or ssl=true "
             f"(storage URL {location.masked!r})"
         )
     if options["protocol"] not in (2, 3):
@@ -235,9 +255,9 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "socket_keepalive": options["socket_keepalive"],
         "health_check_interval": options["health_check_interval"],
         "client_name": options["client_name"],
+        # always explicit: redis-py 8 defaults to RESP3, earlier releases to RESP2
+        "protocol": options["protocol"],
     }
-    if options["protocol"] == 3:
-        conn["protocol"] = 3
     if ssl:
         conn.update(
             ssl_cert_reqs=options["ssl_cert_reqs"],
@@ -251,6 +271,7 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "password": options["sentinel_password"],
         "socket_timeout": options["socket_timeout"],
         "socket_connect_timeout": options["socket_connect_timeout"],
+        "protocol": options["protocol"],
     }
     # The pool key covers everything that shapes a connection, credentials included, hashed so
     # that no secret sits in the registry's keys.
