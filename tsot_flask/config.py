@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
+from tsot_flask.timeouts import whole_seconds
 
 DEFAULT_PREFIX = "flask_cache_"
 """Flask-Caching's own default for CACHE_KEY_PREFIX (``Cache.init_app`` sets it)."""
@@ -81,6 +82,9 @@ def default_timeout(value: object, cache_type: str) -> int:
     """CACHE_DEFAULT_TIMEOUT as whole seconds (0 = never expires), as cachelib rounds it."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
+    if isinstance(value, str):
+        # Flask-Caching 2.5 turns the setting into an int first; earlier releases pass it as written
+        value = value if whole_seconds(value) is None else whole_seconds(value)
     if isinstance(value, float) and math.isfinite(value):
         value = math.ceil(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -137,7 +141,8 @@ def read(
     """
     rest = dict(kwargs)
     timeout = default_timeout(rest.pop("default_timeout", 300), cache_type)
-    ignore = bool(rest.pop("ignore_delete_many_errors", False))
+    # Flask-Caching passes CACHE_IGNORE_ERRORS to factory only from 2.5 on
+    ignore = bool(rest.pop("ignore_delete_many_errors", config.get("CACHE_IGNORE_ERRORS", False)))
     options: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for name, value in rest.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 Timeout = int | float | timedelta | None
@@ -34,3 +35,12 @@ def to_core(timeout: Timeout, default: CoreTTL) -> CoreTTL:
 def default_ttl(default_timeout: int) -> CoreTTL:
     """The tsot TTL used when a caller passes no timeout (CACHE_DEFAULT_TIMEOUT, 0 = never)."""
     return None if default_timeout == 0 else default_timeout
+
+
+_WHOLE = re.compile(r"-?[0-9]{1,18}")
+
+
+def whole_seconds(text: str) -> int | None:
+    """The int a str such as ``"60"`` spells (surrounding spaces allowed), else None."""
+    text = text.strip()
+    return int(text) if _WHOLE.fullmatch(text) else None

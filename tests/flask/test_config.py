@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask_caching import Cache
 
+from tests.flask.apps import needs_flask_caching_25
 from tsot import ConfigurationError
 from tsot_flask import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
 from tsot_flask.config import Settings
@@ -395,6 +396,7 @@ class TestSigning:
             self.cache(url, SECRET_KEY=12345)
 
 
+@needs_flask_caching_25
 def test_cache_serializer_is_refused_with_flask_cachings_warning() -> None:
     from cachelib.serializers import BaseSerializer
 
