@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -29,8 +30,26 @@ from .redis_transport import Transport, open_transport  # noqa: E402
 T = TypeVar("T")
 
 
+_SECRET_FIELD = re.compile(r"(password=)[^,)>\s]*")
+
+
+def _scrub(exc: BaseException) -> None:
+    """Mask a password that the driver's message holds (some redis-py releases put the repr of a
+    Sentinel client, connection arguments included, into MasterNotFoundError): the message is
+    rewritten in place, so the chained cause of the tsot error shows no secret either."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the whole chain a traceback shows
+        seen.add(id(current))
+        text = str(current)
+        if "password=" in text:
+            current.args = (_SECRET_FIELD.sub(r"\1***", text),)
+        current = current.__cause__ or current.__context__
+
+
 def translate(exc: RedisError, name: str) -> TsotError:
     """The tsot error for a redis-py error (the one place they are mapped)."""
+    _scrub(exc)
     if isinstance(exc, ResponseError) and ops.is_wrongtype(exc):
         return WrongType(f"Redis {name}: {exc}")
     if isinstance(exc, ResponseError):
