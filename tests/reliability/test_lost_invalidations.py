@@ -1,0 +1,133 @@
+"""Invalidation fails closed under fail_open: a logout while Redis is frozen must not succeed.
+
+A Django site keeps its sessions in a tsot cache with ``FAIL_OPEN``. Redis is frozen with
+SIGSTOP, the user logs out (``session.flush()`` deletes the session from the cache), Redis is
+resumed. Before tsot raised on invalidations, the logout "succeeded" and the old session cookie
+was logged in again once Redis was back. Now the logout raises BackendUnavailable (a 500 the
+user sees), unless ``fail_open_invalidation`` asks for the old behaviour, which is then counted.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+from django.test import AsyncClient, Client, override_settings
+
+from tests.servers.proc import Server
+from tsot.errors import BackendUnavailable
+from tsot_django import TsotCache
+
+pytestmark = pytest.mark.server
+
+TIMEOUT = 0.5
+
+
+def session_settings(port: int, prefix: str, skip_invalidation: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "FAIL_OPEN": True,
+        "probe_interval": 60,  # no probe during a test: once open, the breaker stays open
+        "socket_timeout": TIMEOUT,
+        "socket_connect_timeout": TIMEOUT,
+    }
+    if skip_invalidation:
+        options["FAIL_OPEN_INVALIDATION"] = True
+    location = f"redis://127.0.0.1:{port}/0"
+    return {
+        "CACHES": {
+            "default": {
+                "BACKEND": "tsot_django.TsotCache",
+                "LOCATION": location,
+                "KEY_PREFIX": prefix,
+                "OPTIONS": options,
+            },
+            # the same keys without fail_open: what Redis really holds
+            "plain": {
+                "BACKEND": "tsot_django.TsotCache",
+                "LOCATION": location,
+                "KEY_PREFIX": prefix,
+            },
+        },
+        "SESSION_ENGINE": "django.contrib.sessions.backends.cache",
+        "SESSION_CACHE_ALIAS": "default",
+        "MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"],
+        "ROOT_URLCONF": "tests.reliability.session_site",
+    }
+
+
+@pytest.fixture
+def frozen(own_redis: Server) -> Iterator[Server]:
+    """``own_redis``, resumed after the test whatever happens."""
+    yield own_redis
+    own_redis.signal(signal.SIGCONT)
+
+
+class Browser:
+    """A Django test client, sync or async, behind one awaitable ``get``."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.client: Any = Client() if mode == "sync" else AsyncClient()
+        self.session_key = ""
+
+    async def get(self, url: str) -> Any:
+        response = self.client.get(url)
+        return await response if self.mode == "async" else response
+
+    async def logout(self) -> Any:
+        return await self.get("/logout/" if self.mode == "sync" else "/alogout/")
+
+    def session_in_redis(self) -> Any:
+        """The session of the cookie the browser got at login (a logout deletes the cookie)."""
+        return caches["plain"].get("django.contrib.sessions.cache" + self.session_key)
+
+
+async def log_in_then_freeze(browser: Browser, redis: Server) -> None:
+    """Log in, freeze Redis, and let one read meet the outage: the breaker opens.
+
+    (Not a session read: a session that misses is dropped and its cookie deleted, so the
+    logout would have nothing to delete.)
+    """
+    await browser.get("/login/")
+    assert (await browser.get("/whoami/")).json() == {"user": "alice"}
+    browser.session_key = browser.client.cookies["sessionid"].value
+    redis.signal(signal.SIGSTOP)
+    if browser.mode == "sync":
+        assert caches["default"].get("page") is None  # a miss, after one timeout
+    else:
+        assert await caches["default"].aget("page") is None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_logout_while_redis_is_frozen_raises(frozen: Server, unique: str, mode: str) -> None:
+    with override_settings(**session_settings(frozen.port, unique, skip_invalidation=False)):
+        cache = caches["default"]
+        assert isinstance(cache, TsotCache)
+        browser = Browser(mode)
+        await log_in_then_freeze(browser, frozen)
+        with pytest.raises(BackendUnavailable, match=r"circuit open.*delete"):
+            await browser.logout()  # at once (the breaker is open), and not skipped
+        frozen.signal(signal.SIGCONT)
+        assert cache.storage.stats()["skipped_writes"] == 0
+        assert browser.session_in_redis() == {"user": "alice"}  # the user was told it failed
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_fail_open_invalidation_skips_the_logout_and_counts_it(
+    frozen: Server, unique: str, mode: str
+) -> None:
+    """The opt-in keeps the old behaviour, now counted: the logout "succeeds", and the old
+    session is valid again after the outage (what docs/reliability.md warns about)."""
+    with override_settings(**session_settings(frozen.port, unique, skip_invalidation=True)):
+        cache = caches["default"]
+        assert isinstance(cache, TsotCache)
+        browser = Browser(mode)
+        await log_in_then_freeze(browser, frozen)
+        assert (await browser.logout()).status_code == 200
+        frozen.signal(signal.SIGCONT)
+        assert cache.storage.stats()["skipped_writes"] == 1
+        assert cache.storage.stats()["short_circuited"] >= 1
+        assert browser.session_in_redis() == {"user": "alice"}
