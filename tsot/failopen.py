@@ -182,7 +182,7 @@ class _Guard:
         breaker.failure()
         limited.warning(
             f"fail-open:{self._where}",
-            "tsot: %s is unavailable (%s); fail_open: reads miss, writes are skipped",
+            "tsot: %s failed (%s); fail_open: reads miss and writes are skipped until it answers",
             self._where,
             exc,
         )
