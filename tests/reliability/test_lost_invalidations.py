@@ -10,14 +10,19 @@ user sees), unless ``fail_open_invalidation`` asks for the old behaviour, which 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.cache import caches
 from django.test import AsyncClient, Client, override_settings
 
+from tests.helpers import SyncView
+from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server
+from tests.servers.redis import start_single
+from tsot import AsyncStorage, Storage
 from tsot.errors import BackendUnavailable
 from tsot_django import TsotCache
 
@@ -131,3 +136,99 @@ async def test_fail_open_invalidation_skips_the_logout_and_counts_it(
         assert cache.storage.stats()["skipped_writes"] == 1
         assert cache.storage.stats()["short_circuited"] >= 1
         assert browser.session_in_redis() == {"user": "alice"}
+
+
+# -- core and Flask, on a killed server ------------------------------------------------------------
+
+INVALIDATIONS: dict[str, Callable[[Any], Any]] = {
+    "delete": lambda s: s.delete("k"),
+    "delete_many": lambda s: s.delete_many(["k", "j"]),
+    "clear": lambda s: s.clear(),
+    "expire": lambda s: s.expire("k", 60),
+    "persist": lambda s: s.persist("k"),
+    "store ttl=0": lambda s: s.store("k", 1, ttl=0),
+    "incr": lambda s: s.incr("n"),
+}
+
+
+def dead_server(kind: str, tmp_path: Path) -> str:
+    """The URL of a server that was started and then killed."""
+    server = (
+        start_single(tmp_path / "redis") if kind == "redis" else start_memcached(tmp_path, "dead")
+    )
+    url = f"{kind}://127.0.0.1:{server.port}" + ("/0" if kind == "redis" else "")
+    server.kill()
+    return url
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["redis", "memcached"])
+def test_core_invalidations_raise_unless_opted_in(
+    kind: str, mode: str, tmp_path: Path, loop_thread: Any
+) -> None:
+    url = dead_server(kind, tmp_path)
+    opts: dict[str, Any] = {"fail_open": True, "probe_interval": 60, "retries": 0}
+
+    def storage(**more: Any) -> Any:
+        if mode == "sync":
+            return Storage.from_url(url, **opts, **more)
+        return SyncView(AsyncStorage.from_url(url, **opts, **more), loop_thread)
+
+    store = storage()
+    assert store.load("k") is None  # reads fail open: the breaker opens here
+    store.store("k", 1)  # writes are skipped
+    for call in INVALIDATIONS.values():
+        with pytest.raises(BackendUnavailable, match="circuit open"):
+            call(store)  # at once, and never skipped silently
+    counts = store.stats()
+    assert counts["skipped_writes"] == 1 and counts["outage_misses"] == 1
+    opted = storage(fail_open_invalidation=True)
+    skipped = {name: call(opted) for name, call in INVALIDATIONS.items() if name != "incr"}
+    assert skipped == {
+        "delete": False,
+        "delete_many": 0,
+        "clear": None,
+        "expire": False,
+        "persist": False,
+        "store ttl=0": None,
+    }
+    with pytest.raises(BackendUnavailable):
+        opted.incr("n")  # no number can be made up, whatever the option
+    assert opted.stats()["skipped_writes"] == 1 + len(skipped)  # shared per URL: both counted
+
+
+def test_flask_invalidations_raise_unless_opted_in(tmp_path: Path) -> None:
+    from flask import Flask
+    from flask_caching import Cache
+
+    url = dead_server("redis", tmp_path)
+    caches_: dict[bool, Any] = {}
+    for opted in (False, True):
+        app = Flask(f"inv{opted}")
+        app.config.update(
+            CACHE_TYPE="tsot_flask.TsotCache",
+            CACHE_TSOT_URL=url,
+            CACHE_OPTIONS={
+                "fail_open": True,
+                "fail_open_invalidation": opted,
+                "probe_interval": 60,
+                "retries": 0,
+            },
+        )
+        caches_[opted] = (app, Cache(app))
+    app, cache = caches_[False]
+    with app.app_context():
+        assert cache.get("k") is None
+        assert cache.set("k", 1) is True
+        for call in (
+            lambda: cache.delete("k"),
+            lambda: cache.clear(),
+            lambda: cache.cache.inc("n"),
+        ):
+            with pytest.raises(BackendUnavailable):
+                call()
+    app, cache = caches_[True]
+    with app.app_context():
+        assert cache.delete("k") is False
+        assert cache.delete_many("k", "j") == ["k", "j"]
+        assert cache.clear() is True
