@@ -9,6 +9,7 @@ user sees), unless ``fail_open_invalidation`` asks for the old behaviour, which 
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -232,3 +233,39 @@ def test_flask_invalidations_raise_unless_opted_in(tmp_path: Path) -> None:
         assert cache.delete("k") is False
         assert cache.delete_many("k", "j") == ["k", "j"]
         assert cache.clear() is True
+
+
+def test_each_backend_outage_and_recovery_is_logged_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two backends down at once, then back: four lines, each naming its backend (the rate
+    limit used to be per kind of message for the whole process: the second outage was never
+    logged and the recovery line named no backend)."""
+    servers = [
+        start_single(tmp_path / "redis", "--requirepass", "secret"),
+        start_memcached(tmp_path, "logged"),
+    ]
+    urls = [
+        f"redis://:secret@127.0.0.1:{servers[0].port}/0",
+        f"memcached://127.0.0.1:{servers[1].port}?dead_timeout=0",
+    ]
+    try:
+        stores = [Storage.from_url(u, fail_open=True, probe_interval=0, retries=0) for u in urls]
+        with caplog.at_level(logging.WARNING, logger="tsot"):
+            for server in servers:
+                server.kill()
+            for store in stores:
+                assert store.load("k") is None
+            for server in servers:
+                server.start()
+            for store in stores:
+                assert store.load("k") is None  # the probe: a real miss, and the breaker closes
+        lines = [r.getMessage() for r in caplog.records if r.name == "tsot"]
+        shown = ["redis://:***@127.0.0.1", f"memcached://127.0.0.1:{servers[1].port}"]
+        for name in shown:
+            assert sum(name in line and " failed " in line for line in lines) == 1, lines
+            assert sum(name in line and "reachable again" in line for line in lines) == 1, lines
+        assert not any("secret" in line for line in lines)
+    finally:
+        for server in servers:
+            server.stop()
