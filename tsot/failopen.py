@@ -103,6 +103,11 @@ class CircuitBreaker:
         with self._lock:
             self.counts[counter] += 1
 
+    def snapshot(self) -> dict[str, int]:
+        """The COUNTERS, read together."""
+        with self._lock:
+            return dict(self.counts)
+
 
 KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
     "get": ("read", lambda key: None),
@@ -149,16 +154,12 @@ class _Guard:
     ) -> Any:
         raise NotImplementedError
 
-    def counts(self) -> dict[str, int]:
-        with self.breaker._lock:
-            return dict(self.breaker.counts)
-
-    def _raise_unavailable(self, name: str, kind: Kind) -> BackendUnavailable:
-        why = (
-            "no number can be made up"
-            if kind == "count"
-            else ("an invalidation is not skipped silently; set fail_open_invalidation to skip it")
-        )
+    def _open_error(self, name: str, kind: Kind) -> BackendUnavailable:
+        """The error of a call that has no fallback, while the breaker is open."""
+        if kind == "count":
+            why = "no number can be made up"
+        else:
+            why = "an invalidation is not skipped silently; set fail_open_invalidation to skip it"
         return BackendUnavailable(
             f"{self._where} is unavailable (circuit open): {name} raises under fail_open ({why})"
         )
@@ -167,7 +168,7 @@ class _Guard:
         self, name: str, kind: Kind, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
     ) -> Any:
         if fallback is None:
-            raise self._raise_unavailable(name, kind)
+            raise self._open_error(name, kind)
         self.breaker.count(_SKIPPED[kind])
         return fallback(*args)
 
@@ -227,7 +228,7 @@ class FailOpen(_Guard):
             out = backend_stats(self.inner)
         except BackendUnavailable:
             out = backend_stats(None)
-        return {**out, **self.counts()}
+        return {**out, **self.breaker.snapshot()}
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
@@ -268,7 +269,7 @@ class AsyncFailOpen(_Guard):
             out = await stats() if stats is not None else backend_stats(None)
         except BackendUnavailable:
             out = backend_stats(None)
-        return {**out, **self.counts()}
+        return {**out, **self.breaker.snapshot()}
 
     def _wrap(
         self,
