@@ -99,6 +99,10 @@ def test_refused_write_raises_write_refused(refusing: Refusing, mode: str) -> No
             await store.store("new", refusing.value)
         assert not isinstance(caught.value, BackendUnavailable)
         assert "pw" not in str(caught.value)
+        with pytest.raises(WriteRefused):
+            await store.store_many({"a": refusing.value, "b": refusing.value})
+        with pytest.raises(WriteRefused):
+            await store.add("new", refusing.value)
         assert await store.load("seed") == "kept"
 
     if mode == "async":
@@ -109,8 +113,15 @@ def test_refused_write_raises_write_refused(refusing: Refusing, mode: str) -> No
         store.store("new", refusing.value)
     assert not isinstance(caught.value, BackendUnavailable)
     assert "pw" not in str(caught.value)
+    with pytest.raises(WriteRefused):
+        store.store_many({"a": refusing.value, "b": refusing.value})
+    with pytest.raises(WriteRefused):
+        store.add("new", refusing.value)
+    if refusing.name.startswith("redis"):
+        with pytest.raises(WriteRefused):
+            store.incr("counter")
     assert store.load("seed") == "kept"
-    assert store.load("new") is None  # nothing half-written
+    assert store.load_many(["new", "a", "b"]) == {}  # nothing half-written
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
