@@ -97,6 +97,9 @@ class _Closed:
         self._what = what
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for these
+            raise AttributeError(name)
+
         def closed(*args: Any) -> Any:
             raise StorageClosed(f"{self._what} is closed; open a new one with from_url")
 
