@@ -7,9 +7,11 @@ from .errors import (
     InvalidKey,
     MissingDependency,
     SerializationError,
+    StorageClosed,
     StorageLocked,
     TsotError,
     ValueTooLarge,
+    WriteRefused,
     WrongType,
 )
 from .storage import DEFAULT, AsyncStorage, Storage
@@ -27,9 +29,11 @@ __all__ = [
     "Option",
     "SerializationError",
     "Storage",
+    "StorageClosed",
     "StorageLocked",
     "TsotError",
     "ValueTooLarge",
+    "WriteRefused",
     "WrongType",
     "__version__",
     "mask_url",

@@ -122,7 +122,20 @@ CORE_OPTIONS: tuple[Option, ...] = (
         nullable=True,
         secret=True,
     ),
-    Option("fail_open", bool, False, "Turn backend outages into misses and skipped writes."),
+    Option(
+        "fail_open",
+        bool,
+        False,
+        "Turn backend outages into misses and skipped writes; refused writes are reported, "
+        "not raised. Invalidations and incr still raise.",
+    ),
+    Option(
+        "fail_open_invalidation",
+        bool,
+        False,
+        "With fail_open: skip delete, delete_many, clear and expire/touch/persist while the "
+        "backend is out (the old value may be served after it returns) instead of raising.",
+    ),
     Option(
         "probe_interval",
         float,

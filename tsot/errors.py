@@ -7,6 +7,8 @@
     ├── ValueTooLarge (ValueError)           a value over the backend's size limit
     ├── WrongType (TypeError)                load_int of a str, incr of a pickled object, ...
     ├── SerializationError (ValueError)      a value that cannot be encoded (unpicklable, ...)
+    ├── WriteRefused                         the server is up but refused to store (full, ACL)
+    ├── StorageClosed (RuntimeError)         a Storage used after ``close()``
     ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
     └── StorageLocked (BackendUnavailable)   a local database is held by another process
 
@@ -51,6 +53,20 @@ class WrongType(TsotError, TypeError):
 
 class SerializationError(TsotError, ValueError):
     """A value cannot be serialized with the configured serializer."""
+
+
+class WriteRefused(TsotError):
+    """The server answered and refused the command: it is full (Redis ``OOM`` under
+    ``noeviction``, memcached "out of memory storing object"), cannot persist (Redis
+    ``MISCONF``), or the user may not run it (Redis ``NOPERM``).
+
+    The server is up and keeps serving reads, so this is never an outage: with ``fail_open`` it
+    does not open the circuit breaker.
+    """
+
+
+class StorageClosed(TsotError, RuntimeError):
+    """A Storage or AsyncStorage was used after ``close()``."""
 
 
 class BackendUnavailable(TsotError, ConnectionError):

@@ -1,9 +1,23 @@
 """fail_open: backend outages become misses and skipped writes, behind a circuit breaker.
 
 While the breaker is closed every call goes to the backend. The first BackendUnavailable opens
-it: calls then return their fallback at once (a miss, a skipped write) without touching the
-server, so a dead server costs one timeout per ``probe_interval``, not one per call. After the
-interval one call probes the server; success closes the breaker, failure keeps it open.
+it: calls then get their fallback at once without touching the server, so a dead server costs
+one timeout per ``probe_interval``, not one per call. After the interval one call probes the
+server; success closes the breaker, failure keeps it open.
+
+What a call gets while the backend is out depends on its kind (``KINDS``): a read misses and a
+write (``set``, ``set_many``, ``add``) is skipped, but an invalidation (``delete``,
+``delete_many``, ``clear``, ``expire``) raises BackendUnavailable unless
+``fail_open_invalidation`` is on: a logout or a purge must not report success when it did not
+happen. ``incr`` always raises (no number can be made up).
+
+A WriteRefused (the server is up and refused to store: full, no permission) is not an outage:
+it never opens the breaker. A refused write is reported (logged, counted) and skipped; a refused
+invalidation raises as above, and so do a refused ``incr`` and a refused read (only an ACL
+without read rights refuses one: a setting to fix, not a fault to hide).
+
+Every decision is made in ``_Guard``; ``FailOpen`` and ``AsyncFailOpen`` differ only in the
+``await`` of the backend call.
 """
 
 from __future__ import annotations
@@ -11,29 +25,50 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .backends.base import TTL_MISSING, AsyncBackend, Backend, backend_stats
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, WriteRefused
 from .logs import limited
 
 Clock = Callable[[], float]
+Kind = Literal["read", "write", "invalidation", "count"]
+
+COUNTERS: Final = ("short_circuited", "outage_misses", "skipped_writes", "refused_writes")
+"""What ``stats()`` adds under fail_open (per process and URL, shared like the breaker):
+
+- ``short_circuited``: calls answered by the open breaker without touching the server;
+- ``outage_misses``: reads answered with a miss because the backend was out;
+- ``skipped_writes``: writes (and, with ``fail_open_invalidation``, invalidations) not applied
+  because the backend was out;
+- ``refused_writes``: calls the server refused (WriteRefused) that were reported, not raised.
+"""
 
 
 class CircuitBreaker:
-    """Closed -> open on a failure -> one probe per ``probe_interval`` -> closed on success."""
+    """Closed -> open on a failure -> one probe per ``probe_interval`` -> closed on success.
 
-    def __init__(self, probe_interval: float, clock: Clock = time.monotonic) -> None:
+    ``name`` (a masked URL) is what its log lines name; ``counts`` are the COUNTERS.
+    """
+
+    def __init__(
+        self, probe_interval: float, clock: Clock = time.monotonic, name: str = "backend"
+    ) -> None:
         self.probe_interval = probe_interval
+        self.name = name
         self._clock = clock
         self._open_until: float | None = None
         self._lock = threading.Lock()
         self.failures = 0
-        self.short_circuited = 0
+        self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     @property
     def is_open(self) -> bool:
         return self._open_until is not None
+
+    @property
+    def short_circuited(self) -> int:
+        return self.counts["short_circuited"]
 
     def allow(self) -> bool:
         """True if a call may go to the backend (closed, or this caller is the probe)."""
@@ -46,98 +81,169 @@ class CircuitBreaker:
             if now >= self._open_until:
                 self._open_until = now + self.probe_interval  # one probe per interval
                 return True
-            self.short_circuited += 1
+            self.counts["short_circuited"] += 1
             return False
 
     def success(self) -> None:
         if self._open_until is not None:
             with self._lock:
                 self._open_until = None
-            limited.warning("breaker-closed", "tsot: backend is reachable again; cache in use")
+            limited.warning(
+                f"breaker-closed:{self.name}",
+                "tsot: %s is reachable again; fail_open: the cache is used again",
+                self.name,
+            )
 
     def failure(self) -> None:
         with self._lock:
             self.failures += 1
             self._open_until = self._clock() + self.probe_interval
 
+    def count(self, counter: str) -> None:
+        with self._lock:
+            self.counts[counter] += 1
 
-FALLBACKS: Final[dict[str, Callable[..., Any]]] = {
-    "get": lambda key: None,
-    "get_many": lambda keys: [None] * len(keys),
-    "set": lambda key, value, ttl_ms: None,
-    "set_many": lambda items, ttl_ms: None,
-    "add": lambda key, value, ttl_ms: False,
-    "delete": lambda key: False,
-    "delete_many": lambda keys: 0,
-    "exists": lambda key: False,
-    "ttl": lambda key: TTL_MISSING,
-    "expire": lambda key, ttl_ms: False,
-    "clear": lambda prefix: None,
+    def snapshot(self) -> dict[str, int]:
+        """The COUNTERS, read together."""
+        with self._lock:
+            return dict(self.counts)
+
+
+KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
+    "get": ("read", lambda key: None),
+    "get_many": ("read", lambda keys: [None] * len(keys)),
+    "exists": ("read", lambda key: False),
+    "ttl": ("read", lambda key: TTL_MISSING),
+    "set": ("write", lambda key, value, ttl_ms: None),
+    "set_many": ("write", lambda items, ttl_ms: None),
+    "add": ("write", lambda key, value, ttl_ms: False),
+    "delete": ("invalidation", lambda key: False),
+    "delete_many": ("invalidation", lambda keys: 0),
+    "expire": ("invalidation", lambda key, ttl_ms: False),
+    "clear": ("invalidation", lambda prefix: None),
+    "incr": ("count", None),
 }
-"""What each primitive returns while the backend is out. ``incr`` has no honest fallback (no
-number can be made up), so it still raises BackendUnavailable, immediately while open."""
+"""Each primitive's kind and what it returns when it fails open. ``incr`` has no fallback."""
 
-
-def _unavailable(where: str) -> BackendUnavailable:
-    return BackendUnavailable(f"{where} is unavailable (circuit open; fail_open is on)")
+_SKIPPED: Final[dict[Kind, str]] = {
+    "read": "outage_misses",
+    "write": "skipped_writes",
+    "invalidation": "skipped_writes",
+}
 
 
 class _Guard:
-    """What FailOpen and AsyncFailOpen share: wrapping every primitive, and the decisions
-    before a call (short-circuit while open) and after a failure (fallback or raise)."""
+    """What FailOpen and AsyncFailOpen share: wrapping every primitive, and every decision:
+    before a call (short-circuit while open), after an outage and after a refusal."""
 
-    def __init__(self, backend: Any, breaker: CircuitBreaker, where: str) -> None:
+    def __init__(
+        self, backend: Any, breaker: CircuitBreaker, where: str, invalidation: bool = False
+    ) -> None:
         self.inner = backend
         self.breaker = breaker
         self._where = where
-        for name, fallback in FALLBACKS.items():
-            setattr(self, name, self._wrap(getattr(backend, name), fallback))
-        self.incr = self._wrap(backend.incr, None)
+        self._invalidation = invalidation
+        for name, (kind, fallback) in KINDS.items():
+            if kind == "invalidation" and not invalidation:
+                fallback = None
+            setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
 
-    def _wrap(self, call: Callable[..., Any], fallback: Callable[..., Any] | None) -> Any:
+    def _wrap(
+        self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
+    ) -> Any:
         raise NotImplementedError
 
-    def _short_circuit(self, fallback: Callable[..., Any] | None, args: tuple[Any, ...]) -> Any:
+    def _open_error(self, name: str, kind: Kind) -> BackendUnavailable:
+        """The error of a call that has no fallback, while the breaker is open."""
+        if kind == "count":
+            why = "no number can be made up"
+        else:
+            why = "an invalidation is not skipped silently; set fail_open_invalidation to skip it"
+        return BackendUnavailable(
+            f"{self._where} is unavailable (circuit open): {name} raises under fail_open ({why})"
+        )
+
+    def _short_circuit(
+        self, name: str, kind: Kind, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
+    ) -> Any:
         if fallback is None:
-            raise _unavailable(self._where)
+            raise self._open_error(name, kind)
+        self.breaker.count(_SKIPPED[kind])
         return fallback(*args)
 
     def _failed(
-        self, exc: BackendUnavailable, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
+        self,
+        exc: BackendUnavailable,
+        kind: Kind,
+        fallback: Callable[..., Any] | None,
+        args: tuple[Any, ...],
     ) -> Any:
-        self.breaker.failure()
-        limited.warning("fail-open", "tsot: %s failed (%s); serving misses", self._where, exc)
+        breaker = self.breaker
+        breaker.failure()
+        limited.warning(
+            f"fail-open:{self._where}",
+            "tsot: %s failed (%s); fail_open: reads miss and writes are skipped until it answers",
+            self._where,
+            exc,
+        )
         if fallback is None:
             raise exc
+        breaker.count(_SKIPPED[kind])
+        return fallback(*args)
+
+    def _refused(
+        self,
+        exc: WriteRefused,
+        name: str,
+        kind: Kind,
+        fallback: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+    ) -> Any:
+        self.breaker.success()  # it answered: up, whatever it thinks of this command
+        if fallback is None or kind == "read":
+            raise exc
+        self.breaker.count("refused_writes")
+        limited.warning(
+            f"refused:{self._where}",
+            "tsot: %s refused %s (%s); fail_open: skipped, the server stays in use",
+            self._where,
+            name,
+            exc,
+        )
         return fallback(*args)
 
 
 class FailOpen(_Guard):
     """Wraps a sync backend; see the module docstring."""
 
-    def __init__(self, backend: Backend, breaker: CircuitBreaker, where: str) -> None:
-        super().__init__(backend, breaker, where)
+    def __init__(
+        self, backend: Backend, breaker: CircuitBreaker, where: str, invalidation: bool = False
+    ) -> None:
+        super().__init__(backend, breaker, where, invalidation)
 
     def stats(self) -> dict[str, int | None]:
-        """The backend's counters; None for each while it is unavailable."""
+        """The backend's counters (None for each while it is unavailable) and COUNTERS."""
         try:
-            return backend_stats(self.inner)
+            out = backend_stats(self.inner)
         except BackendUnavailable:
-            return backend_stats(None)
+            out = backend_stats(None)
+        return {**out, **self.breaker.snapshot()}
 
     def _wrap(
-        self, call: Callable[..., Any], fallback: Callable[..., Any] | None
+        self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
     ) -> Callable[..., Any]:
         breaker = self.breaker
 
         def guarded(*args: Any) -> Any:
             if not breaker.allow():
-                return self._short_circuit(fallback, args)
+                return self._short_circuit(name, kind, fallback, args)
             try:
                 result = call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, fallback, args)
+                return self._failed(exc, kind, fallback, args)
+            except WriteRefused as exc:
+                return self._refused(exc, name, kind, fallback, args)
             breaker.success()
             return result
 
@@ -147,29 +253,42 @@ class FailOpen(_Guard):
 class AsyncFailOpen(_Guard):
     """Wraps an async backend; the same rules as FailOpen."""
 
-    def __init__(self, backend: AsyncBackend, breaker: CircuitBreaker, where: str) -> None:
-        super().__init__(backend, breaker, where)
+    def __init__(
+        self,
+        backend: AsyncBackend,
+        breaker: CircuitBreaker,
+        where: str,
+        invalidation: bool = False,
+    ) -> None:
+        super().__init__(backend, breaker, where, invalidation)
 
     async def stats(self) -> dict[str, int | None]:
-        """The backend's counters; None for each while it is unavailable."""
+        """The backend's counters (None for each while it is unavailable) and COUNTERS."""
         stats = getattr(self.inner, "stats", None)
         try:
-            return await stats() if stats is not None else backend_stats(None)
+            out = await stats() if stats is not None else backend_stats(None)
         except BackendUnavailable:
-            return backend_stats(None)
+            out = backend_stats(None)
+        return {**out, **self.breaker.snapshot()}
 
     def _wrap(
-        self, call: Callable[..., Awaitable[Any]], fallback: Callable[..., Any] | None
+        self,
+        call: Callable[..., Awaitable[Any]],
+        name: str,
+        kind: Kind,
+        fallback: Callable[..., Any] | None,
     ) -> Callable[..., Awaitable[Any]]:
         breaker = self.breaker
 
         async def guarded(*args: Any) -> Any:
             if not breaker.allow():
-                return self._short_circuit(fallback, args)
+                return self._short_circuit(name, kind, fallback, args)
             try:
                 result = await call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, fallback, args)
+                return self._failed(exc, kind, fallback, args)
+            except WriteRefused as exc:
+                return self._refused(exc, name, kind, fallback, args)
             breaker.success()
             return result
 

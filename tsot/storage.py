@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from . import config
 from .backends.base import (
@@ -21,7 +21,7 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
-from .errors import ConfigurationError, WrongType
+from .errors import ConfigurationError, StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
@@ -77,7 +77,36 @@ def _prepare(
 def _breaker(location: config.Location, core: Mapping[str, Any]) -> CircuitBreaker:
     """One breaker per process, URL and probe interval: every Storage on a dead server sees it."""
     interval = core["probe_interval"]
-    return shared(("breaker", location.url, interval), lambda: CircuitBreaker(interval))
+    return shared(
+        ("breaker", location.url, interval),
+        lambda: CircuitBreaker(interval, name=location.masked),
+    )
+
+
+class _Closed:
+    """Stands in for the backend of a closed Storage: every primitive raises StorageClosed.
+
+    Swapping the backend for this on ``close()`` costs the open path nothing (no flag to test on
+    every call). The methods raise when called, before any await, so one object serves both
+    Storage and AsyncStorage.
+    """
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle and friends probe for these
+            raise AttributeError(name)
+
+        def closed(*args: Any) -> Any:
+            raise StorageClosed(f"{self._what} is closed; open a new one with from_url")
+
+        return closed
+
+    def __repr__(self) -> str:
+        return f"<closed backend of {self._what}>"
 
 
 class _Core:
@@ -187,7 +216,12 @@ class Storage(_Core):
         prefix = KeySpace(core["namespace"]).prefix
         backend = bcls.open(location, opts, prefix)
         if core["fail_open"]:
-            backend = FailOpen(backend, _breaker(location, core), location.masked)
+            backend = FailOpen(
+                backend,
+                _breaker(location, core),
+                location.masked,
+                core["fail_open_invalidation"],
+            )
         return cls(backend, core, location)
 
     @classmethod
@@ -315,8 +349,13 @@ class Storage(_Core):
         self._b.clear(self._keys.prefix)
 
     def close(self) -> None:
-        """Release this Storage; shared pools and tables stay for other users."""
-        self._closed = True
+        """Release this Storage: every later call raises StorageClosed (closing twice is fine).
+
+        Shared pools, tables and database handles stay open for the other Storages using them.
+        """
+        if not self._closed:
+            self._closed = True
+            self._b = cast("Backend", _Closed(repr(self)))
 
     def __enter__(self) -> Storage:
         return self
@@ -349,7 +388,12 @@ class AsyncStorage(_Core):
         prefix = KeySpace(core["namespace"]).prefix
         backend = bcls.open_async(location, opts, prefix)
         if core["fail_open"]:
-            backend = AsyncFailOpen(backend, _breaker(location, core), location.masked)
+            backend = AsyncFailOpen(
+                backend,
+                _breaker(location, core),
+                location.masked,
+                core["fail_open_invalidation"],
+            )
         return cls(backend, core, location)
 
     @classmethod
@@ -457,7 +501,10 @@ class AsyncStorage(_Core):
         await self._b.clear(self._keys.prefix)
 
     async def close(self) -> None:
-        self._closed = True
+        """See ``Storage.close``."""
+        if not self._closed:
+            self._closed = True
+            self._b = cast("AsyncBackend", _Closed(repr(self)))
 
     async def __aenter__(self) -> AsyncStorage:
         return self

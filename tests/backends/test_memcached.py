@@ -539,7 +539,7 @@ def test_sync_fast_paths_retry_a_connection_the_restarted_server_closed(tmp_path
 
 
 def test_pool_exhaustion_names_the_option(memcached_url: str) -> None:
-    store = Storage.from_url(memcached_url, namespace="pool", max_pool_size=1)
+    store = Storage.from_url(memcached_url, namespace="pool", max_pool_size=1, pool_timeout=0.1)
     store.store("k", 1)
     pool = backend(store).loc.sync.pools[0]
     held = pool.get()

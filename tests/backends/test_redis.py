@@ -295,9 +295,9 @@ def test_async_pool_per_loop_closes_with_the_loop(own: Server, own_url: str) -> 
         await a.store("k", 1)
         await b.store("k", 2)
         assert a.backend._bound[1] is b.backend._bound[1]  # type: ignore[attr-defined]
-        await a.close()
+        await a.close()  # closes the Storage, not the loop's shared connection
         assert await b.load("k") == 2
-        return [await a.load("k"), clients()]
+        return [await AsyncStorage.from_url(own_url, namespace="aio").load("k"), clients()]
 
     value, during = asyncio.run(use())
     assert value == 1 and during == baseline + 1  # two stores, one loop, one connection

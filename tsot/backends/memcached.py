@@ -66,7 +66,13 @@ class _Location:
         self.cluster = Cluster(servers, options["dead_timeout"])
         self.policy = Policy(self.cluster, options["retries"], options["timeout"])
         self.sync = SyncTransport(
-            self.cluster, options["connect_timeout"], options["timeout"], options["max_pool_size"]
+            self.cluster,
+            options["connect_timeout"],
+            options["timeout"],
+            options["max_pool_size"],
+            pool_timeout=(
+                options["timeout"] if options["pool_timeout"] is None else options["pool_timeout"]
+            ),
         )
         self.aio = AsyncTransport(
             self.cluster, options["connect_timeout"], options["timeout"], options["max_inflight"]
@@ -418,6 +424,15 @@ class MemcachedBackend:
             64,
             "Most sync connections per server (asyncio shares one per server and loop).",
             minimum=1,
+        ),
+        Option(
+            "pool_timeout",
+            float,
+            None,
+            "Seconds a sync call waits for a free connection when max_pool_size are in use "
+            "(default: timeout); then BackendUnavailable.",
+            minimum=0,
+            nullable=True,
         ),
         Option(
             "max_inflight",

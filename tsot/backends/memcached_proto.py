@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from ..errors import BackendUnavailable, ValueTooLarge
+from ..errors import BackendUnavailable, ValueTooLarge, WriteRefused
 
 # -- replies ---------------------------------------------------------------------------------
 
@@ -189,6 +189,8 @@ def check(reply: Reply, server: str, key: bytes | None = None) -> Reply:
         text = (code + b" " + reply.flags).decode("latin-1").strip()
         if b"too large" in reply.flags:
             raise ValueTooLarge(f"memcached {server} refused the value for key {key!r}: {text}")
+        if b"out of memory" in reply.flags.lower():  # full (-M), or no room for this item
+            raise WriteRefused(f"memcached {server} is full and refused key {key!r}: {text}")
         raise BackendUnavailable(f"memcached {server} answered {text!r}")
     return reply
 

@@ -9,8 +9,10 @@ same request as a write, nor report a key's TTL, and its pool costs a lock per c
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -22,6 +24,7 @@ from .memcached_ops import Replies, Step
 from .memcached_proto import Reply, ReplyParser
 
 _RECV = 256 * 1024
+_IDLE_POLL = 0.001  # seconds between looks at the idle list while the pool is exhausted
 
 
 class Conn:
@@ -63,10 +66,20 @@ class Pool:
 
     A checkout is ``list.pop`` and a return ``list.append`` (each atomic under the GIL), so
     the common call takes no lock; only opening or dropping a connection counts under one.
-    pymemcache's pool refused instead of waiting when full, and so does this one.
+    When ``max_size`` are open and none is idle, ``new`` waits up to ``pool_timeout`` (None:
+    forever) for one to come back, as the Redis pool does, then gives up.
     """
 
-    __slots__ = ("_lock", "_open", "address", "connect_timeout", "idle", "max_size", "timeout")
+    __slots__ = (
+        "_cond",
+        "_open",
+        "address",
+        "connect_timeout",
+        "idle",
+        "max_size",
+        "pool_timeout",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -74,14 +87,16 @@ class Pool:
         connect_timeout: float | None,
         timeout: float | None,
         max_size: int,
+        pool_timeout: float | None = None,
     ) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.max_size = max_size
+        self.pool_timeout = pool_timeout
         self.idle: list[Conn] = []
         self._open = 0
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
 
     def get(self) -> Conn | None:
         """An idle connection, or None when there is none (``new`` opens one)."""
@@ -91,12 +106,14 @@ class Pool:
             return None
 
     def new(self) -> Conn | None:
-        """A newly opened connection, or None when ``max_size`` are open (OSError if the
-        server cannot be reached)."""
-        with self._lock:
-            if self._open >= self.max_size:
-                return None
-            self._open += 1
+        """A newly opened connection, or, when ``max_size`` are open, the first idle one
+        within ``pool_timeout``; None after it (OSError if the server cannot be reached)."""
+        with self._cond:
+            got = self._reserve()
+        if isinstance(got, Conn):
+            return got
+        if not got:
+            return None
         try:
             client = Client(
                 self.address,
@@ -122,9 +139,34 @@ class Pool:
         conn.close()
         self._forget()
 
+    def _reserve(self) -> Conn | bool:
+        """Under ``_cond``: True if a slot for a new connection is now counted, an idle
+        connection if one came back first, False after ``pool_timeout``.
+
+        A dropped connection frees a slot and notifies; a returned one is a lock-free
+        ``idle.append`` that notifies no one, so a waiter looks at ``idle`` every
+        ``_IDLE_POLL`` seconds. Only callers that found the pool exhausted pay for that.
+        """
+        deadline: float | None = None
+        while self._open >= self.max_size:
+            try:
+                return self.idle.pop()
+            except IndexError:
+                pass
+            if deadline is None:
+                wait = self.pool_timeout
+                deadline = math.inf if wait is None else time.monotonic() + wait
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._cond.wait(min(left, _IDLE_POLL))
+        self._open += 1
+        return True
+
     def _forget(self) -> None:
-        with self._lock:
+        with self._cond:
             self._open -= 1
+            self._cond.notify()
 
     def close(self) -> None:
         while self.idle:
@@ -141,11 +183,13 @@ class SyncTransport:
         connect_timeout: float | None,
         timeout: float | None,
         max_pool_size: int,
+        pool_timeout: float | None = None,
     ) -> None:
         self.cluster = cluster
         self.max_pool_size = max_pool_size
         self.pools = [
-            Pool(s.address, connect_timeout, timeout, max_pool_size) for s in cluster.servers
+            Pool(s.address, connect_timeout, timeout, max_pool_size, pool_timeout)
+            for s in cluster.servers
         ]
         # idle sockets are closed when the transport goes, or at exit (no ResourceWarning)
         weakref.finalize(self, _close_all, self.pools)
@@ -214,9 +258,10 @@ class SyncTransport:
         return out
 
     def _busy(self, server: int) -> BackendUnavailable:
+        waited = self.pools[server].pool_timeout
         return BackendUnavailable(
             f"all {self.max_pool_size} connections to memcached {self.cluster.names[server]} "
-            "are in use (max_pool_size)"
+            f"stayed in use for pool_timeout={waited:g} s (max_pool_size)"
         )
 
     def close(self) -> None:

@@ -17,10 +17,15 @@ from ..errors import require
 
 require("redis", "redis", "redis", "the Redis backend")
 
-from redis.exceptions import RedisError, ResponseError  # noqa: E402
+from redis.exceptions import (  # noqa: E402
+    NoPermissionError,
+    OutOfMemoryError,
+    RedisError,
+    ResponseError,
+)
 
 from ..config import Location, Option  # noqa: E402
-from ..errors import BackendUnavailable, TsotError, WrongType  # noqa: E402
+from ..errors import BackendUnavailable, TsotError, WriteRefused, WrongType  # noqa: E402
 from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
@@ -48,8 +53,20 @@ def _scrub(exc: BaseException) -> None:
 
 
 def translate(exc: RedisError, name: str) -> TsotError:
-    """The tsot error for a redis-py error (the one place they are mapped)."""
+    """The tsot error for a redis-py error (the one place they are mapped).
+
+    A server that is up but will not store (``OOM`` under ``noeviction``, ``MISCONF`` when it
+    cannot persist, ``NOPERM`` for an ACL user without the right) is WriteRefused, never an
+    outage. ``READONLY`` is not among them: it reaches the caller only when no writable primary
+    was found after the transport asked again (a failover in progress), so it is unavailable.
+    """
     _scrub(exc)
+    if isinstance(exc, OutOfMemoryError):
+        return WriteRefused(f"Redis {name} is full and refused the write (OOM): {exc}")
+    if isinstance(exc, NoPermissionError):
+        return WriteRefused(f"Redis {name} refused the command for this user (NOPERM): {exc}")
+    if isinstance(exc, ResponseError) and str(exc).startswith("MISCONF"):
+        return WriteRefused(f"Redis {name} refused the write: {exc}")
     if isinstance(exc, ResponseError) and ops.is_wrongtype(exc):
         return WrongType(f"Redis {name}: {exc}")
     if isinstance(exc, ResponseError):

@@ -46,10 +46,13 @@ class DBConfig:
     clock: Clock
 
     def differences(self, other: DBConfig) -> list[str]:
-        """Names of the options on which ``other`` disagrees with this one."""
+        """Names of the options on which ``other`` disagrees with this one.
+
+        Compared by value: ``clock`` too, so two bound methods of one clock object (a new one
+        each time ``obj.now`` is read, as two settings entries do) are the same clock.
+        """
         names = ("block_cache_size", "block_compression", "max_disk_bytes", "purge_interval")
-        out = [name for name in names if getattr(self, name) != getattr(other, name)]
-        return [*out, "clock"] if self.clock is not other.clock else out
+        return [name for name in (*names, "clock") if getattr(self, name) != getattr(other, name)]
 
     @property
     def write_buffer_size(self) -> int:
