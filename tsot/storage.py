@@ -23,7 +23,7 @@ from .backends.base import (
 from .codec import MISS, Codec, Signer
 from .errors import ConfigurationError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
-from .keys import Key, KeySpace
+from .keys import Key, KeySpace, shown
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -125,7 +125,9 @@ class _Core:
     def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
         if value is default or type(value) is kind:
             return value
-        raise WrongType(f"value of key {key!r} is a {type(value).__name__}, not a {kind.__name__}")
+        raise WrongType(
+            f"value of key {shown(key)} is a {type(value).__name__}, not a {kind.__name__}"
+        )
 
     @staticmethod
     def _check(value: Any, kind: type | tuple[type, ...], what: str) -> None:

@@ -356,6 +356,38 @@ def test_clear_only_this_namespace(opener: Callable[..., Any]) -> None:
     assert a.load("again") == 1
 
 
+@pytest.mark.parametrize("inner", [":b", ":", "::", ":b:", "*", "[ab]?\\", "%"])
+def test_namespaces_cannot_collide(opener: Callable[..., Any], inner: str) -> None:
+    """Namespace ``a`` + key ``b:c`` and namespace ``a:b`` + key ``c`` are different keys.
+
+    Before namespaces were escaped both were the final key ``a:b:c`` on memory, Redis and
+    RocksDB, and ``clear()`` on ``a`` removed ``a:b``'s keys. ``inner`` extends the outer
+    namespace; ``key`` is the outer key that spelled the same bytes as the nested key ``c``.
+    """
+    outer = opener()
+    nested = opener(namespace=outer.namespace + inner)
+    key = (inner + ":c")[1:] if inner.startswith(":") else "c"
+    outer.store(key, "outer")
+    nested.store("c", "nested")
+    assert (outer.load(key), nested.load("c")) == ("outer", "nested")
+    outer.clear()
+    assert (outer.load(key), nested.load("c")) == (None, "nested")
+    outer.store(key, "outer again")
+    nested.clear()
+    assert (outer.load(key), nested.load("c")) == ("outer again", None)
+
+
+def test_escaped_namespace_lookalikes_stay_apart(opener: Callable[..., Any]) -> None:
+    """``a:b`` is stored as ``a%3Ab``; the namespace literally named ``a%3Ab`` is not that."""
+    base = opener().namespace
+    colon, percent = opener(namespace=base + ":b"), opener(namespace=base + "%3Ab")
+    colon.store("k", "colon")
+    percent.store("k", "percent")
+    assert (colon.load("k"), percent.load("k")) == ("colon", "percent")
+    colon.clear()
+    assert (colon.load("k"), percent.load("k")) == (None, "percent")
+
+
 def test_context_manager(target: Target, mode: str) -> None:
     if mode == "sync":
         with Storage.from_url(target.url, **target.options, namespace="cm-sync") as s:

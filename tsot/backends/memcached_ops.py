@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Final, TypeVar
 
 from ..errors import BackendUnavailable, ValueTooLarge, WrongType
+from ..keys import shown
 from . import memcached_proto as p
 from .base import TTL_MISSING, TTL_PERSISTENT
 from .memcached_cluster import Cluster
@@ -154,7 +155,7 @@ class Namespace:
         room = limit - len(wire_key) - ITEM_OVERHEAD
         if len(value) > room:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(value)} bytes; memcached "
+                f"value for key {shown(key)} is {len(value)} bytes; memcached "
                 f"{self.cluster.names[server]} stores items of at most {limit} bytes "
                 f"(item_size_max), which leaves {room} bytes for this key's value"
             )
@@ -351,7 +352,7 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
             continue
         old = p.int_or_none(r.value or b"")
         if old is None:
-            raise WrongType(f"value of key {key!r} is not an integer")
+            raise WrongType(f"value of key {shown(key)} is not an integer")
         new = old + delta
         cas = r.flag(b"c") or b"0"
         if 0 <= old < p.NATIVE_MAX and 0 <= new < p.NATIVE_MAX:
