@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
-from . import config
+from . import config, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -21,7 +21,7 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
-from .errors import ConfigurationError, WrongType
+from .errors import WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace, shown
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
@@ -40,14 +40,15 @@ DEFAULT: Final = _Default()
 TTLArg = TTL | _Default
 
 
+_UNSIGNED_FIX: Final = (
+    "Pass secret= (at least 16 bytes; a list rotates keys) to sign them, or secret=None to "
+    "accept this."
+)
+
+
 def _signer(secret: object) -> Signer | None:
-    if secret is None:
-        return None
-    if isinstance(secret, str | bytes):
-        return Signer([secret])
-    if isinstance(secret, list | tuple) and all(isinstance(s, str | bytes) for s in secret):
-        return Signer(list(secret)) if secret else None
-    raise ConfigurationError("option 'secret' must be a str, bytes or a list of them")
+    keys = secrets.secret_keys(secret)
+    return None if keys is None else Signer(keys)
 
 
 def _prepare(
@@ -68,6 +69,7 @@ def _prepare(
     core = config.parse_options(
         {k: v for k, v in merged.items() if k in core_names}, config.CORE_OPTIONS, where, from_url
     )
+    secrets.secret_keys(core["secret"])  # a bad secret fails before anything is opened
     backend = config.parse_options(
         {k: v for k, v in merged.items() if k not in core_names}, specs.values(), where, from_url
     )
@@ -77,7 +79,13 @@ def _prepare(
 def _breaker(location: config.Location, core: Mapping[str, Any]) -> CircuitBreaker:
     """One breaker per process, URL and probe interval: every Storage on a dead server sees it."""
     interval = core["probe_interval"]
-    return shared(("breaker", location.url, interval), lambda: CircuitBreaker(interval))
+    return shared(("breaker", location.digest, interval), lambda: CircuitBreaker(interval))
+
+
+def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
+    """Startup checks of a storage opened from a URL (both Storage and AsyncStorage)."""
+    if core["secret"] is secrets.UNSET:
+        secrets.warn_unsigned(location, core["namespace"], core["serializer"], _UNSIGNED_FIX)
 
 
 class _Core:
@@ -190,6 +198,7 @@ class Storage(_Core):
         backend = bcls.open(location, opts, prefix)
         if core["fail_open"]:
             backend = FailOpen(backend, _breaker(location, core), location.masked)
+        _opened(location, core)
         return cls(backend, core, location)
 
     @classmethod
@@ -352,6 +361,7 @@ class AsyncStorage(_Core):
         backend = bcls.open_async(location, opts, prefix)
         if core["fail_open"]:
             backend = AsyncFailOpen(backend, _breaker(location, core), location.masked)
+        _opened(location, core)
         return cls(backend, core, location)
 
     @classmethod

@@ -516,9 +516,9 @@ def test_codec_options(opener: Callable[..., Any], options: dict[str, Any]) -> N
 
 
 def test_signed_values_from_another_secret_are_misses(opener: Callable[..., Any]) -> None:
-    writer = opener(secret="one")
-    reader = opener(namespace=writer.namespace, secret="two")
-    rotated = opener(namespace=writer.namespace, secret=["two", "one"])
+    writer = opener(secret="secret-number-one")
+    reader = opener(namespace=writer.namespace, secret="secret-number-two")
+    rotated = opener(namespace=writer.namespace, secret=["secret-number-two", "secret-number-one"])
     unsigned = opener(namespace=writer.namespace)
     writer.store("obj", {"a": 1})
     writer.store("s", "plain strings are not signed")

@@ -367,7 +367,9 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
             return new
         if w.code not in (b"EX", b"NF"):
             p.check(w, name, key)
-    raise BackendUnavailable(f"incr of key {key!r} lost {_CAS_ROUNDS} races in a row on {name}")
+    raise BackendUnavailable(
+        f"incr of key {shown(key)} lost {_CAS_ROUNDS} races in a row on {name}"
+    )
 
 
 def native_incr(delta: int, create: bool) -> bytes | None:
