@@ -366,6 +366,21 @@ def test_system_check_warns_about_unsigned_pickles_on_a_server() -> None:
     assert _check_ids(default=_entry("m", SIGNING=False)) == []  # memory: stays in the process
 
 
+def test_debug_page_hides_options_password_but_not_location() -> None:
+    """Why docs/django.md puts the password in OPTIONS: Django masks settings by name only."""
+    from django.views.debug import SafeExceptionReporterFilter
+
+    entry = {
+        "BACKEND": "tsot_django.RedisCache",
+        "LOCATION": "redis://:in-location-pw@127.0.0.1:1/0",
+        "OPTIONS": {"PASSWORD": "in-options-pw"},
+    }
+    with override_settings(CACHES={"default": entry}):
+        shown = repr(SafeExceptionReporterFilter().get_safe_settings()["CACHES"])
+    assert "in-options-pw" not in shown
+    assert "in-location-pw" in shown
+
+
 # -- shared storages ---------------------------------------------------------------------------
 
 
