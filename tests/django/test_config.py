@@ -21,6 +21,7 @@ from tsot.codec import Codec, Signer
 from tsot.keys import KeySpace
 from tsot_django import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
 from tsot_django.locations import memcached_urls, memory_urls, redis_urls, rocksdb_urls
+from tsot_django.options import translate
 
 # -- LOCATION forms ----------------------------------------------------------------------------
 
@@ -313,6 +314,7 @@ def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key() -> None:
         SECRET_KEY_FALLBACKS=["", b""],
         CACHES={"default": _entry(location)},
     ):
+        assert translate({}, "memory", "test")["secret"] == [b"a-real-secret-key-for-tests"]
         cache = caches["default"]
         assert isinstance(cache, TsotCache)
         cache.set("obj", {"a": 1})

@@ -410,7 +410,9 @@ class TestSigning:
 
     def test_empty_fallbacks_are_ignored(self, url: str) -> None:
         """``SECRET_KEY_FALLBACKS=[os.environ.get("OLD", "")]`` must not add a public key."""
-        cache = self.cache(url, SECRET_KEY="x" * 20, SECRET_KEY_FALLBACKS=["", b""])
+        config = {"SECRET_KEY": "x" * 20, "SECRET_KEY_FALLBACKS": ["", b""]}
+        assert settings(TsotCache, CACHE_TSOT_URL=url, **config).options["secret"] == [b"x" * 20]
+        cache = self.cache(url, **config)
         with cache.app.app_context():
             backend = cache.cache
             assert isinstance(backend, TsotCache)
