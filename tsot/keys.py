@@ -17,7 +17,7 @@ Key = str | bytes
 MAX_KEY_BYTES = 65536
 """Longest final key accepted (namespace included); backends with lower limits digest keys."""
 SHOWN_KEY_CHARS = 16
-"""Characters of a key shown in messages; keys may hold session ids or tokens."""
+"""Characters of a key (after its namespace) shown in messages; keys may hold session ids."""
 
 
 def escape_namespace(namespace: str) -> str:
@@ -26,20 +26,20 @@ def escape_namespace(namespace: str) -> str:
 
 
 def shown(key: object) -> str:
-    """``key`` for an error or log message: its first characters and its length, never all of it.
+    """``key`` for an error or log message: never all of a long key.
 
     Keys are often made of session ids, tokens or e-mail addresses; a message that repeats a
-    whole key could put one in a log or an error page.
+    whole key could put one in a log or an error page. A final key's namespace (up to its first
+    ``:``, within the first 64 characters) is shown whole, then at most 16 characters of the
+    rest, then the total length.
     """
     if isinstance(key, bytes | bytearray | memoryview):
         raw = bytes(key)
-        if len(raw) <= SHOWN_KEY_CHARS:
-            return repr(raw)
-        return f"{raw[:SHOWN_KEY_CHARS]!r}... ({len(raw)} bytes)"
+        cut = raw.find(b":", 0, 64) + 1 + SHOWN_KEY_CHARS
+        return repr(raw) if len(raw) <= cut else f"{raw[:cut]!r}... ({len(raw)} bytes)"
     if isinstance(key, str):
-        if len(key) <= SHOWN_KEY_CHARS:
-            return repr(key)
-        return f"{key[:SHOWN_KEY_CHARS]!r}... ({len(key)} characters)"
+        cut = key.find(":", 0, 64) + 1 + SHOWN_KEY_CHARS
+        return repr(key) if len(key) <= cut else f"{key[:cut]!r}... ({len(key)} characters)"
     return f"a {type(key).__name__}"
 
 

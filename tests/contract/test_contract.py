@@ -498,7 +498,7 @@ def test_bad_options(target: Target, mode: str) -> None:
         {"compression": "zlib", "compress_threshold": 10},
         {"compression": "zstd", "compress_threshold": 10},
         {"compression": "lz4", "compress_threshold": 10},
-        {"secret": "s3cret"},
+        {"secret": "contract-s3cret-16b"},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
