@@ -56,8 +56,9 @@ def _number(name: str, value: object, kind: type) -> Any:
 class Option:
     """One option: its name, type (bool, int, float, str), default, bounds and documentation.
 
-    ``nullable`` lets None through, and the string "none" for options a URL can give (objects
-    such as secrets cannot come from a URL, so for them "none" is not None). ``secret`` marks
+    ``nullable`` lets None through, and the string "none" for options a URL can give; for
+    objects and credentials (which never come from a URL) "none" is a value like any other, so a
+    secret or password "none" never turns signing or authentication off. ``secret`` marks
     credentials, never shown.
     """
 
@@ -70,11 +71,16 @@ class Option:
     nullable: bool = False
     secret: bool = False
 
+    @property
+    def none_string_is_none(self) -> bool:
+        """True if the string "none" means None for this option (URL-given, not a secret)."""
+        return self.kind is not object and not self.secret
+
     def parse(self, value: object) -> Any:
         """Convert ``value`` (a Python value or a URL string) or raise naming the option."""
         if self.nullable and (
             value is None
-            or (self.kind is not object and isinstance(value, str) and value.lower() == "none")
+            or (self.none_string_is_none and isinstance(value, str) and value.lower() == "none")
         ):
             return None
         if value is None:
