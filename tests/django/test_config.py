@@ -383,6 +383,24 @@ def test_debug_page_hides_options_password_but_not_location() -> None:
     assert "in-location-pw" in shown
 
 
+def test_storage_registry_keys_hold_no_password() -> None:
+    from tsot.backends.base import shared_keys
+    from tsot_django import stores
+
+    entry = {
+        "BACKEND": "tsot_django.RedisCache",
+        "LOCATION": "redis://:registry-location-pw@127.0.0.1:1/0",
+        "OPTIONS": {"SIGNING": False},
+    }
+    options_entry = {**entry, "LOCATION": "redis://127.0.0.1:1/1"}
+    options_entry["OPTIONS"] = {"PASSWORD": "registry-options-pw"}
+    with override_settings(CACHES={"default": entry, "other": options_entry}):
+        caches["default"]
+        caches["other"]
+        registry = repr(list(stores._cache)) + repr(shared_keys())
+    assert "registry-location-pw" not in registry and "registry-options-pw" not in registry
+
+
 # -- shared storages ---------------------------------------------------------------------------
 
 
