@@ -377,6 +377,16 @@ def test_namespaces_cannot_collide(opener: Callable[..., Any], inner: str) -> No
     assert (outer.load(key), nested.load("c")) == ("outer again", None)
 
 
+def test_errors_never_show_a_whole_key(store: Any) -> None:
+    """A WrongType names the key by its start only: keys often hold session ids."""
+    session = "session:" + "5f0c9e8d7b6a5f4e3d2c1b0a99887766"
+    store.store(session, "not a number")
+    with pytest.raises(WrongType) as info:
+        store.incr(session)
+    text = str(info.value)
+    assert "session:5f0c9e8d" in text and session not in text, text
+
+
 def test_escaped_namespace_lookalikes_stay_apart(opener: Callable[..., Any]) -> None:
     """``a:b`` is stored as ``a%3Ab``; the namespace literally named ``a%3Ab`` is not that."""
     base = opener().namespace
