@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote
 
 from .errors import ConfigurationError, MissingDependency
+from .secrets import UNSET
 
 # -- options ---------------------------------------------------------------------------------
 
@@ -53,7 +56,10 @@ def _number(name: str, value: object, kind: type) -> Any:
 class Option:
     """One option: its name, type (bool, int, float, str), default, bounds and documentation.
 
-    ``nullable`` lets "none"/None through as None. ``secret`` marks credentials, never shown.
+    ``nullable`` lets None through, and the string "none" for options a URL can give; for
+    objects and credentials (which never come from a URL) "none" is a value like any other, so a
+    secret or password "none" never turns signing or authentication off. ``secret`` marks
+    credentials, never shown.
     """
 
     name: str
@@ -65,10 +71,16 @@ class Option:
     nullable: bool = False
     secret: bool = False
 
+    @property
+    def none_string_is_none(self) -> bool:
+        """True if the string "none" means None for this option (URL-given, not a secret)."""
+        return self.kind is not object and not self.secret
+
     def parse(self, value: object) -> Any:
         """Convert ``value`` (a Python value or a URL string) or raise naming the option."""
         if self.nullable and (
-            value is None or (isinstance(value, str) and value.lower() == "none")
+            value is None
+            or (self.none_string_is_none and isinstance(value, str) and value.lower() == "none")
         ):
             return None
         if value is None:
@@ -117,8 +129,9 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option(
         "secret",
         object,
-        None,
-        "Secret (or list of secrets) that signs serialized objects.",
+        UNSET,
+        "Secret (or list of secrets, the first signs) of at least 16 bytes that signs serialized "
+        "objects; None turns signing off (not given: off, with a warning on network backends).",
         nullable=True,
         secret=True,
     ),
@@ -201,30 +214,102 @@ class Location:
         """The URL with any password replaced by ``***`` (safe for logs and pages)."""
         return mask_url(self.url)
 
+    @property
+    def digest(self) -> str:
+        """A SHA-256 of the whole URL: identifies it in registries without holding a password."""
+        return hashlib.sha256(self.url.encode("utf-8", "surrogatepass")).hexdigest()
+
     def __repr__(self) -> str:
         return f"Location({self.masked!r})"
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with the password (and any secret query value) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostpart = netloc.rpartition("@")
-        user, sep, _pw = userinfo.partition(":")
-        # a lone userinfo (redis://secret@host) is a password for Redis: mask it whole
-        netloc = f"{user}:***@{hostpart}" if sep else f"***@{hostpart}"
-    query = "&".join(
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
+_SECRET_QUERY_WORDS = ("password", "secret", "token")
+_EXAMPLES = "memory://, redis://host:6379/0, memcached://host:11211 or rocksdb:///path"
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """A storage URL cut into its parts, as written (nothing decoded yet).
+
+    ``userinfo`` is everything between ``://`` and the **last** ``@`` (None without one), so a
+    password may hold any character, ``/``, ``?``, ``#`` and ``@`` included. The host part ends
+    at the first ``/`` or ``?`` after it; the query follows the first ``?`` after that. tsot URLs
+    have no fragments: ``#`` is an ordinary character. An ``@`` after the host part (in a query
+    value) must be written ``%40``.
+    """
+
+    scheme: str
+    userinfo: str | None
+    hostpart: str
+    path: str
+    query: str
+
+    def masked(self) -> str:
+        """These parts joined again with the password and any secret query value as ``***``."""
+        out = f"{self.scheme}://"
+        if self.userinfo is not None:
+            user, sep, _ = self.userinfo.partition(":")
+            # a lone userinfo (redis://secret@host) is a password for Redis: mask it whole
+            out += f"{user}:***@" if sep else "***@"
+        out += self.hostpart + self.path
+        return out + (f"?{_mask_query(self.query)}" if self.query else "")
+
+
+def split_url(url: str) -> UrlParts:
+    """Cut ``url`` into its parts: the one splitter behind both ``parse_url`` and ``mask_url``.
+
+    Raises ConfigurationError (showing the URL masked) when there is no ``scheme://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME.match(scheme):
+        raise ConfigurationError(
+            f"storage URL {mask_before_at(url)!r} has no scheme; expected e.g. {_EXAMPLES}"
+        )
+    userinfo = None
+    if not rest.startswith(("/", "?")):
+        userinfo, at, after = rest.rpartition("@")
+        if at:
+            rest = after
+        else:
+            userinfo = None
+    cut = len(rest)
+    for stop in ("/", "?"):
+        index = rest.find(stop)
+        if 0 <= index < cut:
+            cut = index
+    hostpart, tail = rest[:cut], rest[cut:]
+    path, _, query = tail.partition("?")
+    return UrlParts(scheme, userinfo, hostpart, path, query)
+
+
+def mask_before_at(text: str) -> str:
+    """``text`` with everything before its last ``@`` replaced by ``***`` (the fallback mask)."""
+    _, at, tail = text.rpartition("@")
+    return f"***@{tail}" if at else text
+
+
+def _mask_query(query: str) -> str:
+    return "&".join(
         f"{k}=***"
-        if k.lower() in ("password", "secret", "sentinel_password")
+        if any(word in k.lower() for word in _SECRET_QUERY_WORDS)
         else (f"{k}={quote(v)}" if v else k)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        for k, v in parse_qsl(query, keep_blank_values=True)
     )
-    out = f"{parts.scheme}://{netloc}{parts.path}"
-    return out + (f"?{query}" if query else "")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with the password (and any secret query value) replaced by ``***``.
+
+    Uses the same splitter as ``parse_url``; when the URL cannot be split (no scheme),
+    everything before the last ``@`` is masked.
+    """
+    if not isinstance(url, str):
+        return f"<{type(url).__name__}, not a URL>"
+    try:
+        return split_url(url).masked()
+    except (ConfigurationError, ValueError):
+        return mask_before_at(url)
 
 
 def _split_hosts(netloc: str, url_for_errors: str) -> tuple[tuple[str, int | None], ...]:
@@ -254,32 +339,23 @@ def _split_hosts(netloc: str, url_for_errors: str) -> tuple[tuple[str, int | Non
 
 
 def parse_url(url: str) -> Location:
-    """Parse a storage URL into a Location; raise ConfigurationError naming what is wrong."""
+    """Parse a storage URL into a Location; raise ConfigurationError naming what is wrong.
+
+    Messages show the URL masked (``mask_url``); see ``UrlParts`` for where a password ends.
+    """
     if not isinstance(url, str):
         raise ConfigurationError(f"storage URL must be a str, not {type(url).__name__}")
-    if "://" not in url:
-        raise ConfigurationError(
-            f"storage URL {mask_url(url)!r} has no scheme; expected e.g. memory://, "
-            "redis://host:6379/0, memcached://host:11211 or rocksdb:///path"
-        )
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    netloc, slash, tail = rest.partition("/")
-    path_q = slash + tail
-    path, _, query_s = path_q.partition("?")
-    if "?" in netloc:  # memory://name?x=1
-        netloc, _, query_s = netloc.partition("?")
-        path = ""
+    parts = split_url(url)
+    scheme = parts.scheme.lower()
     username = password = None
-    if "@" in netloc:
-        userinfo, _, netloc = netloc.rpartition("@")
-        user, sep, pw = userinfo.partition(":")
+    if parts.userinfo is not None:
+        user, sep, pw = parts.userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if sep else None
         if not sep and username and scheme.startswith(("redis", "valkey")):
             password, username = username, None  # redis://secret@host means a password
     query: dict[str, str] = {}
-    for k, v in parse_qsl(query_s, keep_blank_values=True):
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
         if k in query:
             raise ConfigurationError(
                 f"option {k!r} is given twice in storage URL {mask_url(url)!r}"
@@ -288,8 +364,8 @@ def parse_url(url: str) -> Location:
     return Location(
         url=url,
         scheme=scheme,
-        hosts=_split_hosts(netloc, url),
-        path=unquote(path),
+        hosts=_split_hosts(parts.hostpart, url),
+        path=unquote(parts.path),
         query=query,
         username=username,
         password=password,

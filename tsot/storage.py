@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, cast
 
-from . import config
+from . import config, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -21,9 +21,9 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
-from .errors import ConfigurationError, StorageClosed, WrongType
+from .errors import StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
-from .keys import Key, KeySpace
+from .keys import Key, KeySpace, shown
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -40,14 +40,15 @@ DEFAULT: Final = _Default()
 TTLArg = TTL | _Default
 
 
+_UNSIGNED_FIX: Final = (
+    "Pass secret= (at least 16 bytes; a list rotates keys) to sign them, or secret=None to "
+    "accept this."
+)
+
+
 def _signer(secret: object) -> Signer | None:
-    if secret is None:
-        return None
-    if isinstance(secret, str | bytes):
-        return Signer([secret])
-    if isinstance(secret, list | tuple) and all(isinstance(s, str | bytes) for s in secret):
-        return Signer(list(secret)) if secret else None
-    raise ConfigurationError("option 'secret' must be a str, bytes or a list of them")
+    keys = secrets.secret_keys(secret)
+    return None if keys is None else Signer(keys)
 
 
 def _prepare(
@@ -68,6 +69,7 @@ def _prepare(
     core = config.parse_options(
         {k: v for k, v in merged.items() if k in core_names}, config.CORE_OPTIONS, where, from_url
     )
+    secrets.secret_keys(core["secret"])  # a bad secret fails before anything is opened
     backend = config.parse_options(
         {k: v for k, v in merged.items() if k not in core_names}, specs.values(), where, from_url
     )
@@ -78,7 +80,7 @@ def _breaker(location: config.Location, core: Mapping[str, Any]) -> CircuitBreak
     """One breaker per process, URL and probe interval: every Storage on a dead server sees it."""
     interval = core["probe_interval"]
     return shared(
-        ("breaker", location.url, interval),
+        ("breaker", location.digest, interval),
         lambda: CircuitBreaker(interval, name=location.masked),
     )
 
@@ -107,6 +109,12 @@ class _Closed:
 
     def __repr__(self) -> str:
         return f"<closed backend of {self._what}>"
+
+
+def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
+    """Startup checks of a storage opened from a URL (both Storage and AsyncStorage)."""
+    if core["secret"] is secrets.UNSET:
+        secrets.warn_unsigned(location, core["namespace"], core["serializer"], _UNSIGNED_FIX)
 
 
 class _Core:
@@ -154,7 +162,9 @@ class _Core:
     def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
         if value is default or type(value) is kind:
             return value
-        raise WrongType(f"value of key {key!r} is a {type(value).__name__}, not a {kind.__name__}")
+        raise WrongType(
+            f"value of key {shown(key)} is a {type(value).__name__}, not a {kind.__name__}"
+        )
 
     @staticmethod
     def _check(value: Any, kind: type | tuple[type, ...], what: str) -> None:
@@ -222,6 +232,7 @@ class Storage(_Core):
                 location.masked,
                 core["fail_open_invalidation"],
             )
+        _opened(location, core)
         return cls(backend, core, location)
 
     @classmethod
@@ -394,6 +405,7 @@ class AsyncStorage(_Core):
                 location.masked,
                 core["fail_open_invalidation"],
             )
+        _opened(location, core)
         return cls(backend, core, location)
 
     @classmethod

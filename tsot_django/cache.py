@@ -26,10 +26,13 @@ T = TypeVar("T")
 
 
 def _secrets() -> list[str | bytes]:
+    """The secrets as they are set (for the fingerprint only; options.py checks them)."""
     try:
-        return [settings.SECRET_KEY, *(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])]
+        fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
+        given = [settings.SECRET_KEY, *(fallbacks if isinstance(fallbacks, list | tuple) else [])]
     except ImproperlyConfigured:  # an empty SECRET_KEY: only an error if signing is on
         return []
+    return [s for s in given if isinstance(s, str | bytes)]
 
 
 class TsotCache(CacheOps):

@@ -35,9 +35,8 @@ def scheme_of(url: str) -> str | None:
 
 
 def _shown(location: object) -> str:
-    if isinstance(location, str):
-        return repr(mask_url(location) if "://" in location else location)
-    return type(location).__name__
+    # mask_url also masks a URL without a scheme (everything before its last "@")
+    return repr(mask_url(location)) if isinstance(location, str) else type(location).__name__
 
 
 def _pieces(location: object, what: str, split: Callable[[str], list[str]]) -> list[str]:
@@ -106,10 +105,12 @@ def memcached_urls(location: Any) -> list[str]:
     for server in servers:
         if server.startswith(("unix:", "/")):
             raise ImproperlyConfigured(
-                f"{what} LOCATION {server!r}: unix sockets are not supported; use host:port"
+                f"{what} LOCATION {_shown(server)}: unix sockets are not supported; use host:port"
             )
         if not _HOST_PORT.match(server):
-            raise ImproperlyConfigured(f"{what} LOCATION entry {server!r} is not host or host:port")
+            raise ImproperlyConfigured(
+                f"{what} LOCATION entry {_shown(server)} is not host or host:port"
+            )
     return ["memcached://" + ",".join(servers)]
 
 

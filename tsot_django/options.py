@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, Option
 from tsot.config import CORE_OPTIONS, backend_class
+from tsot.secrets import secret_keys
 
 SERIALIZERS: Mapping[str, str] = {
     "pickle": "pickle",
@@ -100,12 +101,42 @@ class Translator:
                 special(self, shown, value)
             else:
                 self.put(name.lower(), value, shown)
-        if self.signing:
-            # The first secret signs, all verify: SECRET_KEY_FALLBACKS rotation works as in
-            # Django's own signing.
-            fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])
-            self.out["secret"] = [settings.SECRET_KEY, *fallbacks]
+        # SIGNING=False is the explicit opt-out: secret None (the system check still warns about
+        # unsigned pickles on a server; SILENCED_SYSTEM_CHECKS silences it)
+        self.out["secret"] = signing_secrets(self.where) if self.signing else None
         return self.out
+
+
+def signing_secrets(where: str) -> list[bytes]:
+    """SECRET_KEY then the non-empty SECRET_KEY_FALLBACKS, checked: the first signs, all verify.
+
+    An empty fallback is skipped (``os.environ.get("OLD_SECRET_KEY", "")`` is a common idiom);
+    a SECRET_KEY or fallback shorter than 16 bytes raises ImproperlyConfigured naming it.
+    """
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
+    if isinstance(fallbacks, str | bytes) or not isinstance(fallbacks, list | tuple):
+        raise ImproperlyConfigured(
+            f"{where}: SECRET_KEY_FALLBACKS must be a list, not {type(fallbacks).__name__} "
+            "(signing cached objects uses it; OPTIONS['SIGNING'] = False turns signing off)"
+        )
+    try:
+        named = [("SECRET_KEY", settings.SECRET_KEY)]
+    except ImproperlyConfigured as exc:  # Django's own "must not be empty"
+        raise ImproperlyConfigured(
+            f"{where}: {exc} (signing cached objects needs it; OPTIONS['SIGNING'] = False "
+            "turns signing off)"
+        ) from exc
+    named += [(f"SECRET_KEY_FALLBACKS[{i}]", f) for i, f in enumerate(fallbacks) if f]
+    out: list[bytes] = []
+    for name, value in named:
+        try:
+            out += secret_keys(value, name) or []
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(
+                f"{where}: {exc}; signing cached objects needs it "
+                "(or turn signing off with OPTIONS['SIGNING'] = False)"
+            ) from exc
+    return out
 
 
 def _named(table: Mapping[str, str], what: str) -> Callable[[Translator, str, Any], None]:
@@ -188,8 +219,9 @@ _LOWER_SPECIAL = frozenset({"serializer", "compression"})
 def translate(options: Mapping[str, Any], scheme: str, where: str) -> dict[str, Any]:
     """tsot keyword options for ``options`` (a CACHES entry's OPTIONS) on a ``scheme`` storage.
 
-    Signing is on unless ``SIGNING`` is False: the result then carries ``secret`` =
-    ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``. Raises ImproperlyConfigured naming the key.
+    Signing is on unless ``SIGNING`` is False: the result carries ``secret`` =
+    ``[SECRET_KEY, *non-empty SECRET_KEY_FALLBACKS]``, or None when signing is off. Raises
+    ImproperlyConfigured naming the key.
     """
     return Translator(scheme, where).translate(options)
 

@@ -85,12 +85,18 @@ _MAX_CONFIGS = 64  # settings overrides in tests make new configurations; keep t
 
 
 def fingerprint(*parts: Any, secrets: Sequence[str | bytes] = ()) -> tuple[Any, ...]:
-    """A process-unique key for a configuration; secrets enter only as a digest."""
+    """A process-unique key for a configuration, as a digest: LOCATION and OPTIONS may hold
+    passwords and the secrets sign, so none of them is kept in the registry as text."""
     digest = hashlib.sha256()
-    for secret in secrets:
-        digest.update(secret.encode() if isinstance(secret, str) else secret)
+    for part in parts:
+        digest.update(repr(part).encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
-    return (os.getpid(), *map(repr, parts), digest.hexdigest())
+    for secret in secrets:
+        digest.update(
+            secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+        )
+        digest.update(b"\0")
+    return (os.getpid(), digest.hexdigest())
 
 
 def stores_for(key: tuple[Any, ...], build: Callable[[], Stores]) -> Stores:

@@ -14,6 +14,7 @@ from flask_caching.backends.base import BaseCache
 
 from tsot import ConfigurationError, MissingDependency, Storage
 from tsot.keys import Key
+from tsot.secrets import warn_unsigned
 
 from . import config as cfg
 from .timeouts import Timeout, default_ttl, to_core
@@ -203,8 +204,12 @@ def open_storage(settings: cfg.Settings) -> Storage:
     try:
         if settings.url is None:
             return Storage.new_imc(**settings.options)
-        return Storage.from_url(settings.url, **settings.options)
+        storage = Storage.from_url(settings.url, **settings.options)
     except MissingDependency:
         raise
     except ConfigurationError as exc:
         raise cfg.fail(settings.blame(str(exc)), settings.cache_type, str(exc)) from exc
+    if settings.unsigned_by_default and storage.location is not None:
+        serializer = str(settings.options.get("serializer", "pickle"))
+        warn_unsigned(storage.location, storage.namespace, serializer, cfg.UNSIGNED_FIX)
+    return storage

@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
+from tsot.config import split_url
+from tsot.secrets import secret_keys
 from tsot_flask.timeouts import whole_seconds
 
 DEFAULT_PREFIX = "flask_cache_"
@@ -49,6 +51,8 @@ class Settings:
     ignore_delete_many_errors: bool
     options: dict[str, Any] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    unsigned_by_default: bool = False
+    """No SECRET_KEY and no CACHE_OPTIONS secret: objects are stored unsigned (warned once)."""
 
     @property
     def masked_url(self) -> str | None:
@@ -117,13 +121,34 @@ def key_prefix(value: object, cache_type: str) -> str:
     return value
 
 
-def secret(config: Mapping[str, Any]) -> list[str | bytes] | None:
-    """SECRET_KEY followed by Flask's SECRET_KEY_FALLBACKS, or None without a SECRET_KEY."""
+def secret(config: Mapping[str, Any]) -> list[bytes] | None:
+    """SECRET_KEY then the non-empty SECRET_KEY_FALLBACKS, checked; None without a SECRET_KEY.
+
+    Raises ConfigurationError naming SECRET_KEY or SECRET_KEY_FALLBACKS[i] for a secret shorter
+    than 16 bytes (an empty fallback is skipped, as Flask does).
+    """
     key = config.get("SECRET_KEY")
-    if not key:
+    if key is None or key in ("", b""):
         return None
+    if not isinstance(key, str | bytes):
+        raise ConfigurationError(f"SECRET_KEY must be a str or bytes, not {type(key).__name__}")
+    keys = secret_keys(key, "SECRET_KEY") or []
     fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
-    return [key, *(f for f in fallbacks if f)]
+    if not isinstance(fallbacks, list | tuple):
+        raise ConfigurationError(
+            f"SECRET_KEY_FALLBACKS must be a list, not {type(fallbacks).__name__}"
+        )
+    for i, fallback in enumerate(fallbacks):
+        if fallback:
+            keys += secret_keys(fallback, f"SECRET_KEY_FALLBACKS[{i}]") or []
+    return keys
+
+
+UNSIGNED_FIX = (
+    "Set the app's SECRET_KEY (at least 16 bytes) to sign them, or CACHE_OPTIONS="
+    '{"secret": None} to accept this.'
+)
+"""What the startup warning about unsigned pickles tells a Flask app to do."""
 
 
 def read(
@@ -154,10 +179,15 @@ def read(
         origins[name] = "CACHE_OPTIONS"
     options["namespace"] = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
     origins["namespace"] = "CACHE_KEY_PREFIX"
+    unsigned = False
     if "secret" not in options:
-        options["secret"] = secret(config)
+        try:
+            options["secret"] = secret(config)
+        except ConfigurationError as exc:
+            raise fail(str(exc).partition(" ")[0], cache_type, str(exc)) from exc
         origins["secret"] = "SECRET_KEY"
-    return Settings(cache_type, url, url_key, timeout, ignore, options, origins)
+        unsigned = options["secret"] is None
+    return Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
 
 
 def no_args(args: Sequence[Any], cache_type: str) -> None:
@@ -227,7 +257,8 @@ def redis_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
         return _complete_redis_url(url, location, db, password), "CACHE_REDIS_URL"
     host = config.get("CACHE_REDIS_HOST", "localhost") or "localhost"
     if not isinstance(host, str) or any(c in host for c in "/@?#, "):
-        raise fail("CACHE_REDIS_HOST", cache_type, f"must be a host name or address, not {host!r}")
+        shown = repr(mask_url(host)) if isinstance(host, str) else type(host).__name__
+        raise fail("CACHE_REDIS_HOST", cache_type, f"must be a host name or address, not {shown}")
     port = config.get("CACHE_REDIS_PORT", 6379)
     if isinstance(port, str) and port.isdigit():
         port = int(port)
@@ -245,20 +276,21 @@ def _complete_redis_url(url: str, location: Location, db: int, password: str | N
     """Add CACHE_REDIS_DB and CACHE_REDIS_PASSWORD to a URL that does not give them itself.
 
     Where the URL says something it wins (Flask-Caching's rule for the db); it is only completed.
+    The URL is cut by tsot's own splitter, so a password with ``/``, ``?`` or ``#`` stays whole.
     """
-    parts = urlsplit(url)
-    netloc, path, query = parts.netloc, parts.path, parts.query
+    parts = split_url(url)
+    path, query = parts.path, parts.query
     if db:
         if location.scheme == "unix":
             if "db" not in location.query:
                 query = f"{query}&db={db}" if query else f"db={db}"
         elif not path.strip("/"):
             path = f"/{db}"
+    userinfo = parts.userinfo
     if password and location.password is None:
-        user, _, hostport = netloc.rpartition("@")
-        netloc = f"{user}:{quote(password, safe='')}@{hostport}"
-    # built by hand: urlunsplit drops the "//" of an empty netloc (unix:///path)
-    return f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+        userinfo = f"{userinfo or ''}:{quote(password, safe='')}"
+    auth = f"{userinfo}@" if userinfo is not None else ""
+    return f"{parts.scheme}://{auth}{parts.hostpart}{path}" + (f"?{query}" if query else "")
 
 
 def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
@@ -274,7 +306,12 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",")]
     if not isinstance(servers, list | tuple) or not servers:
-        raise fail(key, cache_type, f"must be a list of 'host:port' strings, not {servers!r}")
+        raise fail(
+            key,
+            cache_type,
+            f"must be a non-empty list of 'host:port' strings, not "
+            f"{'an empty' if isinstance(servers, list | tuple) else 'a'} {type(servers).__name__}",
+        )
     if any(isinstance(s, str) and s.startswith(("unix:", "/")) for s in servers):
         if len(servers) != 1:
             raise fail(key, cache_type, "a socket path must be the only server")
@@ -284,7 +321,10 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
     for server in servers:
         if not isinstance(server, str) or not server or any(c in server for c in "/@?#, "):
             raise fail(
-                key, cache_type, f"every server must be a 'host:port' string, not {server!r}"
+                key,
+                cache_type,
+                "every server must be a 'host:port' string, not "
+                + (repr(mask_url(server)) if isinstance(server, str) else type(server).__name__),
             )
     url = "memcached://" + ",".join(servers)
     _check_url(url, key, cache_type)

@@ -356,6 +356,48 @@ def test_clear_only_this_namespace(opener: Callable[..., Any]) -> None:
     assert a.load("again") == 1
 
 
+@pytest.mark.parametrize("inner", [":b", ":", "::", ":b:", "*", "[ab]?\\", "%"])
+def test_namespaces_cannot_collide(opener: Callable[..., Any], inner: str) -> None:
+    """Namespace ``a`` + key ``b:c`` and namespace ``a:b`` + key ``c`` are different keys.
+
+    Before namespaces were escaped both were the final key ``a:b:c`` on memory, Redis and
+    RocksDB, and ``clear()`` on ``a`` removed ``a:b``'s keys. ``inner`` extends the outer
+    namespace; ``key`` is the outer key that spelled the same bytes as the nested key ``c``.
+    """
+    outer = opener()
+    nested = opener(namespace=outer.namespace + inner)
+    key = (inner + ":c")[1:] if inner.startswith(":") else "c"
+    outer.store(key, "outer")
+    nested.store("c", "nested")
+    assert (outer.load(key), nested.load("c")) == ("outer", "nested")
+    outer.clear()
+    assert (outer.load(key), nested.load("c")) == (None, "nested")
+    outer.store(key, "outer again")
+    nested.clear()
+    assert (outer.load(key), nested.load("c")) == ("outer again", None)
+
+
+def test_errors_never_show_a_whole_key(store: Any) -> None:
+    """A WrongType names the key by its start only: keys often hold session ids."""
+    session = "session:" + "5f0c9e8d7b6a5f4e3d2c1b0a99887766"
+    store.store(session, "not a number")
+    with pytest.raises(WrongType) as info:
+        store.incr(session)
+    text = str(info.value)
+    assert "session:5f0c9e8d" in text and session not in text, text
+
+
+def test_escaped_namespace_lookalikes_stay_apart(opener: Callable[..., Any]) -> None:
+    """``a:b`` is stored as ``a%3Ab``; the namespace literally named ``a%3Ab`` is not that."""
+    base = opener().namespace
+    colon, percent = opener(namespace=base + ":b"), opener(namespace=base + "%3Ab")
+    colon.store("k", "colon")
+    percent.store("k", "percent")
+    assert (colon.load("k"), percent.load("k")) == ("colon", "percent")
+    colon.clear()
+    assert (colon.load("k"), percent.load("k")) == (None, "percent")
+
+
 def test_context_manager(target: Target, mode: str) -> None:
     if mode == "sync":
         with Storage.from_url(target.url, **target.options, namespace="cm-sync") as s:
@@ -466,7 +508,7 @@ def test_bad_options(target: Target, mode: str) -> None:
         {"compression": "zlib", "compress_threshold": 10},
         {"compression": "zstd", "compress_threshold": 10},
         {"compression": "lz4", "compress_threshold": 10},
-        {"secret": "s3cret"},
+        {"secret": "contract-s3cret-16b"},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
@@ -484,9 +526,9 @@ def test_codec_options(opener: Callable[..., Any], options: dict[str, Any]) -> N
 
 
 def test_signed_values_from_another_secret_are_misses(opener: Callable[..., Any]) -> None:
-    writer = opener(secret="one")
-    reader = opener(namespace=writer.namespace, secret="two")
-    rotated = opener(namespace=writer.namespace, secret=["two", "one"])
+    writer = opener(secret="secret-number-one")
+    reader = opener(namespace=writer.namespace, secret="secret-number-two")
+    rotated = opener(namespace=writer.namespace, secret=["secret-number-two", "secret-number-one"])
     unsigned = opener(namespace=writer.namespace)
     writer.store("obj", {"a": 1})
     writer.store("s", "plain strings are not signed")

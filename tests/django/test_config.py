@@ -17,8 +17,11 @@ from django.test import override_settings
 from tests.django.support import Env, server_url
 from tests.servers.proc import Server, free_port, need_program
 from tsot import Storage
+from tsot.codec import Codec, Signer
+from tsot.keys import KeySpace
 from tsot_django import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
 from tsot_django.locations import memcached_urls, memory_urls, redis_urls, rocksdb_urls
+from tsot_django.options import translate
 
 # -- LOCATION forms ----------------------------------------------------------------------------
 
@@ -247,13 +250,13 @@ def _entry(location: str, **options: Any) -> dict[str, Any]:
 
 def test_value_written_with_another_secret_key_is_a_miss() -> None:
     location = f"sign-{uuid.uuid4().hex}"
-    with override_settings(SECRET_KEY="first-key", CACHES={"default": _entry(location)}):
+    with override_settings(SECRET_KEY="first-key-for-tests", CACHES={"default": _entry(location)}):
         writer = caches["default"]
         writer.set("obj", {"a": 1})
         writer.set("text", "plain str")
         writer.set("num", 7)
         assert writer.get("obj") == {"a": 1}
-    with override_settings(SECRET_KEY="second-key", CACHES={"default": _entry(location)}):
+    with override_settings(SECRET_KEY="second-key-for-tests", CACHES={"default": _entry(location)}):
         reader = caches["default"]
         assert reader.get("obj", "miss") == "miss"  # never unpickled
         assert reader.get_many(["obj", "text"]) == {"text": "plain str"}
@@ -264,29 +267,144 @@ def test_value_written_with_another_secret_key_is_a_miss() -> None:
 
 def test_secret_key_fallbacks_rotation() -> None:
     location = f"rotate-{uuid.uuid4().hex}"
-    with override_settings(SECRET_KEY="old-key", CACHES={"default": _entry(location)}):
+    with override_settings(
+        SECRET_KEY="old-key-for-the-tests", CACHES={"default": _entry(location)}
+    ):
         caches["default"].set("obj", ["written", "with", "old"])
     with override_settings(
-        SECRET_KEY="new-key",
-        SECRET_KEY_FALLBACKS=["old-key"],
+        SECRET_KEY="new-key-for-the-tests",
+        SECRET_KEY_FALLBACKS=["old-key-for-the-tests"],
         CACHES={"default": _entry(location)},
     ):
         rotated = caches["default"]
         assert rotated.get("obj") == ["written", "with", "old"]
         rotated.set("fresh", {"by": "new"})
-    with override_settings(SECRET_KEY="new-key", CACHES={"default": _entry(location)}):
+    with override_settings(
+        SECRET_KEY="new-key-for-the-tests", CACHES={"default": _entry(location)}
+    ):
         assert caches["default"].get("fresh") == {"by": "new"}  # new values signed by new key
         assert caches["default"].get("obj") is None  # the old key is gone from the fallbacks
 
 
 def test_signing_off() -> None:
     location = f"unsigned-{uuid.uuid4().hex}"
-    with override_settings(SECRET_KEY="k1", CACHES={"default": _entry(location, SIGNING=False)}):
+    with override_settings(
+        SECRET_KEY="k1-key-for-the-tests", CACHES={"default": _entry(location, SIGNING=False)}
+    ):
         caches["default"].set("obj", {"a": 1})
-    with override_settings(SECRET_KEY="k2", CACHES={"default": _entry(location, SIGNING=False)}):
+    with override_settings(
+        SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _entry(location, SIGNING=False)}
+    ):
         assert caches["default"].get("obj") == {"a": 1}
-    with override_settings(SECRET_KEY="k2", CACHES={"default": _entry(location)}):
+    with override_settings(SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _entry(location)}):
         assert caches["default"].get("obj") is None  # a signing cache never trusts it
+
+
+PLANTED: list[str] = []
+
+
+def _plant(marker: str) -> None:
+    PLANTED.append(marker)
+
+
+class _Planted:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_plant, ("ran",))
+
+
+def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key() -> None:
+    """``SECRET_KEY_FALLBACKS=[os.environ.get("OLD_SECRET_KEY", "")]`` signed with key ""."""
+    location = f"empty-fallback-{uuid.uuid4().hex}"
+    with override_settings(
+        SECRET_KEY="a-real-secret-key-for-tests",
+        SECRET_KEY_FALLBACKS=["", b""],
+        CACHES={"default": _entry(location)},
+    ):
+        assert translate({}, "memory", "test")["secret"] == [b"a-real-secret-key-for-tests"]
+        cache = caches["default"]
+        assert isinstance(cache, TsotCache)
+        cache.set("obj", {"a": 1})
+        assert cache.get("obj") == {"a": 1}
+        forged = Codec(signer=Signer([b""])).encode(_Planted())
+        final = KeySpace(cache.storage.namespace).make(cache.make_key("obj"))
+        cache.storage.backend.set(final, forged, None)
+        assert cache.get("obj", "miss") == "miss"
+    assert PLANTED == []
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"SECRET_KEY": "too-short"}, "SECRET_KEY is 9 bytes"),
+        (
+            {"SECRET_KEY": "a-real-secret-key-for-tests", "SECRET_KEY_FALLBACKS": ["", "old"]},
+            r"SECRET_KEY_FALLBACKS\[1\] is 3 bytes",
+        ),
+        ({"SECRET_KEY": "a-real-secret-key-for-tests", "SECRET_KEY_FALLBACKS": "old"}, "list"),
+    ],
+    ids=["short-key", "short-fallback", "fallbacks-str"],
+)
+def test_short_secrets_are_improperly_configured(config: dict[str, Any], match: str) -> None:
+    location = f"short-{uuid.uuid4().hex}"
+    with override_settings(CACHES={"default": _entry(location)}, **config):
+        with pytest.raises(ImproperlyConfigured, match=match) as info:
+            caches["default"]
+        assert "SIGNING" in str(info.value)
+    with override_settings(CACHES={"default": _entry(location, SIGNING=False)}, **config):
+        caches["default"].set("k", 1)  # signing off: the secret is not used, so not checked
+
+
+def _check_ids(**caches_: dict[str, Any]) -> list[str]:
+    from django.core import checks
+
+    with override_settings(CACHES=caches_):
+        return [m.id or "" for m in checks.run_checks(tags=[checks.Tags.caches])]
+
+
+def test_system_check_warns_about_unsigned_pickles_on_a_server() -> None:
+    redis = "redis://127.0.0.1:1/0"  # never contacted: checks only build the cache
+    unsigned = {"BACKEND": "tsot_django.RedisCache", "LOCATION": redis}
+    assert _check_ids(default=_entry("m"), r={**unsigned, "OPTIONS": {"SIGNING": False}}) == [
+        "tsot.W001"
+    ]
+    assert _check_ids(default={**unsigned, "OPTIONS": {}}) == []
+    assert (
+        _check_ids(default={**unsigned, "OPTIONS": {"SIGNING": False, "SERIALIZER": "json"}}) == []
+    )
+    assert _check_ids(default=_entry("m", SIGNING=False)) == []  # memory: stays in the process
+
+
+def test_debug_page_hides_options_password_but_not_location() -> None:
+    """Why docs/django.md puts the password in OPTIONS: Django masks settings by name only."""
+    from django.views.debug import SafeExceptionReporterFilter
+
+    entry = {
+        "BACKEND": "tsot_django.RedisCache",
+        "LOCATION": "redis://:in-location-pw@127.0.0.1:1/0",
+        "OPTIONS": {"PASSWORD": "in-options-pw"},
+    }
+    with override_settings(CACHES={"default": entry}):
+        shown = repr(SafeExceptionReporterFilter().get_safe_settings()["CACHES"])
+    assert "in-options-pw" not in shown
+    assert "in-location-pw" in shown
+
+
+def test_storage_registry_keys_hold_no_password() -> None:
+    from tsot.backends.base import shared_keys
+    from tsot_django import stores
+
+    entry = {
+        "BACKEND": "tsot_django.RedisCache",
+        "LOCATION": "redis://:registry-location-pw@127.0.0.1:1/0",
+        "OPTIONS": {"SIGNING": False},
+    }
+    options_entry = {**entry, "LOCATION": "redis://127.0.0.1:1/1"}
+    options_entry["OPTIONS"] = {"PASSWORD": "registry-options-pw"}
+    with override_settings(CACHES={"default": entry, "other": options_entry}):
+        caches["default"]
+        caches["other"]
+        registry = repr(list(stores._cache)) + repr(shared_keys())
+    assert "registry-location-pw" not in registry and "registry-options-pw" not in registry
 
 
 # -- shared storages ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from flask_caching import Cache
 
 from tests.flask.apps import needs_flask_caching_25
 from tsot import ConfigurationError
+from tsot.codec import Codec, Signer
 from tsot_flask import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
 from tsot_flask.config import Settings
 
@@ -240,7 +241,9 @@ class TestRedisCache:
         caplog.set_level(logging.DEBUG)
         s = settings(RedisCache, CACHE_REDIS_PASSWORD=PASSWORD)
         assert "hunter2" not in repr(s) and "hunter2" not in str(s.masked_url)
-        s = settings(RedisCache, SECRET_KEY="hunter2", CACHE_OPTIONS={"password": "hunter2"})
+        s = settings(
+            RedisCache, SECRET_KEY="hunter2-hunter2-hunter2", CACHE_OPTIONS={"password": "hunter2"}
+        )
         assert "hunter2" not in repr(s)
         bad: list[dict[str, Any]] = [
             {
@@ -331,7 +334,7 @@ class TestSigning:
         return f"memory://sign-{uuid.uuid4().hex}"
 
     def test_objects_are_signed_with_the_secret_key(self, url: str) -> None:
-        signed = self.cache(url, SECRET_KEY="s1")
+        signed = self.cache(url, SECRET_KEY="first-secret-key-1")
         with signed.app.app_context():
             signed.set("obj", {"a": 1})
             signed.set("text", "plain")
@@ -346,8 +349,8 @@ class TestSigning:
         assert (self.raw(plain, "obj") or b"")[:1] == b"p"
 
     def test_another_secret_reads_a_miss(self, url: str) -> None:
-        writer = self.cache(url, SECRET_KEY="s1")
-        reader = self.cache(url, SECRET_KEY="other")
+        writer = self.cache(url, SECRET_KEY="first-secret-key-1")
+        reader = self.cache(url, SECRET_KEY="another-secret-key")
         with writer.app.app_context():
             writer.set("obj", ["payload"])
             writer.set("n", 5)
@@ -356,15 +359,17 @@ class TestSigning:
             assert reader.get_many("obj", "n") == [None, 5]  # ints are data, readable by all
 
     def test_unsigned_values_are_a_miss_for_a_signing_app(self, url: str) -> None:
-        plain, signed = self.cache(url), self.cache(url, SECRET_KEY="s1")
+        plain, signed = self.cache(url), self.cache(url, SECRET_KEY="first-secret-key-1")
         with plain.app.app_context():
             plain.set("obj", ["unsigned"])
         with signed.app.app_context():
             assert signed.get("obj") is None
 
     def test_secret_key_fallbacks_rotate(self, url: str) -> None:
-        old = self.cache(url, SECRET_KEY="old")
-        new = self.cache(url, SECRET_KEY="new", SECRET_KEY_FALLBACKS=["old"])
+        old = self.cache(url, SECRET_KEY="the-old-secret-key")
+        new = self.cache(
+            url, SECRET_KEY="the-new-secret-key", SECRET_KEY_FALLBACKS=["the-old-secret-key"]
+        )
         with old.app.app_context():
             old.set("obj", ("kept",))
         with new.app.app_context():
@@ -374,7 +379,7 @@ class TestSigning:
             assert old.get("obj2") is None  # written with the new key only
 
     def test_tampered_payload_is_a_miss(self, url: str) -> None:
-        signed = self.cache(url, SECRET_KEY="s1")
+        signed = self.cache(url, SECRET_KEY="first-secret-key-1")
         with signed.app.app_context():
             signed.set("obj", {"a": 1})
             backend = signed.cache
@@ -386,7 +391,7 @@ class TestSigning:
             assert signed.get("obj") is None
 
     def test_signing_can_be_turned_off(self, url: str) -> None:
-        off = self.cache(url, SECRET_KEY="s1", CACHE_OPTIONS={"secret": None})
+        off = self.cache(url, SECRET_KEY="first-secret-key-1", CACHE_OPTIONS={"secret": None})
         with off.app.app_context():
             off.set("obj", {"a": 1})
         assert (self.raw(off, "obj") or b"")[:1] == b"p"
@@ -394,6 +399,75 @@ class TestSigning:
     def test_a_bad_secret_key_names_it(self, url: str) -> None:
         with pytest.raises(ConfigurationError, match="SECRET_KEY"):
             self.cache(url, SECRET_KEY=12345)
+
+    @pytest.mark.parametrize(
+        ("config", "key", "match"),
+        [
+            ({"SECRET_KEY": "short"}, "SECRET_KEY", "SECRET_KEY is 5 bytes"),
+            (
+                {"SECRET_KEY": "x" * 20, "SECRET_KEY_FALLBACKS": ["", "old"]},
+                "SECRET_KEY_FALLBACKS[1]",
+                r"SECRET_KEY_FALLBACKS\[1\] is 3 bytes",
+            ),
+            ({"SECRET_KEY": ["x" * 20]}, "SECRET_KEY", "must be a str or bytes, not list"),
+            ({"SECRET_KEY": "x" * 20, "SECRET_KEY_FALLBACKS": "old"}, "", "must be a list"),
+        ],
+        ids=["short-key", "short-fallback", "list-key", "fallbacks-str"],
+    )
+    def test_short_or_malformed_secrets_are_refused_naming_the_key(
+        self, url: str, config: dict[str, Any], key: str, match: str
+    ) -> None:
+        with pytest.raises(ConfigurationError, match=match) as info:
+            self.cache(url, **config)
+        assert f"invalid {key}" in str(info.value)
+        assert "old" not in str(info.value).replace("SECRET_KEY", "")
+
+    def test_empty_fallbacks_are_ignored(self, url: str) -> None:
+        """``SECRET_KEY_FALLBACKS=[os.environ.get("OLD", "")]`` must not add a public key."""
+        config = {"SECRET_KEY": "x" * 20, "SECRET_KEY_FALLBACKS": ["", b""]}
+        assert settings(TsotCache, CACHE_TSOT_URL=url, **config).options["secret"] == [b"x" * 20]
+        cache = self.cache(url, **config)
+        with cache.app.app_context():
+            backend = cache.cache
+            assert isinstance(backend, TsotCache)
+            forged = Codec(signer=Signer([b""])).encode(["forged"])
+            backend.storage.backend.set(b"sig_:obj", forged, None)
+            assert cache.get("obj") is None
+
+    def test_no_secret_key_on_a_network_backend_warns_once(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="tsot")
+        prefix = f"warn{uuid.uuid4().hex[:8]}"
+        for _ in range(2):
+            init(CACHE_TYPE="tsot_flask.RedisCache", CACHE_REDIS_PORT=1, CACHE_KEY_PREFIX=prefix)
+        lines = [
+            r.getMessage() for r in caplog.records if "stores pickles unsigned" in r.getMessage()
+        ]
+        assert len(lines) == 1, lines
+        assert "SECRET_KEY" in lines[0] and '{"secret": None}' in lines[0]
+
+    @pytest.mark.parametrize(
+        "config",
+        [
+            {"CACHE_OPTIONS": {"secret": None}},
+            {"SECRET_KEY": "x" * 20},
+            {"CACHE_OPTIONS": {"serializer": "json"}},
+        ],
+        ids=["explicit-none", "signed", "json"],
+    )
+    def test_no_warning_when_signed_or_opted_out(
+        self, caplog: pytest.LogCaptureFixture, config: dict[str, Any]
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="tsot")
+        prefix = f"quiet{uuid.uuid4().hex[:8]}"
+        init(
+            CACHE_TYPE="tsot_flask.RedisCache",
+            CACHE_REDIS_PORT=1,
+            CACHE_KEY_PREFIX=prefix,
+            **config,
+        )
+        assert not [r for r in caplog.records if "stores pickles unsigned" in r.getMessage()]
 
 
 @needs_flask_caching_25

@@ -178,6 +178,50 @@ def test_dead_host_and_bad_options_with_a_password(caplog: pytest.LogCaptureFixt
     assert_clean(error_text(info.value))
 
 
+RAW_PASSWORD = "raw#pw?x/y@z:9"  # written into URLs unencoded: '#', '?', '/', '@' and ':'
+
+
+@pytest.fixture(scope="module")
+def raw_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_single(tmp_path_factory.mktemp("redis-raw"), "--requirepass", RAW_PASSWORD)
+    yield server
+    server.stop()
+
+
+def test_unencoded_reserved_characters_in_a_password(
+    raw_redis: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``redis://:pa#ss@h/0`` was shown as ``redis://:pa``; now it is parsed and masked whole."""
+    from flask import Flask
+    from flask_caching import Cache
+
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:{RAW_PASSWORD}@127.0.0.1:{raw_redis.port}/0"
+    store = Storage.from_url(url, namespace="raw", fail_open=True)
+    store.store("k", {"v": 1})
+    assert store.load("k") == {"v": 1}
+    assert on_loop(url, "load", namespace="raw") == {"v": 1}
+    assert store.stats()["url"] == f"redis://:***@127.0.0.1:{raw_redis.port}/0"
+    app = Flask("raw")
+    app.config.update(
+        CACHE_TYPE="tsot_flask.RedisCache",
+        CACHE_REDIS_URL=url.removesuffix("/0"),
+        CACHE_REDIS_DB=2,  # completes the URL: it must keep the password whole
+        SECRET_KEY="raw-password-test-key",
+    )
+    cache = Cache(app)
+    with app.app_context():
+        assert cache.set("k", "via flask") and cache.get("k") == "via flask"
+        assert cache.cache.storage.url == f"redis://:***@127.0.0.1:{raw_redis.port}/2"
+        texts = reachable_reprs(cache.cache)
+    wrong = f"redis://:{RAW_PASSWORD}x@127.0.0.1:{raw_redis.port}/0"
+    check_storage(wrong, caplog)
+    texts += [*reachable_reprs(store), repr(store.stats()), caplog.text]
+    for text in texts:
+        for piece in (RAW_PASSWORD, "raw#pw", "pw?x", "x/y", "y@z", q(RAW_PASSWORD)):
+            assert piece not in text, f"{piece!r} shown in: {text[:500]}"
+
+
 # -- Sentinel with passwords -------------------------------------------------------------------
 
 

@@ -138,7 +138,7 @@ def test_flask(
     caplog.set_level(logging.WARNING, "tsot")
     app = Flask("planted")
     app.config.update(
-        SECRET_KEY="flask-secret",
+        SECRET_KEY="flask-secret-for-tests",
         CACHE_TYPE="tsot_flask.RedisCache",
         CACHE_REDIS_URL=url,
         CACHE_KEY_PREFIX=unique,
@@ -164,7 +164,7 @@ def test_core(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, "tsot")
-    store = Storage.from_url(url, namespace=unique, secret="core-secret")
+    store = Storage.from_url(url, namespace=unique, secret="core-secret-for-tests")
     final = f"{unique}:k".encode()
     target = tmp_path / "ran"
     store.store("k", {"legit": 1})
@@ -174,6 +174,8 @@ def test_core(
     check(caplog, target, kind, store.load_many(["k"]), {})
 
     async def aload() -> Any:
-        return await AsyncStorage.from_url(url, namespace=unique, secret="core-secret").load("k")
+        return await AsyncStorage.from_url(
+            url, namespace=unique, secret="core-secret-for-tests"
+        ).load("k")
 
     check(caplog, target, kind, asyncio.run(aload()))

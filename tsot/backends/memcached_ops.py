@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Final, TypeVar
 
 from ..errors import BackendUnavailable, ValueTooLarge, WrongType
+from ..keys import shown
 from . import memcached_proto as p
 from .base import TTL_MISSING, TTL_PERSISTENT
 from .memcached_cluster import Cluster
@@ -154,7 +155,7 @@ class Namespace:
         room = limit - len(wire_key) - ITEM_OVERHEAD
         if len(value) > room:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(value)} bytes; memcached "
+                f"value for key {shown(key)} is {len(value)} bytes; memcached "
                 f"{self.cluster.names[server]} stores items of at most {limit} bytes "
                 f"(item_size_max), which leaves {room} bytes for this key's value"
             )
@@ -351,7 +352,7 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
             continue
         old = p.int_or_none(r.value or b"")
         if old is None:
-            raise WrongType(f"value of key {key!r} is not an integer")
+            raise WrongType(f"value of key {shown(key)} is not an integer")
         new = old + delta
         cas = r.flag(b"c") or b"0"
         if 0 <= old < p.NATIVE_MAX and 0 <= new < p.NATIVE_MAX:
@@ -366,7 +367,9 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
             return new
         if w.code not in (b"EX", b"NF"):
             p.check(w, name, key)
-    raise BackendUnavailable(f"incr of key {key!r} lost {_CAS_ROUNDS} races in a row on {name}")
+    raise BackendUnavailable(
+        f"incr of key {shown(key)} lost {_CAS_ROUNDS} races in a row on {name}"
+    )
 
 
 def native_incr(delta: int, create: bool) -> bytes | None:

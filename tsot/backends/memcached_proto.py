@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..errors import BackendUnavailable, ValueTooLarge, WriteRefused
+from ..keys import shown
 
 # -- replies ---------------------------------------------------------------------------------
 
@@ -188,9 +189,11 @@ def check(reply: Reply, server: str, key: bytes | None = None) -> Reply:
     if code in (b"SERVER_ERROR", b"CLIENT_ERROR", b"ERROR"):
         text = (code + b" " + reply.flags).decode("latin-1").strip()
         if b"too large" in reply.flags:
-            raise ValueTooLarge(f"memcached {server} refused the value for key {key!r}: {text}")
+            raise ValueTooLarge(
+                f"memcached {server} refused the value for key {shown(key)}: {text}"
+            )
         if b"out of memory" in reply.flags.lower():  # full (-M), or no room for this item
-            raise WriteRefused(f"memcached {server} is full and refused key {key!r}: {text}")
+            raise WriteRefused(f"memcached {server} is full and refused key {shown(key)}: {text}")
         raise BackendUnavailable(f"memcached {server} answered {text!r}")
     return reply
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from ..codec import is_int_payload
 from ..config import Location, Option
 from ..errors import ConfigurationError, ValueTooLarge, WrongType
+from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
 
 Clock = Callable[[], float]
@@ -65,8 +66,8 @@ class MemoryStore:
         max_bytes = self.max_bytes
         if max_bytes is not None and size > max_bytes:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(value)} bytes; this memory store holds at most "
-                f"{max_bytes} bytes (max_bytes)"
+                f"value for key {shown(key)} is {len(value)} bytes; this memory store holds at "
+                f"most {max_bytes} bytes (max_bytes)"
             )
         data = self._data
         old = data.get(key)
@@ -196,11 +197,11 @@ class MemoryStore:
                 return delta
             raw = entry[0]
             if not is_int_payload(raw):
-                raise WrongType(f"value of key {key!r} is not an integer")
+                raise WrongType(f"value of key {shown(key)} is not an integer")
             try:
                 value = int(raw) + delta
             except ValueError:
-                raise WrongType(f"value of key {key!r} is not an integer") from None
+                raise WrongType(f"value of key {shown(key)} is not an integer") from None
             self._put(key, str(value).encode(), entry[1])
             return value
 

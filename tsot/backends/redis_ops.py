@@ -15,6 +15,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..errors import ValueTooLarge, WrongType
+from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT
 from .redis_config import MAX_VALUE_BYTES
 
@@ -105,7 +106,7 @@ def check_size(key: bytes, value: bytes) -> None:
     """Raise ValueTooLarge before sending a value Redis would refuse."""
     if len(value) > MAX_VALUE_BYTES:
         raise ValueTooLarge(
-            f"value for key {key!r} is {len(value)} bytes; Redis stores at most "
+            f"value for key {shown(key)} is {len(value)} bytes; Redis stores at most "
             f"{MAX_VALUE_BYTES} bytes per value"
         )
 
@@ -186,7 +187,7 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
     INCRBY refuses a stored value that is not a 64-bit integer and a result past 64 bits; the
     script then decides between an exact result and WrongType.
     """
-    not_int = f"value of key {key!r} is not an integer"
+    not_int = f"value of key {shown(key)} is not an integer"
     if create and INT64_MIN <= delta <= INT64_MAX:
         try:
             (reply,) = yield [("INCRBY", key, delta)], None

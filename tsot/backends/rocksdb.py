@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from ..codec import is_int_payload
 from ..config import Location, Option
 from ..errors import ConfigurationError, TsotError, WrongType
+from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
 from .rocksdb_handle import (
     HEADER,
@@ -238,11 +239,11 @@ class RocksDBStore:
                     return delta
                 payload = raw[HEADER_SIZE:]
                 if not is_int_payload(payload):
-                    raise WrongType(f"value of key {key!r} is not an integer")
+                    raise WrongType(f"value of key {shown(key)} is not an integer")
                 try:
                     value = int(payload) + delta
                 except ValueError:
-                    raise WrongType(f"value of key {key!r} is not an integer") from None
+                    raise WrongType(f"value of key {shown(key)} is not an integer") from None
                 self._db.put(key, raw[:HEADER_SIZE] + str(value).encode(), self._wopt)
                 return value
         except TsotError:

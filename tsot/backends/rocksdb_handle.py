@@ -20,6 +20,7 @@ from ..errors import (
     ValueTooLarge,
     require,
 )
+from ..keys import shown
 from ..logs import limited
 
 Clock = Callable[[], float]
@@ -190,7 +191,7 @@ class Handle:
         limit = self.config.max_entry_bytes
         if limit is not None and len(key) + len(value) > limit:
             raise ValueTooLarge(
-                f"value for key {key[:60]!r} is {len(value)} bytes; RocksDB database {self.path} "
+                f"value for key {shown(key)} is {len(value)} bytes; RocksDB database {self.path} "
                 f"takes entries of at most {limit} bytes (1/16 of max_disk_bytes)"
             )
 
