@@ -15,7 +15,7 @@ import redis
 from tests.servers.proc import Server, wait_for
 from tests.servers.redis import Cluster, start_single
 from tsot import AsyncStorage, ConfigurationError, Storage, WrongType
-from tsot.errors import BackendUnavailable, ValueTooLarge
+from tsot.errors import BackendUnavailable, ValueTooLarge, WriteRefused
 
 pytestmark = pytest.mark.server
 
@@ -118,9 +118,9 @@ def test_acl_user_and_password(own: Server) -> None:
         store.store("k", 1)
         assert store.incr("k") == 2
         assert admin.get(b"app:k") == b"2"
-        # The ACL confines "app" to app:* keys: the server says so, and we say it is unavailable.
+        # The ACL confines "app" to app:* keys: the server says so; it is up, so not "unavailable"
         other = Storage.from_url(f"redis://app:s3cr3t%21@127.0.0.1:{own.port}/0", namespace="x")
-        with pytest.raises(BackendUnavailable, match="no permissions"):
+        with pytest.raises(WriteRefused, match="no permissions"):
             other.store("k", 1)
         wrong = Storage.from_url(f"redis://app:nope@127.0.0.1:{own.port}/0", retries=3)
         started = time.monotonic()

@@ -242,11 +242,11 @@ def test_each_backend_outage_and_recovery_is_logged_naming_it(
     limit used to be per kind of message for the whole process: the second outage was never
     logged and the recovery line named no backend)."""
     servers = [
-        start_single(tmp_path / "redis", "--requirepass", "secret"),
+        start_single(tmp_path / "redis", "--requirepass", "pw-9f1c7e"),
         start_memcached(tmp_path, "logged"),
     ]
     urls = [
-        f"redis://:secret@127.0.0.1:{servers[0].port}/0",
+        f"redis://:pw-9f1c7e@127.0.0.1:{servers[0].port}/0",
         f"memcached://127.0.0.1:{servers[1].port}?dead_timeout=0",
     ]
     try:
@@ -265,7 +265,7 @@ def test_each_backend_outage_and_recovery_is_logged_naming_it(
         for name in shown:
             assert sum(name in line and " failed " in line for line in lines) == 1, lines
             assert sum(name in line and "reachable again" in line for line in lines) == 1, lines
-        assert not any("secret" in line for line in lines)
+        assert not any("pw-9f1c7e" in line for line in lines)
     finally:
         for server in servers:
             server.stop()
