@@ -409,8 +409,8 @@ def stats(ns: Namespace) -> Op[dict[str, int | None]]:
     """Server-wide hits, misses and items, summed over the live servers."""
     replies = yield {s: [p.STATS] for s in ns.cluster.live()}
     totals = {"hits": 0, "misses": 0, "keys": 0}
-    for rs in replies.values():
-        fields = rs[0].stats or {}
+    for s, rs in replies.items():
+        fields = p.check(rs[0], ns.cluster.names[s]).stats or {}
         totals["hits"] += int(fields.get("get_hits", "0"))
         totals["misses"] += int(fields.get("get_misses", "0"))
         totals["keys"] += int(fields.get("curr_items", "0"))
