@@ -221,3 +221,20 @@ def test_the_many_key_fast_path_returns_after_a_transient_failure(rig: Rig) -> N
     assert store.load_many(keys) == dict.fromkeys(keys, 1)
     assert not b.loc.cluster._dead
     assert b.batch(wire) is not None  # the fast path is back
+
+
+def test_a_reply_that_keeps_coming_is_not_cut_by_the_timeout(rig: Rig) -> None:
+    """``timeout`` bounds a wait without any byte, not a whole reply: a get_many whose reply
+    trickles in over several timeouts completes (asyncio used to fail it after ``timeout``
+    counted from the write, so a big batch on a busy server timed out while answered)."""
+    store = rig.open(timeout=0.5, dead_timeout=60)
+    data = {f"k{i}": "v" * 100 for i in range(6000)}
+    store.store_many(data)
+    for proxy in rig.proxies:  # every reply chunk is held 0.15 s
+        proxy.delay(0.15, count=None, match=b"mg ")
+    started = time.monotonic()
+    assert store.load_many(list(data)) == data
+    assert time.monotonic() - started > 0.5  # it took longer than one timeout in all
+    assert not backend(store).loc.cluster._dead
+    for proxy in rig.proxies:
+        proxy.clear()

@@ -16,7 +16,8 @@ command's reply.
   which tells the retry policy they never reached the server.
 - At most ``max_inflight`` commands are written and unanswered; further requests wait, in
   order, unwritten (back-pressure: memory stays bounded whatever the callers do).
-- ``timeout`` bounds the wait for the oldest unanswered write; one timer per connection.
+- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives (a big
+  write whose replies keep coming is not cut short); one timer per connection.
 
 The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
 connection left behind by an event loop that was closed is released quietly when collected.
@@ -64,6 +65,7 @@ class Pipeline:
         "_fd",
         "_got",
         "_heads",
+        "_last_read",
         "_loop",
         "_out",
         "_parser",
@@ -105,6 +107,7 @@ class Pipeline:
         self._scheduled = False
         self._burst = False  # many waiters were just woken: their requests will follow
         self._timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0  # loop time of the last bytes received
         self.inflight = 0
         """Commands queued or written and not answered yet."""
         self.peak_inflight = 0
@@ -239,6 +242,10 @@ class Pipeline:
             # written requests may have run, whether or not a byte of their replies came
             self.fail(ConnectionResetError("the server closed the connection"))
             return
+        if self._timer is not None:  # progress: the timeout counts from the last bytes
+            loop = self._loop()
+            if loop is not None:
+                self._last_read = loop.time()
         parser, sent, got = self._parser, self._sent, self._got
         parser.feed(data)
         while sent:
@@ -289,7 +296,7 @@ class Pipeline:
         loop = self._loop()
         if not self._sent or loop is None or self.timeout is None:
             return
-        due = self._sent[0].sent_at + self.timeout
+        due = max(self._sent[0].sent_at, self._last_read) + self.timeout
         if loop.time() >= due:
             self.fail(TimeoutError(f"no reply within {self.timeout:g} s"))
         else:
