@@ -10,6 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import caches
+from django.test import override_settings
+from flask import Flask
+from flask_caching import Cache
 
 from tests.faults.memcached_support import Rig, backend, make_rig
 from tests.faults.proxy import FaultProxy
@@ -238,3 +242,57 @@ def test_a_reply_that_keeps_coming_is_not_cut_by_the_timeout(rig: Rig) -> None:
     assert not backend(store).loc.cluster._dead
     for proxy in rig.proxies:
         proxy.clear()
+
+
+# -- through Django and Flask ----------------------------------------------------------------
+
+
+def test_django_add_lock_and_incr_under_a_lost_reply(
+    memcached_server: Server, fault_proxy: Callable[[int], FaultProxy], loop_thread: LoopThread
+) -> None:
+    """Django's ``cache.add`` lock (sync and ``aadd``) and ``incr``: a lost reply raises
+    BackendUnavailable, the lock holds the caller's own value, the counter ran once."""
+    proxy = fault_proxy(memcached_server.port)
+    setting = {"default": {"BACKEND": "tsot_django.TsotCache",
+                           "LOCATION": f"memcached://127.0.0.1:{proxy.port}",
+                           "KEY_PREFIX": f"dj{time.monotonic_ns()}"}}
+    with override_settings(CACHES=setting):
+        cache = caches["default"]
+        fault = proxy.drop_reply(match=b" ME")
+        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+            cache.add("lock", "me", 60)
+        taken(fault)
+        assert cache.get("lock") == "me"
+        fault = proxy.drop_reply(match=b" ME")
+        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+            loop_thread.run(cache.aadd("alock", "me", 60))
+        taken(fault)
+        assert cache.get("alock") == "me"
+        cache.set("n", 100)
+        fault = proxy.drop_reply(match=b"ma ")
+        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+            cache.incr("n")
+        taken(fault)
+        assert cache.get("n") == 101
+
+
+def test_flask_add_and_inc_under_a_lost_reply(
+    memcached_server: Server, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
+    proxy = fault_proxy(memcached_server.port)
+    app = Flask(__name__)
+    cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache",
+                               "CACHE_TSOT_URL": f"memcached://127.0.0.1:{proxy.port}",
+                               "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}"})
+    with app.app_context():
+        fault = proxy.drop_reply(match=b" ME")
+        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+            cache.add("lock", "me")
+        taken(fault)
+        assert cache.get("lock") == "me"
+        cache.set("n", 100)
+        fault = proxy.drop_reply(match=b"ma ")
+        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+            cache.cache.inc("n")
+        taken(fault)
+        assert cache.get("n") == 101
