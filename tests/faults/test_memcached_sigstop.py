@@ -10,6 +10,7 @@ no counter appears anywhere else, and the owner holds 1001 when it is back.
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server
 from tsot import AsyncStorage, BackendUnavailable, Storage
 
-pytestmark = pytest.mark.server
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc"),
+]
 
 UNKNOWN = "outcome is unknown"
 OPTIONS = "timeout=0.3&dead_timeout=10"
@@ -43,6 +47,29 @@ def pair(tmp_path: Path) -> Iterator[list[Server]]:
     finally:
         for server in servers:
             server.stop()  # SIGCONT first: a frozen server is stopped too
+
+
+def freeze(server: Server) -> None:
+    """SIGSTOP ``server`` and wait until every thread of it is stopped: the signal is
+    delivered asynchronously, and a worker thread already running answers a request or two
+    first on a busy machine."""
+    server.signal(signal.SIGSTOP)
+    tasks = Path(f"/proc/{server.pid}/task")
+    deadline = time.monotonic() + 5
+    while not all(
+        "T (stopped)" in (t / "status").read_text() for t in tasks.iterdir()
+    ):
+        assert time.monotonic() < deadline, "memcached did not stop within 5 s"
+        time.sleep(0.001)
+
+
+def eventually(check: Callable[[], bool], what: str) -> None:
+    """Require ``check()`` within 5 s (a resumed server runs what it had queued on its own
+    schedule, concurrently with the new connection's requests)."""
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within 5 s"
+        time.sleep(0.01)
 
 
 @dataclass
@@ -111,7 +138,7 @@ def test_incr_on_a_frozen_server_is_not_run_on_another(
         for n in names:
             a.put(n, 1000)
         key = next(n for n in names if owners[n] == 0)
-        pair[0].signal(signal.SIGSTOP)
+        freeze(pair[0])
         try:
             with pytest.raises(BackendUnavailable, match=UNKNOWN):
                 a.incr(key)
@@ -122,5 +149,6 @@ def test_incr_on_a_frozen_server_is_not_run_on_another(
         finally:
             pair[0].signal(signal.SIGCONT)
         clock.advance(11)  # dead_timeout is over: the owner is asked again
+        eventually(lambda a=a, key=key: a.get(key) != 1000, "the queued incr")
         assert a.get(key) == 1001  # it ran the one increment it received, once
         assert not cluster._dead
