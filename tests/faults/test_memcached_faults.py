@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.cache import caches
@@ -296,3 +297,47 @@ def test_flask_add_and_inc_under_a_lost_reply(
             cache.cache.inc("n")
         taken(fault)
         assert cache.get("n") == 101
+
+
+@pytest.mark.parametrize("framework", ["django", "flask"])
+def test_the_many_key_fast_path_returns_through_django_and_flask(
+    framework: str, memcached_servers3: list[Server], fault_proxy: Callable[[int], FaultProxy]
+) -> None:
+    """Django's get_many and Flask's get_many after one server failed and came back: the
+    cluster forgets the failure and the many-key fast path is used again."""
+    rig = make_rig(memcached_servers3, fault_proxy, None)
+    url = rig.url + "?retries=0&dead_timeout=5"
+    keys = [f"k{i}" for i in range(30)]
+    with contextlib.ExitStack() as stack:
+        if framework == "django":
+            stack.enter_context(override_settings(CACHES={"default": {
+                "BACKEND": "tsot_django.TsotCache", "LOCATION": url,
+                "KEY_PREFIX": f"dj{time.monotonic_ns()}"}}))
+            cache: Any = caches["default"]
+            storage, set_many, get_many = cache.storage, cache.set_many, cache.get_many
+            wire = [storage._keys.make(cache.tsot_key(k, None)) for k in keys]
+        else:
+            app = Flask(__name__)
+            flask_cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache",
+                                             "CACHE_TSOT_URL": url,
+                                             "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}"})
+            stack.enter_context(app.app_context())
+            storage, set_many = flask_cache.cache.storage, flask_cache.set_many
+
+            def get_many(keys: list[str]) -> dict[str, Any]:
+                return dict(zip(keys, flask_cache.get_many(*keys), strict=True))
+
+            wire = [storage._keys.make(k) for k in keys]
+        b = storage.backend
+        b.loc.cluster.clock = rig.clock
+        set_many(dict.fromkeys(keys, 1))
+        assert b.batch(wire) is not None
+        rig.proxies[2].refuse(None)
+        rig.proxies[2].cut_all()
+        get_many(keys)  # the third server fails; the others answer
+        assert b.loc.cluster.is_dead(2)
+        rig.proxies[2].clear()
+        rig.clock.advance(6)
+        assert get_many(keys) == dict.fromkeys(keys, 1)
+        assert not b.loc.cluster._dead
+        assert b.batch(wire) is not None
