@@ -389,6 +389,8 @@ def widen(ns: Namespace, key: bytes) -> Op[None]:
         w = yield from single(ns, key, b"ms", flags, p.to_wire(str(n).encode()))
         if w.code == b"HD":
             return
+        if w.code not in (b"EX", b"NF"):  # lost a race: read again; an error reply raises
+            p.check(w, ns.cluster.names[ns.route(key)], key)
 
 
 def clear(ns: Namespace) -> Op[None]:
