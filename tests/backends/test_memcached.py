@@ -512,10 +512,10 @@ def test_hot_operations_are_one_request_without_the_operation_machinery(
 
 
 def test_sync_fast_paths_retry_a_connection_the_restarted_server_closed(tmp_path: Path) -> None:
-    """Each hot operation meets the idle connection of a server that restarted: nothing was
-    sent (StaleConnection), so even incr and add retry on a new connection. With one pooled
-    connection at most, any dropped connection not given back to the pool's count would make
-    the next call fail with max_pool_size."""
+    """Each hot operation meets the idle connection of a server that restarted: incr and add
+    find it closed before writing (so they run on a new connection, once), the idempotent ones
+    retry on a new connection. With one pooled connection at most, any dropped connection not
+    given back to the pool's count would make the next call fail with max_pool_size."""
     server = start_memcached(tmp_path, "restart")
     try:
         url = f"memcached://127.0.0.1:{server.port}?max_pool_size=1"

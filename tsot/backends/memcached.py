@@ -111,7 +111,7 @@ class MemcachedSync(_Base):
             try:
                 step = next(op)
                 while True:
-                    step = op.send(transport.execute(step))
+                    step = op.send(transport.execute(step, not idempotent))
             except StopIteration as done:
                 return done.value
             except StepFailed as failed:
@@ -122,7 +122,7 @@ class MemcachedSync(_Base):
         """The replies to the generation check and ``cmd`` on server ``s``, or the attempt
         the full operation is: 0 when no connection is idle, 1 after a broken one."""
         try:
-            rs = self.loc.sync.one(s, self.gen_cmd + cmd, 2)
+            rs = self.loc.sync.one(s, self.gen_cmd + cmd, 2, not idempotent)
         except Exception as exc:  # as ``execute`` would: translated by the retry policy
             return self.broken(s, exc, idempotent)
         return 0 if rs is None else rs
@@ -195,17 +195,17 @@ class MemcachedSync(_Base):
         ready, attempt = self.ready(key), 0
         if ready is not None:
             s, gen = ready
-            rs = self._one(s, self.delete_cmd(key, gen), False)
+            rs = self._one(s, self.delete_cmd(key, gen), True)
             if isinstance(rs, int):
                 attempt = rs
             else:
                 done = self.deleted(s, gen, rs)
                 if done is not AGAIN:
                     return done
-        return self._run(lambda: ops.delete_many(self.ns, (key,)), False, attempt=attempt) == 1  # type: ignore[no-any-return]
+        return self._run(lambda: ops.delete_many(self.ns, (key,)), attempt=attempt) == 1  # type: ignore[no-any-return]
 
     def delete_many(self, keys: Sequence[bytes]) -> int:
-        return self._run(lambda: ops.delete_many(self.ns, keys), False)  # type: ignore[no-any-return]
+        return self._run(lambda: ops.delete_many(self.ns, keys))  # type: ignore[no-any-return]
 
     def exists(self, key: bytes) -> bool:
         return self._run(lambda: ops.exists(self.ns, key))  # type: ignore[no-any-return]
@@ -228,7 +228,7 @@ class MemcachedSync(_Base):
                 n = self.counted(s, gen, rs)
                 if n is not AGAIN:
                     if n is not None and n >= p.NATIVE_MAX:
-                        self._run(lambda: ops.widen(self.ns, key), False)
+                        self._run(lambda: ops.widen(self.ns, key))  # re-reads: safe to re-run
                     return n
         return self._run(lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt)  # type: ignore[no-any-return]
 
@@ -261,7 +261,7 @@ class MemcachedAsync(_Base):
             try:
                 step = next(op)
                 while True:
-                    step = op.send(await transport.execute(step))
+                    step = op.send(await transport.execute(step, not idempotent))
             except StopIteration as done:
                 return done.value
             except StepFailed as failed:
@@ -275,9 +275,12 @@ class MemcachedAsync(_Base):
         if conn is None:
             return 0
         try:
-            return await conn.request(cmd, 1, self.gen_cmd)
+            rs = await conn.request(cmd, 1, self.gen_cmd, not idempotent)
         except OSError as exc:
             return self.broken(s, exc, idempotent)
+        if self.cluster._dead:
+            self.cluster.mark_alive(s)
+        return rs
 
     async def _step(self, step: ops.Step, idempotent: bool) -> ops.Replies | int:
         """A many-key fast step's replies, or the attempt the full operation is."""
@@ -348,18 +351,18 @@ class MemcachedAsync(_Base):
         ready, attempt = self.ready(key), 0
         if ready is not None:
             s, gen = ready
-            rs = await self._one(s, self.delete_cmd(key, gen), False)
+            rs = await self._one(s, self.delete_cmd(key, gen), True)
             if isinstance(rs, int):
                 attempt = rs
             else:
                 done = self.deleted(s, gen, rs)
                 if done is not AGAIN:
                     return done
-        count = await self._run(lambda: ops.delete_many(self.ns, (key,)), False, attempt=attempt)
+        count = await self._run(lambda: ops.delete_many(self.ns, (key,)), attempt=attempt)
         return count == 1  # type: ignore[no-any-return]
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
-        return await self._run(lambda: ops.delete_many(self.ns, keys), False)  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.delete_many(self.ns, keys))  # type: ignore[no-any-return]
 
     async def exists(self, key: bytes) -> bool:
         return await self._run(lambda: ops.exists(self.ns, key))  # type: ignore[no-any-return]
@@ -382,7 +385,7 @@ class MemcachedAsync(_Base):
                 n = self.counted(s, gen, rs)
                 if n is not AGAIN:
                     if n is not None and n >= p.NATIVE_MAX:
-                        await self._run(lambda: ops.widen(self.ns, key), False)
+                        await self._run(lambda: ops.widen(self.ns, key))  # re-reads: safe to re-run
                     return n
         return await self._run(  # type: ignore[no-any-return]
             lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt

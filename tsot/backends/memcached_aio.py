@@ -44,11 +44,11 @@ async def _open(address: Address, loop: asyncio.AbstractEventLoop) -> socket.soc
     return sock
 
 
-def _request(conn: Pipeline, cmds: list[bytes]) -> asyncio.Future[list[Reply]]:
+def _request(conn: Pipeline, cmds: list[bytes], fresh: bool) -> asyncio.Future[list[Reply]]:
     """Queue a server's commands; a leading SharedRead goes as the write's shared head."""
     if cmds and cmds[0].__class__ is SharedRead:
-        return conn.request(b"".join(cmds[1:]), len(cmds) - 1, cmds[0])
-    return conn.request(b"".join(cmds), len(cmds))
+        return conn.request(b"".join(cmds[1:]), len(cmds) - 1, cmds[0], fresh)
+    return conn.request(b"".join(cmds), len(cmds), None, fresh)
 
 
 class AsyncTransport:
@@ -121,8 +121,10 @@ class AsyncTransport:
         pending.set_result(conn)
         return conn
 
-    async def execute(self, step: Step) -> Replies:
-        """Send each server its commands, then await every reply; StepFailed names failures."""
+    async def execute(self, step: Step, fresh: bool = False) -> Replies:
+        """Send each server its commands, then await every reply; StepFailed names failures
+        (each with whether any byte of its request was written). ``fresh``: a request that
+        must not run twice is not written on a connection the server has closed."""
         cluster, loop = self.cluster, asyncio.get_running_loop()
         conns = self.connections(loop)
         if len(step) == 1:  # the common case, without the bookkeeping of several servers
@@ -131,9 +133,12 @@ class AsyncTransport:
                 if conn.__class__ is not Pipeline or conn.closed or cluster.is_dead(s):
                     break
                 try:
-                    return {s: await _request(conn, cmds)}
+                    replies = await _request(conn, cmds, fresh)
                 except OSError as exc:
                     raise StepFailed({s: (exc, not isinstance(exc, StaleConnection))}) from None
+                if cluster._dead:
+                    cluster.mark_alive(s)
+                return {s: replies}
         failures: dict[int, tuple[BaseException, bool]] = {}
         futures: dict[int, asyncio.Future[list[Reply]]] = {}
         for s, cmds in step.items():
@@ -144,7 +149,7 @@ class AsyncTransport:
                 conn = conns.get(s)
                 if conn.__class__ is not Pipeline or conn.closed:
                     conn = await self._connect(s, loop)
-                futures[s] = _request(conn, cmds)
+                futures[s] = _request(conn, cmds, fresh)
             except Exception as exc:
                 failures[s] = (exc, False)
         out: Replies = {}
@@ -158,6 +163,9 @@ class AsyncTransport:
             for fut in futures.values():
                 fut.cancel()  # their replies are dropped; no "exception never retrieved"
             raise
+        if cluster._dead:
+            for s in out:
+                cluster.mark_alive(s)
         if failures:
             raise StepFailed(failures)
         return out

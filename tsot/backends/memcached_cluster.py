@@ -116,12 +116,13 @@ class Cluster:
 
 
 class StaleConnection(ConnectionResetError):
-    """The connection closed before any byte of the reply: the server did not run the request
-    (an idle connection the server dropped, e.g. after a restart), so it is safe to retry."""
+    """The request was never written: the connection was found closed (or holding bytes
+    nobody asked for) before it, or the request waited unwritten behind a failed one. The
+    server did not run it, so any operation may retry."""
 
 
 class StepFailed(Exception):
-    """Some servers of a step failed: ``server -> (exception, request fully sent)``."""
+    """Some servers of a step failed: ``server -> (exception, any byte of the request sent)``."""
 
     def __init__(self, failures: dict[int, tuple[BaseException, bool]]) -> None:
         super().__init__(failures)
@@ -137,12 +138,26 @@ def translate(name: str, exc: BaseException, timeout: float | None) -> Exception
     return BackendUnavailable(f"cannot talk to memcached {name}: {type(exc).__name__}: {exc}")
 
 
+def unknown_outcome(name: str, error: Exception) -> BackendUnavailable:
+    """The error of a request that is not idempotent and may have run: it is never re-sent."""
+    return BackendUnavailable(
+        f"{error}; the request was sent, so its outcome is unknown (it may have been applied): "
+        "incr, add and compare-and-swap are never sent twice or to another server"
+    )
+
+
 class Policy:
     """What a driver does after a failed step: retry, fail over to other servers, or raise.
 
-    A broken connection is retried ``retries`` times on a new one (an operation that is not
-    idempotent only if its request was not fully sent); a timeout is not. Then the server is
-    marked dead and a routed operation runs again on the remaining servers.
+    - A tsot error (server skipped, pool exhausted) is final.
+    - A request that is not idempotent (``incr``, ``add``, compare-and-swap) and may have
+      reached the server (any byte written) is never re-sent nor failed over: the caller gets
+      BackendUnavailable saying the outcome is unknown (at most once).
+    - A timeout is never retried on its server: the server is marked dead and an idempotent
+      routed operation runs again on the remaining servers (each server costs one timeout
+      at most per call, and then one per ``dead_timeout``).
+    - A broken connection is retried ``retries`` times on a new one; then the server is
+      marked dead and an idempotent routed operation runs again on the remaining servers.
     """
 
     __slots__ = ("cluster", "retries", "timeout")
@@ -156,26 +171,27 @@ class Policy:
         """True to run the operation again; otherwise raise the translated error."""
         cluster = self.cluster
         first: tuple[Exception, BaseException] | None = None
+        final: tuple[Exception, BaseException] | None = None
         retry = True
         for server, (exc, sent) in failed.failures.items():
-            error = translate(cluster.names[server], exc, self.timeout)
+            name = cluster.names[server]
+            error = translate(name, exc, self.timeout)
             if first is None:
                 first = (error, exc)
             if error is exc:  # a tsot error (dead server, pool exhausted): final
                 retry = False
                 continue
-            if (
-                isinstance(exc, TimeoutError)
-                or attempt >= self.retries
-                or (sent and not idempotent)
-            ):
+            timeout = isinstance(exc, TimeoutError)
+            if timeout or attempt >= self.retries:
                 cluster.mark_dead(server, str(error))
                 retry = retry and routed and bool(cluster.live())
+            if sent and not idempotent and final is None:
+                final = (unknown_outcome(name, error), exc)
         if first is None:  # pragma: no cover - StepFailed always names a server
             raise BackendUnavailable("memcached step failed")
-        if retry and attempt < self.retries + len(cluster.servers):
+        if final is None and retry and attempt < self.retries + len(cluster.servers):
             return True
-        error, cause = first
+        error, cause = final or first
         if error is cause:
             raise error
         raise error from cause

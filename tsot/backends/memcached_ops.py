@@ -392,6 +392,8 @@ def widen(ns: Namespace, key: bytes) -> Op[None]:
         w = yield from single(ns, key, b"ms", flags, p.to_wire(str(n).encode()))
         if w.code == b"HD":
             return
+        if w.code not in (b"EX", b"NF"):  # lost a race: read again; an error reply raises
+            p.check(w, ns.cluster.names[ns.route(key)], key)
 
 
 def clear(ns: Namespace) -> Op[None]:
@@ -412,8 +414,8 @@ def stats(ns: Namespace) -> Op[dict[str, int | None]]:
     """Server-wide hits, misses and items, summed over the live servers."""
     replies = yield {s: [p.STATS] for s in ns.cluster.live()}
     totals = {"hits": 0, "misses": 0, "keys": 0}
-    for rs in replies.values():
-        fields = rs[0].stats or {}
+    for s, rs in replies.items():
+        fields = p.check(rs[0], ns.cluster.names[s]).stats or {}
         totals["hits"] += int(fields.get("get_hits", "0"))
         totals["misses"] += int(fields.get("get_misses", "0"))
         totals["keys"] += int(fields.get("curr_items", "0"))

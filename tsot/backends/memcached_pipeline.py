@@ -11,11 +11,13 @@ command's reply.
   whose one reply every request of the same write that names it receives first. It is written
   once, before the first of them; memcached runs it before all of them.
 - A cancelled caller's replies are still read and dropped: the stream never shifts.
-- A broken connection fails every waiter (requests not yet written get ``StaleConnection``,
-  which tells the retry policy they never reached the server).
+- A broken connection fails every waiter: written requests get the error (they may have run,
+  even if no byte of their replies arrived), requests not yet written get ``StaleConnection``,
+  which tells the retry policy they never reached the server.
 - At most ``max_inflight`` commands are written and unanswered; further requests wait, in
   order, unwritten (back-pressure: memory stays bounded whatever the callers do).
-- ``timeout`` bounds the wait for the oldest unanswered write; one timer per connection.
+- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives (a big
+  write whose replies keep coming is not cut short); one timer per connection.
 
 The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
 connection left behind by an event loop that was closed is released quietly when collected.
@@ -31,6 +33,7 @@ from typing import Final
 
 from .memcached_cluster import StaleConnection
 from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser
+from .memcached_stream import readable_now
 
 _RECV: Final = 256 * 1024
 Waiter = tuple[int, int, int, "asyncio.Future[list[Reply]]"]
@@ -62,12 +65,12 @@ class Pipeline:
         "_fd",
         "_got",
         "_heads",
+        "_last_read",
         "_loop",
         "_out",
         "_parser",
         "_queued",
         "_queued_count",
-        "_received",
         "_scheduled",
         "_sent",
         "_sock",
@@ -103,8 +106,8 @@ class Pipeline:
         self._wbuf = bytearray()  # bytes the socket did not take yet
         self._scheduled = False
         self._burst = False  # many waiters were just woken: their requests will follow
-        self._received = False  # a byte arrived since the connection was last idle
         self._timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0  # loop time of the last bytes received
         self.inflight = 0
         """Commands queued or written and not answered yet."""
         self.peak_inflight = 0
@@ -125,16 +128,21 @@ class Pipeline:
         return len(self._backlog)
 
     def request(
-        self, data: bytes, count: int, head: bytes | None = None
+        self, data: bytes, count: int, head: bytes | None = None, fresh: bool = False
     ) -> asyncio.Future[list[Reply]]:
         """Queue ``data`` (``count`` commands) for the next write; a future for its replies,
         preceded by the reply to the shared ``head`` command if one is named.
 
-        Raises StaleConnection if the connection is closed.
+        Raises StaleConnection if the connection is closed, or, with ``fresh`` (a request
+        that must not run twice), if it is idle and the server has closed it (a restart the
+        event loop has not noticed yet): the request is then never written.
         """
         loop = self._loop()
         if loop is None or self._sock is None:
             raise StaleConnection("connection closed")
+        if fresh and not self.inflight and readable_now(self._sock):
+            self.fail(StaleConnection("the server closed the idle connection"))
+            raise StaleConnection("the server closed the idle connection")
         fut = loop.create_future()
         inflight = self.inflight
         if self._backlog or (inflight and inflight + count + 1 > self.max_inflight):
@@ -231,13 +239,13 @@ class Pipeline:
             self.fail(exc)
             return
         if not data:
-            self.fail(
-                (ConnectionResetError if self._received else StaleConnection)(
-                    "the server closed the connection"
-                )
-            )
+            # written requests may have run, whether or not a byte of their replies came
+            self.fail(ConnectionResetError("the server closed the connection"))
             return
-        self._received = True
+        if self._timer is not None:  # progress: the timeout counts from the last bytes
+            loop = self._loop()
+            if loop is not None:
+                self._last_read = loop.time()
         parser, sent, got = self._parser, self._sent, self._got
         parser.feed(data)
         while sent:
@@ -263,7 +271,6 @@ class Pipeline:
             if len(write.waiters) > 1:
                 self._burst = True
             got = self._got
-        self._received = False
         if self._backlog:
             self._admit()
 
@@ -289,7 +296,7 @@ class Pipeline:
         loop = self._loop()
         if not self._sent or loop is None or self.timeout is None:
             return
-        due = self._sent[0].sent_at + self.timeout
+        due = max(self._sent[0].sent_at, self._last_read) + self.timeout
         if loop.time() >= due:
             self.fail(TimeoutError(f"no reply within {self.timeout:g} s"))
         else:

@@ -1,8 +1,9 @@
 """The synchronous memcached transport: pooled blocking sockets speaking meta commands.
 
 pymemcache opens each connection (name resolution over every address family, connect and read
-timeouts, TCP_NODELAY, unix sockets); after that a request is one ``sendall`` of its commands
-and a ``recv`` loop whose bytes ``memcached_proto.ReplyParser`` slices in place. pymemcache's
+timeouts, TCP_NODELAY, unix sockets); after that a request is one write of its commands and a
+``recv`` loop whose bytes ``memcached_proto.ReplyParser`` slices in place (a request too big for
+the socket buffers is written and read interleaved: ``memcached_stream``). pymemcache's
 own command API speaks the text protocol, which cannot put a namespace-generation check in the
 same request as a write, nor report a key's TTL, and its pool costs a lock per checkout.
 """
@@ -19,9 +20,10 @@ from typing import Any
 from pymemcache.client.base import Client
 
 from ..errors import BackendUnavailable
-from .memcached_cluster import Address, Cluster, StaleConnection, StepFailed
+from .memcached_cluster import Address, Cluster, StepFailed
 from .memcached_ops import Replies, Step
 from .memcached_proto import Reply, ReplyParser
+from .memcached_stream import Job, readable_now, stream
 
 _RECV = 256 * 1024
 _IDLE_POLL = 0.001  # seconds between looks at the idle list while the pool is exhausted
@@ -37,25 +39,23 @@ class Conn:
         self.parser = ReplyParser()
 
     def receive(self, count: int) -> list[Reply]:
-        """The next ``count`` replies. StaleConnection if the server closed the connection
-        before sending a byte of them (it did not run the request)."""
+        """The next ``count`` replies (ConnectionResetError if the server closes first: a
+        request it was sent may have run, whether or not a byte of its reply arrived)."""
         parser, recv = self.parser, self.sock.recv
         out: list[Reply] = []
         got = parser.take(count, out) if parser.pending else 0
-        received = False
         while got < count:
-            try:
-                chunk = recv(_RECV)
-            except ConnectionResetError:
-                chunk = b""
+            chunk = recv(_RECV)
             if not chunk:
-                if received:
-                    raise ConnectionResetError("the server closed the connection")
-                raise StaleConnection("the server closed the connection")
-            received = True
+                raise ConnectionResetError("the server closed the connection")
             parser.feed(chunk)
             got += parser.take(count - got, out)
         return out
+
+    def idle(self) -> bool:
+        """True if nothing is waiting to be read, as on a healthy idle connection; False if
+        the server closed it (a restart) or sent bytes nobody asked for."""
+        return not readable_now(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -98,12 +98,18 @@ class Pool:
         self._open = 0
         self._cond = threading.Condition()
 
-    def get(self) -> Conn | None:
-        """An idle connection, or None when there is none (``new`` opens one)."""
-        try:
-            return self.idle.pop()
-        except IndexError:
-            return None
+    def get(self, fresh: bool = False) -> Conn | None:
+        """An idle connection, or None when there is none (``new`` opens one). ``fresh``:
+        one checked to be open and quiet first (a request that must not run twice is
+        written only where a failure cannot be a connection the server had already closed)."""
+        while True:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return None
+            if not fresh or conn.idle():
+                return conn
+            self.drop(conn)
 
     def new(self) -> Conn | None:
         """A newly opened connection, or, when ``max_size`` are open, the first idle one
@@ -169,13 +175,21 @@ class Pool:
             self._cond.notify()
 
     def close(self) -> None:
-        while self.idle:
-            self.drop(self.idle.pop())
+        """Close the idle connections (after a failure: they were opened to the same server,
+        which may have restarted or gone; the next request opens a new one)."""
+        while True:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return
+            self.drop(conn)
 
 
 class SyncTransport:
     """One ``Pool`` per server; a step goes out as one request per server, all sent before
-    any reply is read (the servers work in parallel)."""
+    any reply is awaited (the servers work in parallel), and never blocks in a write while
+    replies are owed: a request the socket does not take at once is written and its replies
+    read interleaved (``memcached_stream``), whatever the batch size."""
 
     def __init__(
         self,
@@ -186,6 +200,7 @@ class SyncTransport:
         pool_timeout: float | None = None,
     ) -> None:
         self.cluster = cluster
+        self.timeout = timeout
         self.max_pool_size = max_pool_size
         self.pools = [
             Pool(s.address, connect_timeout, timeout, max_pool_size, pool_timeout)
@@ -194,28 +209,33 @@ class SyncTransport:
         # idle sockets are closed when the transport goes, or at exit (no ResourceWarning)
         weakref.finalize(self, _close_all, self.pools)
 
-    def one(self, server: int, data: bytes, count: int) -> list[Reply] | None:
+    def one(self, server: int, data: bytes, count: int, fresh: bool = False) -> list[Reply] | None:
         """``count`` replies to ``data`` on an idle connection to ``server``, or None when
-        none is idle (the full path opens one). OSError: the connection broke and is dropped
-        (StaleConnection: before the server ran anything)."""
+        none is idle (the full path opens one); ``fresh`` as in ``Pool.get``. ``data`` is
+        at most two commands, the first a small read: the server reads it all before its
+        second reply, so ``sendall`` cannot stall. OSError: the connection broke after the
+        request was written; it and the pool's idle connections are dropped."""
         pool = self.pools[server]
-        try:
-            conn = pool.idle.pop()
-        except IndexError:
+        conn = pool.get(fresh)
+        if conn is None:
             return None
         try:
             conn.sock.sendall(data)
             out = conn.receive(count)
         except BaseException:
             pool.drop(conn)
+            pool.close()
             raise
         pool.idle.append(conn)
+        if self.cluster._dead:
+            self.cluster.mark_alive(server)
         return out
 
-    def execute(self, step: Step) -> Replies:
-        """Send each server its commands, then read every reply; StepFailed names failures."""
+    def execute(self, step: Step, fresh: bool = False) -> Replies:
+        """Send each server its commands, then read every reply; StepFailed names failures
+        (each with whether any byte of its request was written). ``fresh``: see ``Pool.get``."""
         cluster, pools = self.cluster, self.pools
-        held: list[tuple[int, Conn, int]] = []
+        held: list[tuple[int, Conn, int, memoryview | None]] = []
         failures: dict[int, tuple[BaseException, bool]] = {}
         out: Replies = {}
         try:
@@ -225,37 +245,71 @@ class SyncTransport:
                     continue
                 pool = pools[s]
                 try:
-                    conn = pool.get() or pool.new()
+                    conn = pool.get(fresh) or pool.new()
                 except Exception as exc:
                     failures[s] = (exc, False)
                     continue
                 if conn is None:
                     failures[s] = (self._busy(s), False)
                     continue
-                held.append((s, conn, len(cmds)))
+                data = b"".join(cmds)
                 try:
-                    conn.sock.sendall(b"".join(cmds))
+                    sent = conn.sock.send(data)  # what fits now: never waits on the server
                 except Exception as exc:
-                    held.pop()
-                    pool.drop(conn)
-                    failures[s] = (exc, False)
-            while held:
-                s, conn, count = held[0]
-                try:
-                    out[s] = conn.receive(count)
-                except Exception as exc:
-                    pools[s].drop(conn)
-                    failures[s] = (exc, not isinstance(exc, StaleConnection))
-                else:
-                    pools[s].idle.append(conn)
-                del held[0]
+                    self._broken(s, conn)
+                    failures[s] = (exc, True)
+                    continue
+                rest = memoryview(data)[sent:] if sent < len(data) else None
+                held.append((s, conn, len(cmds), rest))
+            if any(rest is not None for *_, rest in held):
+                self._stream(held, out, failures)
+            else:
+                while held:
+                    s, conn, count, _ = held[0]
+                    try:
+                        out[s] = conn.receive(count)
+                    except Exception as exc:
+                        self._broken(s, conn)
+                        failures[s] = (exc, True)
+                    else:
+                        pools[s].idle.append(conn)
+                    del held[0]
         except BaseException:  # interrupted: replies still owed make those streams useless
-            for s, conn, _ in held:
+            for s, conn, *_ in held:
                 pools[s].drop(conn)
             raise
+        if cluster._dead:
+            for s in out:
+                cluster.mark_alive(s)
         if failures:
             raise StepFailed(failures)
         return out
+
+    def _stream(
+        self,
+        held: list[tuple[int, Conn, int, memoryview | None]],
+        out: Replies,
+        failures: dict[int, tuple[BaseException, bool]],
+    ) -> None:
+        """Finish every held request with writes and reads interleaved; empties ``held``."""
+        jobs = [
+            Job(conn.sock, conn.parser, rest if rest is not None else memoryview(b""), count)
+            for _, conn, count, rest in held
+        ]
+        stream(jobs, self.timeout)
+        for (s, conn, _, _), job in zip(held, jobs, strict=True):
+            if job.error is None:
+                out[s] = job.out
+                self.pools[s].idle.append(conn)
+            else:
+                self._broken(s, conn)
+                failures[s] = (job.error, True)
+        held.clear()
+
+    def _broken(self, server: int, conn: Conn) -> None:
+        pool = self.pools[server]
+        pool.drop(conn)
+        pool.close()
 
     def _busy(self, server: int) -> BackendUnavailable:
         waited = self.pools[server].pool_timeout

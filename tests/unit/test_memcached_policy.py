@@ -1,0 +1,64 @@
+"""The memcached retry policy, decision by decision (no I/O: it only reads what failed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import FakeClock
+from tsot import BackendUnavailable
+from tsot.backends.memcached_cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
+
+
+def policy(servers: int = 2, retries: int = 1) -> tuple[Policy, Cluster]:
+    cluster = Cluster(
+        [ServerSpec(("127.0.0.1", 20000 + i)) for i in range(servers)], 10.0, FakeClock()
+    )
+    return Policy(cluster, retries, 0.5), cluster
+
+
+def failed(exc: BaseException, sent: bool, server: int = 0) -> StepFailed:
+    return StepFailed({server: (exc, sent)})
+
+
+@pytest.mark.parametrize("exc", [ConnectionResetError("gone"), TimeoutError("late")])
+def test_a_request_that_may_have_run_and_is_not_idempotent_is_never_sent_again(
+    exc: BaseException,
+) -> None:
+    p, cluster = policy()
+    with pytest.raises(BackendUnavailable, match="outcome is unknown") as raised:
+        p.again(failed(exc, sent=True), 0, idempotent=False, routed=True)
+    assert raised.value.__cause__ is exc
+    # a timeout skips the server (one timeout per dead_timeout); a reset does not
+    assert cluster.is_dead(0) is isinstance(exc, TimeoutError)
+
+
+def test_a_request_never_written_may_be_retried_even_if_not_idempotent() -> None:
+    p, cluster = policy()
+    assert p.again(failed(StaleConnection("closed"), sent=False), 0, False, True) is True
+    assert not cluster.is_dead(0)
+
+
+def test_an_idempotent_request_is_retried_then_fails_over() -> None:
+    p, cluster = policy(retries=1)
+    reset = ConnectionResetError("gone")
+    assert p.again(failed(reset, sent=True), 0, True, True) is True  # a new connection
+    assert not cluster.is_dead(0)
+    assert p.again(failed(reset, sent=True), 1, True, True) is True  # the other server
+    assert cluster.is_dead(0)
+
+
+def test_a_timeout_is_not_retried_on_its_server() -> None:
+    p, cluster = policy(servers=1, retries=3)
+    with pytest.raises(BackendUnavailable, match=r"did not answer within 0\.5 s"):
+        p.again(failed(TimeoutError("late"), sent=True), 0, True, True)
+    assert cluster.is_dead(0)
+
+
+def test_the_unknown_outcome_wins_over_other_servers_errors() -> None:
+    p, _ = policy(servers=3)
+    step = StepFailed({
+        1: (ConnectionRefusedError("refused"), False),
+        2: (ConnectionResetError("gone"), True),
+    })
+    with pytest.raises(BackendUnavailable, match="outcome is unknown"):
+        p.again(step, 0, idempotent=False, routed=True)
