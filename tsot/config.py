@@ -49,6 +49,24 @@ def _number(name: str, value: object, kind: type) -> Any:
     return kind(value)
 
 
+def _names(name: str, value: object, choices: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items: list[object] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        raise ConfigurationError(
+            f"option {name!r} must be a list of names or a comma-separated string, not "
+            f"{type(value).__name__}"
+        )
+    bad = [v for v in items if not isinstance(v, str) or v not in choices]
+    if bad or not items:
+        raise ConfigurationError(
+            f"option {name!r} must name one or more of {', '.join(choices)}, not {value!r}"
+        )
+    return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its name, type (bool, int, float, str), default, bounds and documentation.
@@ -81,6 +99,9 @@ class Option:
                 raise ConfigurationError(
                     f"option {self.name!r} must be >= {self.minimum:g}, not {value!r}"
                 )
+        elif self.kind is tuple:  # names: a list, or one comma-separated string (URLs)
+            out = _names(self.name, value, self.choices or ())
+            return out
         elif self.kind is str:
             if not isinstance(value, str):
                 raise ConfigurationError(
@@ -121,6 +142,36 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "Secret (or list of secrets) that signs serialized objects.",
         nullable=True,
         secret=True,
+    ),
+    Option(
+        "max_value_size",
+        int,
+        64 * 1024 * 1024,
+        "Largest value payload (bytes, before compression) written or inflated on read; "
+        "at most 512 MiB.",
+        minimum=1,
+    ),
+    Option(
+        "accept",
+        tuple,
+        None,
+        "Object serializers a read decodes (default: the serializer); others are misses.",
+        choices=("pickle", "json", "msgpack"),
+        nullable=True,
+    ),
+    Option(
+        "sign",
+        str,
+        "objects",
+        "What the secret signs: objects, or all (str, bytes and floats too).",
+        choices=("objects", "all"),
+    ),
+    Option(
+        "accept_unbound",
+        bool,
+        False,
+        "Also accept values signed before signatures covered the key (tsot 0.1); "
+        "removed in the next release.",
     ),
     Option("fail_open", bool, False, "Turn backend outages into misses and skipped writes."),
     Option(

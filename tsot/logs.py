@@ -36,6 +36,20 @@ class RateLimitedLog:
         logger.warning(msg, *args)
         return True
 
+    def reset(self) -> None:
+        """Forget what was logged (tests start from a clean slate)."""
+        with self._lock:
+            self._last.clear()
+            self._suppressed.clear()
+
+
+def shown_key(key: bytes, keep: int = 24) -> str:
+    """A stored key for a message: at most ``keep`` bytes, then its length (session ids and
+    other key material never appear whole in logs or errors)."""
+    if len(key) <= keep:
+        return repr(key)
+    return f"{key[:keep]!r}... ({len(key)} bytes)"
+
 
 limited = RateLimitedLog()
 """The process-wide limiter used by the codec and the backends."""
