@@ -373,7 +373,9 @@ class Codec:
             signed = True
             tag = data[0]
         elif self._sign_all:
-            raise _Refused("unsigned", "it has no signature and this storage signs every value")
+            raise _Refused(
+                "unsigned", "it is a value without a signature and this storage signs every value"
+            )
         if tag in _COMPRESSED_TAGS:
             data = inflate(tag, data[1:], limit)
             tag = data[0]

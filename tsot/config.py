@@ -366,6 +366,19 @@ def _from_entry_points(scheme: str) -> str | None:
     return None
 
 
+NETWORK_SCHEMES = frozenset(
+    ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memcached")
+)
+"""Schemes whose store other hosts can write to: the adapters sign every value there."""
+
+
+def default_sign(scheme: str, signed: bool) -> str:
+    """The ``sign`` option the Django and Flask adapters use unless told otherwise: "all" (str
+    and bytes too, so cached pages and fragments cannot be altered) on a network store with a
+    secret, else "objects"."""
+    return "all" if signed and scheme.lower() in NETWORK_SCHEMES else "objects"
+
+
 def known_schemes() -> list[str]:
     return sorted({*_BUILTIN, *_registered})
 

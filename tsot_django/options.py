@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, Option
-from tsot.config import CORE_OPTIONS, backend_class
+from tsot.config import CORE_OPTIONS, backend_class, default_sign
 
 SERIALIZERS: Mapping[str, str] = {
     "pickle": "pickle",
@@ -54,6 +54,7 @@ class Translator:
 
     def __init__(self, scheme: str, where: str) -> None:
         self.where = where
+        self.scheme = scheme
         try:
             specs = (*CORE_OPTIONS, *backend_class(scheme).OPTIONS)
         except ConfigurationError as exc:  # unknown scheme, missing driver (names the extra)
@@ -105,6 +106,8 @@ class Translator:
             # Django's own signing.
             fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", []) or [])
             self.out["secret"] = [settings.SECRET_KEY, *fallbacks]
+        # str and bytes signed too on a network store: {% cache %} fragments are str
+        self.out.setdefault("sign", default_sign(self.scheme, self.signing))
         return self.out
 
 
@@ -189,7 +192,8 @@ def translate(options: Mapping[str, Any], scheme: str, where: str) -> dict[str, 
     """tsot keyword options for ``options`` (a CACHES entry's OPTIONS) on a ``scheme`` storage.
 
     Signing is on unless ``SIGNING`` is False: the result then carries ``secret`` =
-    ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]``. Raises ImproperlyConfigured naming the key.
+    ``[SECRET_KEY, *SECRET_KEY_FALLBACKS]`` and, on a network store, ``sign="all"`` unless
+    OPTIONS sets ``SIGN``. Raises ImproperlyConfigured naming the key.
     """
     return Translator(scheme, where).translate(options)
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
+from tsot.config import default_sign
 
 DEFAULT_PREFIX = "flask_cache_"
 """Flask-Caching's own default for CACHE_KEY_PREFIX (``Cache.init_app`` sets it)."""
@@ -150,6 +151,11 @@ def read(
     if "secret" not in options:
         options["secret"] = secret(config)
         origins["secret"] = "SECRET_KEY"
+    if "sign" not in options:  # cached pages are str: signed too on a network store
+        scheme = url.partition("://")[0] if url else "memory"
+        given = options["secret"]
+        signed = bool(given) and not (isinstance(given, str) and given.lower() == "none")
+        options["sign"] = default_sign(scheme, signed)
     return Settings(cache_type, url, url_key, timeout, ignore, options, origins)
 
 
