@@ -71,44 +71,61 @@ def is_int_payload(data: bytes) -> bool:
     return bool(data) and data[0] in _INT_FIRST
 
 
-def _bound(key: bytes, payload: bytes) -> bytes:
-    """What a key-bound signature covers: a 0 byte (never a tag, so a bound MAC cannot pass as
-    an unbound one), the key's length, the stored key, the payload."""
-    return b"\x00" + len(key).to_bytes(4, "big") + key + payload
+def _key_prefix(key: bytes) -> bytes:
+    """What a key-bound signature covers before the payload: a 0 byte (never a tag, so a bound
+    MAC cannot pass as an unbound one or the reverse), the key's length, the stored key."""
+    return b"\x00" + len(key).to_bytes(4, "big") + key
 
 
 class Signer:
     """HMAC-SHA256 over payloads; the first secret signs, every secret verifies (key rotation).
 
-    Signatures cover the stored key (``_bound``): a signed value verifies only under the key it
-    was written to.
+    Signatures cover the stored key (``_key_prefix``): a signed value verifies only under the
+    key it was written to. Each secret's keyed HMAC state is made once and copied per call
+    (half the cost of keying it again).
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_macs",)
 
     def __init__(self, secrets: Sequence[str | bytes]) -> None:
         if not secrets:
             raise ConfigurationError("signing needs at least one secret")
-        self._keys = [
-            hashlib.sha256(b"tsot.signing:" + (s.encode() if isinstance(s, str) else s)).digest()
+        self._macs = [
+            hmac.new(
+                hashlib.sha256(
+                    b"tsot.signing:" + (s.encode() if isinstance(s, str) else s)
+                ).digest(),
+                digestmod="sha256",
+            )
             for s in secrets
         ]
 
     def sign(self, payload: bytes, key: bytes = b"") -> bytes:
-        return hmac.digest(self._keys[0], _bound(key, payload), "sha256")
+        h = self._macs[0].copy()
+        h.update(_key_prefix(key))
+        h.update(payload)
+        return h.digest()
 
     def verify(self, mac: bytes, payload: bytes, key: bytes = b"", unbound: bool = False) -> bool:
         """True if ``mac`` signs ``payload`` under ``key`` with any secret; with ``unbound``,
         also a signature of the payload alone (values written before keys were bound)."""
-        msg = _bound(key, payload)
-        if any(hmac.compare_digest(mac, hmac.digest(k, msg, "sha256")) for k in self._keys):
-            return True
-        return unbound and any(
-            hmac.compare_digest(mac, hmac.digest(k, payload, "sha256")) for k in self._keys
-        )
+        prefix = _key_prefix(key)
+        for base in self._macs:
+            h = base.copy()
+            h.update(prefix)
+            h.update(payload)
+            if hmac.compare_digest(mac, h.digest()):
+                return True
+        if unbound:
+            for base in self._macs:
+                h = base.copy()
+                h.update(payload)
+                if hmac.compare_digest(mac, h.digest()):
+                    return True
+        return False
 
     def __repr__(self) -> str:  # never show secrets
-        return f"<Signer with {len(self._keys)} key(s)>"
+        return f"<Signer with {len(self._macs)} key(s)>"
 
 
 class Counter:
