@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .errors import ConfigurationError, SerializationError, ValueTooLarge, WrongType, require
-from .ints import format_int, parse_int
+from .ints import MAX_INT_DIGITS, format_int, parse_int
 from .logs import limited, shown_key
 
 T_STR: Final = 0x73  # s
@@ -374,7 +374,7 @@ class Codec:
         if tag in _INT_FIRST:
             value = parse_int(data)
             if value is None:
-                raise _Refused("corrupt", "not a decimal int of at most 50000 digits")
+                raise _Refused("corrupt", f"not a decimal int of at most {MAX_INT_DIGITS} digits")
             return value
         signer = self.signer
         signed = False

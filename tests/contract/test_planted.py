@@ -213,3 +213,19 @@ def test_ints_past_the_limit_are_refused_before_writing(store: Any) -> None:
         store.incr("top", 1)
     assert store.load("top") == top  # incr never leaves an unreadable value
     assert store.incr("top", -1) == top - 1
+
+
+def test_incr_of_a_planted_int_past_the_limit_is_wrong_type(
+    opener: Callable[..., Any], target: Target
+) -> None:
+    from tsot import WrongType
+
+    store = opener()
+    planter = Planter(target, store)
+    planted = b"9" * (MAX_INT_DIGITS + 1)
+    planter.put("n", planted)
+    with pytest.raises(WrongType, match="not an integer"):
+        store.incr("n", 1)
+    assert planter.get("n") == planted  # left as it was
+    assert store.load("n") is None  # and it reads as a miss
+    planter.raw.close()

@@ -20,9 +20,11 @@ import redis
 from django.core.cache import caches
 from django.template import Context, Template
 from django.test import override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.servers.proc import Server
-from tsot.codec import Codec
+from tsot.codec import MISS, Codec
 
 pytestmark = [pytest.mark.server, pytest.mark.usefixtures("every_warning")]
 
@@ -188,3 +190,59 @@ def test_miss_logs_never_show_whole_keys(
         assert caches["default"].get(session) is None
     logged = [r.getMessage() for r in caplog.records if r.name == "tsot"]
     assert logged and all(session not in m for m in logged), logged
+
+
+_TAGS = [bytes([t]) for t in b"sbfpjmzZLh-0123456789"]
+_ANY_BYTES = st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.sampled_from(_TAGS), st.binary(max_size=200)).map(lambda t: t[0] + t[1]),
+    st.binary(max_size=200).map(lambda b: b"z" + zlib.compress(b)),
+)
+
+
+@pytest.mark.parametrize("signing", [True, False])
+def test_django_reads_any_bytes_as_a_miss_or_their_value(
+    raw: redis.Redis[bytes], url: str, unique: str, signing: bool
+) -> None:
+    with override_settings(CACHES=_django(url, unique, SIGNING=signing)):
+        cache = caches["default"]
+        cache.set("k", 1)
+        final = _only_key(raw, f"ns:{unique}:*")
+        codec = cache.storage.codec
+
+        @settings(max_examples=60, deadline=None)
+        @given(data=_ANY_BYTES)
+        def check(data: bytes) -> None:
+            raw.set(final, data)
+            expected = codec.decode(data, final)
+            want = "<d>" if expected is MISS else expected
+            assert cache.get("k", "<d>") == want
+            assert cache.get_many(["k"]) == ({} if want == "<d>" else {"k": want})
+            assert asyncio.run(cache.aget("k", "<d>")) == want
+            raw.set(final, data)
+            got = cache.get_or_set("k", "fresh")
+            assert got == (want if expected is not MISS else "fresh")
+
+        check()
+
+
+@pytest.mark.parametrize("secret", ["flask-secret-key-of-32-bytes-ok!", None])
+def test_flask_reads_any_bytes_as_a_miss_or_their_value(
+    raw: redis.Redis[bytes], url: str, unique: str, secret: str | None
+) -> None:
+    site = _flask_site(url, unique, secret=secret)
+    with site.app.app_context():
+        site.cache.set("k", 1)
+        final = _only_key(raw, f"{unique}:*")
+        codec = site.cache.cache.storage.codec
+
+        @settings(max_examples=60, deadline=None)
+        @given(data=_ANY_BYTES)
+        def check(data: bytes) -> None:
+            raw.set(final, data)
+            expected = codec.decode(data, final)
+            want = None if expected is MISS else expected
+            assert site.cache.get("k") == want
+            assert site.cache.get_many("k") == [want]
+
+        check()

@@ -38,7 +38,7 @@ if not cur then
   redis.call('SET', KEYS[1], ARGV[1])
   return ARGV[1]
 end
-if not string.find(cur, '^%-?%d+$') then
+if not string.find(cur, '^%-?%d+$') or #(string.gsub(cur, '^%-', '')) > tonumber(ARGV[3]) then
   return redis.error_reply('WRONGTYPE value is not an integer')
 end
 local B = 10000000
@@ -214,7 +214,7 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
             raise SerializationError(
                 f"incr of key {shown_key(key)} would store an int of more than "
                 f"{MAX_INT_DIGITS} digits; nothing was written"
-            ) from exc
+            ) from None  # a refusal, not a driver failure (Django would unwrap the cause)
         raise
     return None if reply is None else _reply_int(reply, not_int)
 
