@@ -274,10 +274,12 @@ class Storage(_Core):
         return self._typed(self.load(key, default), default, int, key)  # type: ignore[no-any-return]
 
     def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
-        """Add ``delta`` atomically and return the new value (any size, negative allowed).
+        """Add ``delta`` atomically and return the new value (negative allowed; exact up to
+        50,000 digits, tsot.ints.MAX_INT_DIGITS).
 
         A missing key starts from 0 (``create=True``) or raises KeyError; a value that is not an
-        int raises WrongType. The key's TTL is kept.
+        int raises WrongType; a result past the digit limit raises SerializationError and
+        changes nothing. The key's TTL is kept.
         """
         k, d = self._keys.make(key), self._delta(delta)
         return self._incr_result(self._b.incr(k, d, create), key)
