@@ -396,7 +396,7 @@ class Codec:
         if tag in _COMPRESSED_TAGS:
             data = inflate(tag, data[1:], limit)
             tag = data[0]
-        elif len(data) > limit + 1:
+        elif len(data) > limit:  # the payload, tag included, as _finish measures it
             raise _Refused("too-large", f"it is over max_value_size ({limit})")
         if tag == T_STR:
             return data[1:].decode()

@@ -350,3 +350,15 @@ def _plain(n: int) -> bytes:
         return str(n).encode()
     finally:
         sys.set_int_max_str_digits(old)
+
+
+def test_max_value_size_is_the_same_bound_on_write_and_read() -> None:
+    from tsot import ValueTooLarge
+
+    c = Codec(max_value_size=100, signer=Signer([SECRET]))
+    assert c.decode(c.encode(b"x" * 99)) == b"x" * 99  # tag + 99 bytes: exactly the limit
+    with pytest.raises(ValueTooLarge):
+        c.encode(b"x" * 100)
+    too_big = Codec(signer=Signer([SECRET])).encode({"k": "v" * 100})
+    assert c.decode(too_big) is MISS  # signed by the same secret, but over the reader's limit
+    assert c.decode(b"b" + b"x" * 100) is MISS
