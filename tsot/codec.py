@@ -1,4 +1,4 @@
-"""The value format: the same bytes on every backend (docs/format.md).
+"""The value format: the same bytes on every backend (docs/format.md, docs/signing.md).
 
 ``int`` (exactly int) is plain ASCII decimal so servers can increment it natively. Every other
 value starts with a one-byte tag that is never a digit or ``-``:
@@ -6,7 +6,11 @@ value starts with a one-byte tag that is never a digit or ``-``:
     s  str, UTF-8                    j  JSON object        z  zlib(inner payload)
     b  bytes, raw                    m  msgpack object     Z  zstd(inner payload)
     f  float, repr                   p  pickled object     L  lz4(inner payload)
-    h  HMAC-SHA256 signature (32 bytes) over the rest, which is a serialized or compressed payload
+    h  HMAC-SHA256 signature (32 bytes) over the stored key and the rest, which is a serialized
+       or compressed payload
+
+Decoding is total: whatever bytes a backend returns, ``decode`` gives a value or ``MISS`` (logged,
+rate-limited, counted), never an exception.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import hashlib
 import hmac
 import json
 import pickle
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from .errors import ConfigurationError, SerializationError, WrongType, require
+from .errors import ConfigurationError, SerializationError, ValueTooLarge, WrongType, require
+from .ints import MAX_INT_DIGITS, format_int, parse_int
+from .keys import shown
 from .logs import limited
 
 T_STR: Final = 0x73  # s
@@ -34,8 +41,9 @@ T_LZ4: Final = 0x4C  # L
 T_SIGNED: Final = 0x68  # h
 MAC_SIZE: Final = 32
 _INT_FIRST: Final = frozenset(b"-0123456789")
-_OBJECT_TAGS: Final = frozenset((T_PICKLE, T_JSON, T_MSGPACK))
 _COMPRESSED_TAGS: Final = frozenset((T_ZLIB, T_ZSTD, T_LZ4))
+_DATA_TAGS: Final = frozenset((T_STR, T_BYTES, T_FLOAT))
+_LZ4_MAX_RATIO: Final = 256  # an lz4 frame never inflates more than 255x (plus its header)
 
 
 class _Miss:
@@ -51,6 +59,12 @@ MISS: Final = _Miss()
 
 SERIALIZERS: Final = ("pickle", "json", "msgpack")
 COMPRESSIONS: Final = ("none", "zlib", "zstd", "lz4")
+SIGN_MODES: Final = ("objects", "all")
+MAX_VALUE_SIZE: Final = 64 * 1024 * 1024
+"""Default ``max_value_size``: the largest value payload written or inflated on read."""
+VALUE_SIZE_CEILING: Final = 512 * 1024 * 1024
+"""The largest ``max_value_size`` accepted: no backend stores a larger value (Redis's limit)."""
+_OBJECT_TAG: Final = {"pickle": T_PICKLE, "json": T_JSON, "msgpack": T_MSGPACK}
 
 
 def is_int_payload(data: bytes) -> bool:
@@ -58,29 +72,83 @@ def is_int_payload(data: bytes) -> bool:
     return bool(data) and data[0] in _INT_FIRST
 
 
-class Signer:
-    """HMAC-SHA256 over payloads; the first secret signs, every secret verifies (key rotation)."""
+def _key_prefix(key: bytes) -> bytes:
+    """What a key-bound signature covers before the payload: a 0 byte (never a tag, so a bound
+    MAC cannot pass as an unbound one or the reverse), the key's length, the stored key."""
+    return b"\x00" + len(key).to_bytes(4, "big") + key
 
-    __slots__ = ("_keys",)
+
+class Signer:
+    """HMAC-SHA256 over payloads; the first secret signs, every secret verifies (key rotation).
+
+    Signatures cover the stored key (``_key_prefix``): a signed value verifies only under the
+    key it was written to. Each secret's keyed HMAC state is made once and copied per call
+    (half the cost of keying it again).
+    """
+
+    __slots__ = ("_macs",)
 
     def __init__(self, secrets: Sequence[str | bytes]) -> None:
         if not secrets:
             raise ConfigurationError("signing needs at least one secret")
-        self._keys = [
-            hashlib.sha256(b"tsot.signing:" + (s.encode() if isinstance(s, str) else s)).digest()
+        self._macs = [
+            hmac.new(
+                hashlib.sha256(
+                    b"tsot.signing:" + (s.encode() if isinstance(s, str) else s)
+                ).digest(),
+                digestmod="sha256",
+            )
             for s in secrets
         ]
 
-    def sign(self, payload: bytes) -> bytes:
-        return hmac.digest(self._keys[0], payload, "sha256")
+    def sign(self, payload: bytes, key: bytes = b"") -> bytes:
+        h = self._macs[0].copy()
+        h.update(_key_prefix(key))
+        h.update(payload)
+        return h.digest()
 
-    def verify(self, mac: bytes, payload: bytes) -> bool:
-        return any(
-            hmac.compare_digest(mac, hmac.digest(key, payload, "sha256")) for key in self._keys
-        )
+    def verify(self, mac: bytes, payload: bytes, key: bytes = b"", unbound: bool = False) -> bool:
+        """True if ``mac`` signs ``payload`` under ``key`` with any secret; with ``unbound``,
+        also a signature of the payload alone (values written before keys were bound)."""
+        prefix = _key_prefix(key)
+        for base in self._macs:
+            h = base.copy()
+            h.update(prefix)
+            h.update(payload)
+            if hmac.compare_digest(mac, h.digest()):
+                return True
+        if unbound:
+            for base in self._macs:
+                h = base.copy()
+                h.update(payload)
+                if hmac.compare_digest(mac, h.digest()):
+                    return True
+        return False
 
     def __repr__(self) -> str:  # never show secrets
-        return f"<Signer with {len(self._keys)} key(s)>"
+        return f"<Signer with {len(self._macs)} key(s)>"
+
+
+class Counter:
+    """A thread-safe count (of values decoded as misses); cheap to read."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+class _Refused(Exception):
+    """A stored value that is not a valid value for this storage; ``topic`` names the kind."""
+
+    def __init__(self, topic: str, why: str) -> None:
+        super().__init__(why)
+        self.topic = topic
 
 
 def _compressor(name: str) -> tuple[int, Callable[[bytes], bytes]]:
@@ -88,7 +156,7 @@ def _compressor(name: str) -> tuple[int, Callable[[bytes], bytes]]:
         return T_ZLIB, lambda b: zlib.compress(b, 6)
     if name == "zstd":
         zstd: Any = require("zstandard", "zstandard", "zstd", "zstd compression")
-        cctx = zstd.ZstdCompressor(level=3)
+        cctx = zstd.ZstdCompressor(level=3)  # writes the content size: readers allocate once
         return T_ZSTD, cctx.compress
     if name == "lz4":
         lz4f: Any = require("lz4.frame", "lz4", "lz4", "lz4 compression")
@@ -96,14 +164,45 @@ def _compressor(name: str) -> tuple[int, Callable[[bytes], bytes]]:
     raise ConfigurationError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {name!r}")
 
 
-def _decompress(tag: int, data: bytes) -> bytes:
+def _too_large(limit: int) -> _Refused:
+    return _Refused("too-large", f"it inflates past max_value_size ({limit} bytes)")
+
+
+def inflate(tag: int, data: bytes, limit: int) -> bytes:
+    """Decompress a ``z``/``Z``/``L`` body, never producing more than ``limit`` bytes.
+
+    Raises _Refused for a body that is corrupt, truncated, followed by extra bytes or larger
+    than ``limit`` once inflated, and MissingDependency when zstd/lz4 is not installed.
+    """
     if tag == T_ZLIB:
-        return zlib.decompress(data)
+        d = zlib.decompressobj()
+        out = d.decompress(data, limit + 1)  # stops at limit + 1 bytes of output
+        if len(out) > limit:
+            raise _too_large(limit)
+        if not d.eof or d.unused_data:
+            raise _Refused("corrupt", "truncated or trailing zlib data")
+        return out
     if tag == T_ZSTD:
         zstd: Any = require("zstandard", "zstandard", "zstd", "reading zstd-compressed values")
-        return bytes(zstd.ZstdDecompressor().decompressobj().decompress(data))
+        size = zstd.frame_content_size(data)  # from the frame header; -1 if not given
+        if size > limit:
+            raise _too_large(limit)
+        # With a content size, zstd writes into a buffer of exactly that size and fails if the
+        # frame holds more; without one, max_output_size bounds the output.
+        out = zstd.ZstdDecompressor().decompress(
+            data, max_output_size=limit if size < 0 else 0, allow_extra_data=False
+        )
+        if size >= 0 and len(out) != size:
+            raise _Refused("corrupt", "zstd frame shorter than its header says")
+        return bytes(out)
     lz4f: Any = require("lz4.frame", "lz4", "lz4", "reading lz4-compressed values")
-    return bytes(lz4f.decompress(data))
+    d = lz4f.LZ4FrameDecompressor()
+    out = d.decompress(data, max_length=min(limit, _LZ4_MAX_RATIO * len(data) + 1024) + 1)
+    if len(out) > limit:
+        raise _too_large(limit)
+    if not d.eof or d.unused_data:
+        raise _Refused("corrupt", "truncated, oversized or trailing lz4 data")
+    return bytes(out)
 
 
 class Codec:
@@ -111,18 +210,27 @@ class Codec:
 
     ``serializer`` picks pickle (default), json or msgpack for objects; ``compression`` compresses
     payloads of at least ``compress_threshold`` bytes when that makes them smaller; ``signer``
-    signs serialized objects and refuses (as a logged miss) any object payload it cannot verify.
+    signs serialized objects (and, with ``sign="all"``, str, bytes and floats too) bound to the
+    stored key. ``accept`` names the object serializers a reader decodes (default: its own);
+    ``max_value_size`` bounds a value's payload, written or inflated. ``accept_unbound`` also
+    verifies signatures made before keys were bound (for one release).
     """
 
     __slots__ = (
+        "_accept_tags",
         "_compress",
         "_compress_tag",
         "_dumps",
-        "_loads",
         "_obj_tag",
+        "_sign_all",
+        "accept",
+        "accept_unbound",
         "compress_threshold",
         "compression",
+        "max_value_size",
+        "refused",
         "serializer",
+        "sign",
         "signer",
     )
 
@@ -133,27 +241,30 @@ class Codec:
         compress_threshold: int = 1024,
         signer: Signer | None = None,
         pickle_protocol: int = pickle.HIGHEST_PROTOCOL,
+        *,
+        max_value_size: int = MAX_VALUE_SIZE,
+        accept: Sequence[str] | None = None,
+        sign: str = "objects",
+        accept_unbound: bool = False,
     ) -> None:
         self.serializer = serializer
         self.compression = compression
         self.compress_threshold = compress_threshold
         self.signer = signer
         if serializer == "pickle":
-            self._obj_tag = T_PICKLE
             self._dumps: Callable[[Any], bytes] = lambda v: pickle.dumps(v, pickle_protocol)
         elif serializer == "json":
-            self._obj_tag = T_JSON
             self._dumps = lambda v: json.dumps(
                 v, separators=(",", ":"), ensure_ascii=False, allow_nan=True
             ).encode()
         elif serializer == "msgpack":
             msgpack: Any = require("msgpack", "msgpack", "msgpack", "the msgpack serializer")
-            self._obj_tag = T_MSGPACK
             self._dumps = lambda v: msgpack.packb(v, use_bin_type=True)
         else:
             raise ConfigurationError(
                 f"serializer must be one of {', '.join(SERIALIZERS)}, not {serializer!r}"
             )
+        self._obj_tag = _OBJECT_TAG[serializer]
         if compression == "none":
             self._compress: Callable[[bytes], bytes] | None = None
             self._compress_tag = 0
@@ -161,22 +272,56 @@ class Codec:
             self._compress_tag, self._compress = _compressor(compression)
         if compress_threshold < 0:
             raise ConfigurationError(f"compress_threshold must be >= 0, not {compress_threshold}")
+        if type(max_value_size) is not int or not 0 < max_value_size <= VALUE_SIZE_CEILING:
+            raise ConfigurationError(
+                f"option 'max_value_size' must be an int from 1 to {VALUE_SIZE_CEILING} "
+                f"(no backend stores more), not {max_value_size!r}"
+            )
+        self.max_value_size = max_value_size
+        self.accept = tuple(accept) if accept is not None else (serializer,)
+        unknown = [a for a in self.accept if a not in SERIALIZERS]
+        if unknown:
+            raise ConfigurationError(
+                f"option 'accept' names unknown serializer(s) {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(SERIALIZERS)}"
+            )
+        if serializer not in self.accept:
+            raise ConfigurationError(
+                f"option 'accept' ({', '.join(self.accept)}) must include the serializer "
+                f"{serializer!r}, or this storage could not read its own values"
+            )
+        self._accept_tags = frozenset(_OBJECT_TAG[a] for a in self.accept)
+        if sign not in SIGN_MODES:
+            raise ConfigurationError(
+                f"option 'sign' must be one of {', '.join(SIGN_MODES)}, not {sign!r}"
+            )
+        if sign == "all" and signer is None:
+            raise ConfigurationError("option sign='all' needs a signing secret (option 'secret')")
+        self.sign = sign
+        self._sign_all = sign == "all"
+        self.accept_unbound = accept_unbound
+        self.refused = Counter()
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode(self, value: Any) -> bytes:
-        """Encode any value; raise SerializationError naming its type if it cannot be."""
+    def encode(self, value: Any, key: bytes = b"") -> bytes:
+        """Encode any value for the stored key ``key`` (signatures are bound to it).
+
+        Raises SerializationError naming the value's type if it cannot be encoded, and
+        ValueTooLarge if its payload is over ``max_value_size``.
+        """
         t = type(value)
         if t is int:
-            return str(value).encode()
+            return format_int(value)
         if t is str:
             try:
-                return self._finish(b"s" + value.encode(), False)
+                return self._finish(b"s" + value.encode(), self._sign_all, key)
             except UnicodeEncodeError as exc:
                 raise SerializationError(f"str value cannot be encoded as UTF-8: {exc}") from None
         if t is bytes:
-            return self._finish(b"b" + value, False)
+            return self._finish(b"b" + value, self._sign_all, key)
         if t is float:
-            return b"f" + repr(value).encode()
+            data = b"f" + repr(value).encode()
+            return b"h" + self.signer.sign(data, key) + data if self._sign_all else data  # type: ignore[union-attr]
         try:
             body = self._dumps(value)
         except Exception as exc:
@@ -184,114 +329,126 @@ class Codec:
                 f"cannot serialize value of type {t.__module__}.{t.__qualname__} with "
                 f"{self.serializer}: {exc}"
             ) from exc
-        return self._finish(bytes((self._obj_tag,)) + body, True)
+        return self._finish(bytes((self._obj_tag,)) + body, True, key)
 
     def encode_int(self, value: int) -> bytes:
         if type(value) is not int:
             raise WrongType(f"expected an int, got {type(value).__name__} {value!r}")
-        return str(value).encode()
+        return format_int(value)
 
-    def _finish(self, payload: bytes, is_object: bool) -> bytes:
+    def _finish(self, payload: bytes, signed: bool, key: bytes) -> bytes:
+        if len(payload) > self.max_value_size:
+            raise ValueTooLarge(
+                f"value for key {shown(key)} is {len(payload)} bytes once serialized; "
+                f"max_value_size is {self.max_value_size}"
+            )
         if self._compress is not None and len(payload) >= self.compress_threshold:
             packed = self._compress(payload)
             if len(packed) + 1 < len(payload):
                 payload = bytes((self._compress_tag,)) + packed
-        if is_object and self.signer is not None:
-            return b"h" + self.signer.sign(payload) + payload
+        if signed and self.signer is not None:
+            return b"h" + self.signer.sign(payload, key) + payload
         return payload
 
     # -- decoding ---------------------------------------------------------------------------
-    def decode(self, data: bytes) -> Any:
-        """Decode a stored payload; return MISS (and log) for one that must not be trusted."""
-        if not data:
-            return _corrupt("empty payload")
+    def decode(self, data: bytes, key: bytes = b"") -> Any:
+        """The value ``data`` (stored under ``key``) holds, or MISS for anything that is not a
+        valid value for this storage; never raises. A miss is logged (rate-limited, the key
+        shortened) and counted in ``refused``."""
+        try:
+            if not data:
+                raise _Refused("corrupt", "empty payload")
+            if data[0] == T_STR and not self._sign_all and len(data) <= self.max_value_size:
+                return data[1:].decode()  # the common case first
+            return self._decode(data, key)
+        except _Refused as exc:
+            return self._miss(exc.topic, key, str(exc))
+        except Exception as exc:  # corrupt bytes, a missing extra, a failing deserializer
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return self._miss("undecodable", key, why)
+
+    def _decode(self, data: bytes, key: bytes) -> Any:
+        limit = self.max_value_size
+        if len(data) > limit + 1 + MAC_SIZE:
+            raise _Refused("too-large", f"it is {len(data)} bytes, over max_value_size ({limit})")
         tag = data[0]
+        if tag in _INT_FIRST:
+            value = parse_int(data)
+            if value is None:
+                raise _Refused("corrupt", f"not a decimal int of at most {MAX_INT_DIGITS} digits")
+            return value
+        signer = self.signer
+        signed = False
+        if tag == T_SIGNED:
+            if len(data) <= 1 + MAC_SIZE:
+                raise _Refused("corrupt", "truncated signature")
+            mac, data = data[1 : 1 + MAC_SIZE], data[1 + MAC_SIZE :]
+            if signer is not None and not signer.verify(mac, data, key, self.accept_unbound):
+                raise _Refused(
+                    "bad-signature",
+                    "its signature does not match (another secret, another key, or tampered)",
+                )
+            signed = True
+            tag = data[0]
+        elif self._sign_all:
+            raise _Refused(
+                "unsigned", "it is a value without a signature and this storage signs every value"
+            )
+        if tag in _COMPRESSED_TAGS:
+            data = inflate(tag, data[1:], limit)
+            tag = data[0]
+        elif len(data) > limit:  # the payload, tag included, as _finish measures it
+            raise _Refused("too-large", f"it is over max_value_size ({limit})")
         if tag == T_STR:
             return data[1:].decode()
         if tag == T_BYTES:
             return data[1:]
-        if tag in _INT_FIRST:
-            try:
-                return int(data)
-            except ValueError:
-                return _corrupt("malformed integer")
         if tag == T_FLOAT:
-            return float(data[1:])
-        signed = False
-        if tag == T_SIGNED:
-            if len(data) <= 1 + MAC_SIZE:
-                return _corrupt("truncated signature")
-            mac, data = data[1 : 1 + MAC_SIZE], data[1 + MAC_SIZE :]
-            if self.signer is not None and not self.signer.verify(mac, data):
-                limited.warning(
-                    "bad-signature",
-                    "tsot: ignored a stored object whose signature does not match (a miss)",
-                )
-                return MISS
-            signed = True
-            tag = data[0]
-        if tag in _COMPRESSED_TAGS:
-            try:
-                data = _decompress(tag, data[1:])
-            except ImportError:
-                raise
-            except Exception:
-                return _corrupt("undecompressable payload")
-            if not data:
-                return _corrupt("empty compressed payload")
-            tag = data[0]
-            if tag == T_STR:
-                return data[1:].decode()
-            if tag == T_BYTES:
-                return data[1:]
-        if tag in _OBJECT_TAGS:
-            if self.signer is not None and not signed:
-                limited.warning(
+            return float(data[1:].decode("ascii"))
+        if tag in self._accept_tags:
+            if signer is not None and not signed:
+                raise _Refused(
                     "unsigned",
-                    "tsot: ignored a stored object without a signature (treated as a miss); "
-                    "values must be written with the same signing secret",
+                    "it is an object without a signature; values must be written with the "
+                    "same signing secret",
                 )
-                return MISS
             return self._load_object(tag, data[1:])
-        return _corrupt(f"unknown tag {tag:#04x}")
+        if tag in (T_PICKLE, T_JSON, T_MSGPACK):
+            raise _Refused(
+                "not-accepted",
+                f"it is a {chr(tag)!r} object and this storage accepts {', '.join(self.accept)}",
+            )
+        raise _Refused("corrupt", f"unknown tag {tag:#04x}")
+
+    def _miss(self, topic: str, key: bytes, why: str) -> _Miss:
+        self.refused.add()
+        limited.warning(
+            topic,
+            "tsot: ignored the stored value of key %s (%s); treated as a miss",
+            shown(key),
+            why,
+        )
+        return MISS
 
     @staticmethod
     def _load_object(tag: int, body: bytes) -> Any:
-        try:
-            if tag == T_PICKLE:
-                return pickle.loads(body)
-            if tag == T_JSON:
-                return json.loads(body)
-            msgpack: Any = require("msgpack", "msgpack", "msgpack", "reading msgpack values")
-            return msgpack.unpackb(body, raw=False)
-        except ImportError:
-            raise
-        except Exception as exc:
-            limited.warning(
-                "undecodable",
-                "tsot: could not deserialize a stored object (%s: %s); treated as a miss",
-                type(exc).__name__,
-                exc,
-            )
-            return MISS
+        if tag == T_PICKLE:
+            return pickle.loads(body)
+        if tag == T_JSON:
+            return json.loads(body)
+        msgpack: Any = require("msgpack", "msgpack", "msgpack", "reading msgpack values")
+        return msgpack.unpackb(body, raw=False)
 
     def __repr__(self) -> str:
         return (
             f"Codec(serializer={self.serializer!r}, compression={self.compression!r}, "
-            f"signed={self.signer is not None})"
+            f"signed={self.signer is not None}, sign={self.sign!r})"
         )
-
-
-def _corrupt(why: str) -> _Miss:
-    limited.warning("corrupt", "tsot: ignored a corrupt stored value (%s); treated as a miss", why)
-    return MISS
 
 
 def decode_int(data: bytes, key: object) -> int:
     """Parse a stored payload that must be an int (for incr); raise WrongType naming ``key``."""
-    if is_int_payload(data):
-        try:
-            return int(data)
-        except ValueError:
-            pass
-    raise WrongType(f"value of key {key!r} is not an integer")
+    value = parse_int(data)
+    if value is None:
+        raise WrongType(f"value of key {shown(key)} is not an integer")
+    return value

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from .errors import ConfigurationError, MissingDependency
-from .secrets import UNSET
+from .secrets import LOCAL_SCHEMES, UNSET
 
 # -- options ---------------------------------------------------------------------------------
 
@@ -50,6 +50,24 @@ def _number(name: str, value: object, kind: type) -> Any:
     if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
         raise ConfigurationError(f"option {name!r} must be a finite number, not {value!r}")
     return kind(value)
+
+
+def _names(name: str, value: object, choices: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items: list[object] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        raise ConfigurationError(
+            f"option {name!r} must be a list of names or a comma-separated string, not "
+            f"{type(value).__name__}"
+        )
+    bad = [v for v in items if not isinstance(v, str) or v not in choices]
+    if bad or not items:
+        raise ConfigurationError(
+            f"option {name!r} must name one or more of {', '.join(choices)}, not {value!r}"
+        )
+    return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,9 @@ class Option:
                 raise ConfigurationError(
                     f"option {self.name!r} must be >= {self.minimum:g}, not {value!r}"
                 )
+        elif self.kind is tuple:  # names: a list, or one comma-separated string (URLs)
+            out = _names(self.name, value, self.choices or ())
+            return out
         elif self.kind is str:
             if not isinstance(value, str):
                 raise ConfigurationError(
@@ -134,6 +155,36 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "objects; None turns signing off (not given: off, with a warning on network backends).",
         nullable=True,
         secret=True,
+    ),
+    Option(
+        "max_value_size",
+        int,
+        64 * 1024 * 1024,
+        "Largest value payload (bytes, before compression) written or inflated on read; "
+        "at most 512 MiB.",
+        minimum=1,
+    ),
+    Option(
+        "accept",
+        tuple,
+        None,
+        "Object serializers a read decodes (default: the serializer); others are misses.",
+        choices=("pickle", "json", "msgpack"),
+        nullable=True,
+    ),
+    Option(
+        "sign",
+        str,
+        "objects",
+        "What the secret signs: objects, or all (str, bytes and floats too).",
+        choices=("objects", "all"),
+    ),
+    Option(
+        "accept_unbound",
+        bool,
+        False,
+        "Also accept values signed before signatures covered the key (tsot 0.1); "
+        "removed in the next release.",
     ),
     Option(
         "fail_open",
@@ -406,6 +457,13 @@ def _from_entry_points(scheme: str) -> str | None:
         if ep.name.lower() == scheme:
             return str(ep.value)
     return None
+
+
+def default_sign(scheme: str, signed: bool) -> str:
+    """The ``sign`` option the Django and Flask adapters use unless told otherwise: "all" (str
+    and bytes too, so cached pages and fragments cannot be altered) on a network store with a
+    secret (any scheme but the in-process and local-disk ones), else "objects"."""
+    return "all" if signed and scheme.lower() not in LOCAL_SCHEMES else "objects"
 
 
 def known_schemes() -> list[str]:

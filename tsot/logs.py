@@ -36,6 +36,12 @@ class RateLimitedLog:
         logger.warning(msg, *args)
         return True
 
+    def reset(self) -> None:
+        """Forget what was logged (tests start from a clean slate)."""
+        with self._lock:
+            self._last.clear()
+            self._suppressed.clear()
+
 
 limited = RateLimitedLog()
 """The process-wide limiter used by the codec and the backends."""

@@ -130,6 +130,10 @@ class _Core:
             compress_threshold=core["compress_threshold"],
             signer=_signer(core["secret"]),
             pickle_protocol=core["pickle_protocol"],
+            max_value_size=core["max_value_size"],
+            accept=core["accept"],
+            sign=core["sign"],
+            accept_unbound=core["accept_unbound"],
         )
         self._default_ms = to_ms(core["default_ttl"])
         self.location = location
@@ -153,11 +157,31 @@ class _Core:
             return ttl * 1000
         return self._default_ms if ttl is DEFAULT else to_ms(ttl)  # type: ignore[arg-type]
 
-    def _value(self, data: bytes | None, default: Any) -> Any:
+    def _value(self, data: bytes | None, default: Any, key: bytes) -> Any:
         if data is None:
             return default
-        value = self.codec.decode(data)
+        value = self.codec.decode(data, key)
         return default if value is MISS else value
+
+    def _found(
+        self, wanted: list[Key], final: list[bytes], found: list[bytes | None]
+    ) -> dict[Key, Any]:
+        decode = self.codec.decode
+        out: dict[Key, Any] = {}
+        for key, k, data in zip(wanted, final, found, strict=True):
+            if data is not None:
+                value = decode(data, k)
+                if value is not MISS:
+                    out[key] = value
+        return out
+
+    def _counts(self, counts: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "namespace": self.namespace,
+            **counts,
+            "undecodable": self.codec.refused.value,
+        }
 
     def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
         if value is default or type(value) is kind:
@@ -175,7 +199,11 @@ class _Core:
 
     def _items(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, bytes]]:
         make, encode = self._keys.make, self.codec.encode
-        return [(make(k), encode(v)) for k, v in mapping.items()]
+        items = []
+        for key, value in mapping.items():
+            k = make(key)
+            items.append((k, encode(value, k)))
+        return items
 
     def _delta(self, delta: int) -> int:
         if type(delta) is not int:
@@ -248,7 +276,8 @@ class Storage(_Core):
     # any object
     def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         """Store ``value`` under ``key``; a TTL <= 0 deletes the key instead."""
-        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        k = self._keys.make(key)
+        data, ms = self.codec.encode(value, k), self._ttl(ttl)
         if ms == EXPIRED:
             self._b.delete(k)
         else:
@@ -256,11 +285,13 @@ class Storage(_Core):
 
     def load(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` when absent, expired or untrusted."""
-        return self._value(self._b.get(self._keys.make(key)), default)
+        k = self._keys.make(key)
+        return self._value(self._b.get(k), default, k)
 
     def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """Store only if ``key`` is absent; True if stored (TTL <= 0: True if it was absent)."""
-        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        k = self._keys.make(key)
+        data, ms = self.codec.encode(value, k), self._ttl(ttl)
         if ms == EXPIRED:
             return not self._b.exists(k)
         return self._b.add(k, data, ms)
@@ -288,10 +319,12 @@ class Storage(_Core):
         return self._typed(self.load(key, default), default, int, key)  # type: ignore[no-any-return]
 
     def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
-        """Add ``delta`` atomically and return the new value (any size, negative allowed).
+        """Add ``delta`` atomically and return the new value (negative allowed; exact up to
+        50,000 digits, tsot.ints.MAX_INT_DIGITS).
 
         A missing key starts from 0 (``create=True``) or raises KeyError; a value that is not an
-        int raises WrongType. The key's TTL is kept.
+        int raises WrongType; a result past the digit limit raises SerializationError and
+        changes nothing. The key's TTL is kept.
         """
         k, d = self._keys.make(key), self._delta(delta)
         return self._incr_result(self._b.incr(k, d, create), key)
@@ -325,13 +358,8 @@ class Storage(_Core):
     def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
         """A dict of the keys that are present (absent and untrusted keys are left out)."""
         wanted = list(keys)
-        found = self._b.get_many(self._keys.make_many(wanted)) if wanted else []
-        out: dict[Key, Any] = {}
-        for key, data in zip(wanted, found, strict=True):
-            value = self._value(data, MISS)
-            if value is not MISS:
-                out[key] = value
-        return out
+        final = self._keys.make_many(wanted)
+        return self._found(wanted, final, self._b.get_many(final) if wanted else [])
 
     def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
         """Store every item (all are encoded before anything is written)."""
@@ -349,11 +377,13 @@ class Storage(_Core):
         return self._b.delete_many(final) if final else 0
 
     def stats(self) -> dict[str, Any]:
-        """The masked URL, namespace and the backend's hits, misses and keys (None if unknown).
+        """The masked URL, namespace, the backend's hits, misses and keys (None if unknown) and
+        ``undecodable``: stored values this Storage read as misses because they were not valid
+        values for it (corrupt, unsigned, forged, too large, not accepted).
 
         Counts are the backend's own: a server reports its server-wide counters.
         """
-        return {"url": self.url, "namespace": self.namespace, **backend_stats(self._b)}
+        return self._counts(backend_stats(self._b))
 
     def clear(self) -> None:
         """Remove every key of this namespace (of the whole location if the namespace is "")."""
@@ -421,17 +451,20 @@ class AsyncStorage(_Core):
         return self._b
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
-        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        k = self._keys.make(key)
+        data, ms = self.codec.encode(value, k), self._ttl(ttl)
         if ms == EXPIRED:
             await self._b.delete(k)
         else:
             await self._b.set(k, data, ms)
 
     async def load(self, key: Key, default: Any = None) -> Any:
-        return self._value(await self._b.get(self._keys.make(key)), default)
+        k = self._keys.make(key)
+        return self._value(await self._b.get(k), default, k)
 
     async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
-        k, data, ms = self._keys.make(key), self.codec.encode(value), self._ttl(ttl)
+        k = self._keys.make(key)
+        data, ms = self.codec.encode(value, k), self._ttl(ttl)
         if ms == EXPIRED:
             return not await self._b.exists(k)
         return await self._b.add(k, data, ms)
@@ -482,13 +515,8 @@ class AsyncStorage(_Core):
 
     async def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
         wanted = list(keys)
-        found = await self._b.get_many(self._keys.make_many(wanted)) if wanted else []
-        out: dict[Key, Any] = {}
-        for key, data in zip(wanted, found, strict=True):
-            value = self._value(data, MISS)
-            if value is not MISS:
-                out[key] = value
-        return out
+        final = self._keys.make_many(wanted)
+        return self._found(wanted, final, await self._b.get_many(final) if wanted else [])
 
     async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
         items, ms = self._items(mapping), self._ttl(ttl)
@@ -507,7 +535,7 @@ class AsyncStorage(_Core):
         """See ``Storage.stats``."""
         stats = getattr(self._b, "stats", None)
         counts = await stats() if stats is not None else backend_stats(None)
-        return {"url": self.url, "namespace": self.namespace, **counts}
+        return self._counts(counts)
 
     async def clear(self) -> None:
         await self._b.clear(self._keys.prefix)

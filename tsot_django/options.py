@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, Option
-from tsot.config import CORE_OPTIONS, backend_class
+from tsot.config import CORE_OPTIONS, backend_class, default_sign
 from tsot.secrets import secret_keys
 
 SERIALIZERS: Mapping[str, str] = {
@@ -55,6 +55,7 @@ class Translator:
 
     def __init__(self, scheme: str, where: str) -> None:
         self.where = where
+        self.scheme = scheme
         try:
             specs = (*CORE_OPTIONS, *backend_class(scheme).OPTIONS)
         except ConfigurationError as exc:  # unknown scheme, missing driver (names the extra)
@@ -104,6 +105,8 @@ class Translator:
         # SIGNING=False is the explicit opt-out: secret None (the system check still warns about
         # unsigned pickles on a server; SILENCED_SYSTEM_CHECKS silences it)
         self.out["secret"] = signing_secrets(self.where) if self.signing else None
+        # str and bytes signed too on a network store: {% cache %} fragments are str
+        self.out.setdefault("sign", default_sign(self.scheme, self.signing))
         return self.out
 
 
@@ -220,8 +223,9 @@ def translate(options: Mapping[str, Any], scheme: str, where: str) -> dict[str, 
     """tsot keyword options for ``options`` (a CACHES entry's OPTIONS) on a ``scheme`` storage.
 
     Signing is on unless ``SIGNING`` is False: the result carries ``secret`` =
-    ``[SECRET_KEY, *non-empty SECRET_KEY_FALLBACKS]``, or None when signing is off. Raises
-    ImproperlyConfigured naming the key.
+    ``[SECRET_KEY, *non-empty SECRET_KEY_FALLBACKS]`` (None when signing is off) and, on a
+    network store, ``sign="all"`` unless OPTIONS sets ``SIGN``. Raises ImproperlyConfigured
+    naming the key.
     """
     return Translator(scheme, where).translate(options)
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
-from tsot.config import split_url
+from tsot.config import default_sign, split_url
 from tsot.secrets import secret_keys
 from tsot_flask.timeouts import whole_seconds
 
@@ -187,6 +187,9 @@ def read(
             raise fail(str(exc).partition(" ")[0], cache_type, str(exc)) from exc
         origins["secret"] = "SECRET_KEY"
         unsigned = options["secret"] is None
+    if "sign" not in options:  # cached pages are str: signed too on a network store
+        scheme = url.partition("://")[0] if url else "memory"
+        options["sign"] = default_sign(scheme, options["secret"] is not None)
     return Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
 
 

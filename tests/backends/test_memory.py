@@ -89,4 +89,5 @@ def test_stats_count_hits_and_misses() -> None:
         "hits": 2,
         "misses": 2,
         "keys": 1,
+        "undecodable": 0,
     }

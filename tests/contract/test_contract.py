@@ -541,8 +541,9 @@ def test_signed_values_from_another_secret_are_misses(opener: Callable[..., Any]
 
 def test_stats(store: Any) -> None:
     before = store.stats()
-    assert set(before) == {"url", "namespace", "hits", "misses", "keys"}
+    assert set(before) == {"url", "namespace", "hits", "misses", "keys", "undecodable"}
     assert before["namespace"] == store.namespace
+    assert before["undecodable"] == 0
     store.store("k", 1)
     store.load("k")
     store.load("absent")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
@@ -467,7 +468,8 @@ def test_redis_list_location_reads_from_the_replica(primary_and_replica: tuple[i
     namespace = f"rep{uuid.uuid4().hex[:8]}"
     cache = RedisCache([primary, replica], {"OPTIONS": {"NAMESPACE": namespace}})
     key = cache.make_key("only-on-replica")
-    with Storage.from_url(replica, namespace=namespace) as on_replica:
+    signing = {"secret": settings.SECRET_KEY, "sign": "all"}  # as the cache signs on Redis
+    with Storage.from_url(replica, namespace=namespace, **signing) as on_replica:
         on_replica.store(key, "replica's own value")  # the replica accepts writes here
     assert cache.get("only-on-replica") == "replica's own value"  # reads: the replica
     assert cache.has_key("only-on-replica") is True

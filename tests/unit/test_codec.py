@@ -108,3 +108,257 @@ def test_decode_int() -> None:
 def test_signer_repr_hides_secret() -> None:
     assert "topsecret" not in repr(Signer(["topsecret"]))
     assert "topsecret" not in repr(Codec(signer=Signer(["topsecret"])))
+
+
+# -- issue 16: whoever can write to the cache gains nothing ----------------------------------
+
+SECRET = "a-signing-secret-of-32-bytes-ok!"
+OTHER = "another-secret-also-32-bytes-ok!"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_limits() -> None:
+    from tsot.logs import limited
+
+    limited.reset()
+
+
+def _poison() -> list[bytes]:
+    """Foreign, corrupt and truncated payloads of every tag."""
+    import zlib
+
+    good = Codec(signer=Signer([SECRET])).encode({"x": list(range(50))}, b"k")
+    return [
+        b"",
+        b"foo",
+        b"s\xff",
+        b"fnot-a-float",
+        b"f",
+        b"p" + pickle.dumps({"a": 1})[:-3],  # truncated pickle
+        b"j{not json",
+        b"m\xc1",
+        b"z" + zlib.compress(b"s\xff\xfe"),  # z of invalid UTF-8
+        b"z" + zlib.compress(b"sabc")[:-2],  # truncated zlib
+        b"z" + zlib.compress(b"sabc") + b"junk",  # trailing bytes
+        b"z" + zlib.compress(b"z" + zlib.compress(b"sabc")),  # nested compression
+        b"Z\x28\xb5\x2f\xfd garbage",
+        b"L\x04\x22\x4d\x18 garbage",
+        b"z",
+        b"Z",
+        b"L",
+        b"h",
+        b"h" + b"\x00" * 32,
+        good[:-1],
+        good[:40],
+        b"1_000",
+        b"12\n",
+        b"-",
+        b"--1",
+        b"1" * 60_000,  # over MAX_INT_DIGITS
+        b"\x00\x01\x02",
+    ]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_decode_is_total(signed: bool, caplog: pytest.LogCaptureFixture) -> None:
+    c = Codec(signer=Signer([SECRET]) if signed else None)
+    with caplog.at_level(logging.WARNING, logger="tsot"):
+        for data in _poison():
+            assert c.decode(data, b"k") is MISS, data[:50]
+    assert c.refused.value == len(_poison())
+    assert "tsot: ignored the stored value of key" in caplog.text
+
+
+def test_missing_extra_is_a_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Z/L payload without zstandard/lz4 installed is a logged miss naming the extra."""
+    import sys
+
+    data_z = Codec(compression="zstd", compress_threshold=0).encode("x" * 100)
+    data_l = Codec(compression="lz4", compress_threshold=0).encode("x" * 100)
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    monkeypatch.setitem(sys.modules, "lz4.frame", None)
+    c = Codec()
+    assert c.decode(data_z) is MISS
+    assert c.decode(data_l) is MISS
+    assert c.refused.value == 2
+
+
+def test_miss_log_shortens_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    session = b"ns:1:django.contrib.sessions.cache" + b"s3cr3ts3ss10n1d" * 2
+    with caplog.at_level(logging.WARNING, logger="tsot"):
+        assert Codec().decode(b"foo", session) is MISS
+    assert b"s3cr3ts3ss10n1d".decode() not in caplog.text
+    assert f"({len(session)} bytes)" in caplog.text
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd", "lz4"])
+def test_zip_bombs_stop_at_max_value_size(compression: str) -> None:
+    """A compressed value inflates to at most max_value_size bytes, then is a miss."""
+    limit = 1 << 20
+    bomb = Codec(compression=compression, compress_threshold=0).encode(b"\x00" * (8 << 20))
+    assert len(bomb) < 100_000  # tiny on the wire, 8 MiB once inflated
+    reader = Codec(max_value_size=limit)
+    assert reader.decode(bomb) is MISS
+    assert reader.refused.value == 1
+    fits = Codec(compression=compression, compress_threshold=0).encode(b"\x00" * (limit - 1))
+    assert reader.decode(fits) == b"\x00" * (limit - 1)  # the payload (tag + bytes) is the limit
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd", "zstd-nosize", "lz4"])
+def test_inflation_is_bounded_in_memory(compression: str) -> None:
+    """Decoding a 32 MiB bomb under the 1 MiB limit never allocates the 32 MiB."""
+    import tracemalloc
+
+    from tsot.codec import T_LZ4, T_ZLIB, T_ZSTD
+
+    tag = {"zlib": T_ZLIB, "zstd": T_ZSTD, "zstd-nosize": T_ZSTD, "lz4": T_LZ4}[compression]
+    chunk = b"\x00" * (1 << 20)
+    if compression == "zlib":
+        import zlib
+
+        z = zlib.compressobj()
+        body = b"".join(z.compress(chunk) for _ in range(32)) + z.flush()
+    elif compression.startswith("zstd"):
+        import zstandard
+
+        sized = compression == "zstd"  # the frame header gives the size, or it does not
+        body = zstandard.ZstdCompressor(write_content_size=sized).compress(b"b" + chunk * 32)
+    else:
+        import lz4.frame
+
+        body = lz4.frame.compress(b"b" + chunk * 32)
+    reader = Codec(max_value_size=1 << 20)
+    tracemalloc.start()
+    try:
+        assert reader.decode(bytes((tag,)) + body) is MISS
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+
+
+def test_max_value_size_refuses_writes_before_anything_is_written() -> None:
+    from tsot import ValueTooLarge
+
+    c = Codec(max_value_size=1000, compression="zlib")
+    with pytest.raises(ValueTooLarge, match="max_value_size is 1000"):
+        c.encode("x" * 2000, b"key")
+    assert c.decode(c.encode("x" * 900)) == "x" * 900
+
+
+@pytest.mark.parametrize("bad", [0, -1, 513 * 1024 * 1024, 1.5])
+def test_max_value_size_is_checked(bad: object) -> None:
+    from tsot import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="max_value_size"):
+        Codec(max_value_size=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack"])
+def test_json_and_msgpack_readers_never_unpickle(serializer: str) -> None:
+    class Boom:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (exec, ("raise SystemExit('ran')",))
+
+    planted = b"p" + pickle.dumps(Boom())
+    reader = Codec(serializer=serializer)
+    assert reader.decode(planted) is MISS
+    assert reader.decode(b"z" + __import__("zlib").compress(planted)) is MISS
+    assert reader.refused.value == 2
+
+
+def test_accept_lists_the_serializers_a_reader_decodes() -> None:
+    from tsot import ConfigurationError
+
+    as_json = Codec(serializer="json").encode({"a": 1})
+    as_pickle = Codec().encode({"a": 1})
+    assert Codec().decode(as_json) is MISS  # a pickle reader accepts pickle only by default
+    both = Codec(accept=("pickle", "json"))
+    assert both.decode(as_json) == {"a": 1} and both.decode(as_pickle) == {"a": 1}
+    with pytest.raises(ConfigurationError, match="must include the serializer 'json'"):
+        Codec(serializer="json", accept=("pickle",))
+    with pytest.raises(ConfigurationError, match="'yaml'"):
+        Codec(accept=("pickle", "yaml"))
+
+
+def test_signatures_bind_values_to_their_key() -> None:
+    c = Codec(signer=Signer([SECRET]))
+    alice = c.encode({"perms": ["admin"]}, b"app:perms:alice")
+    assert c.decode(alice, b"app:perms:alice") == {"perms": ["admin"]}
+    assert c.decode(alice, b"app:perms:mallory") is MISS  # copied under another key
+    assert c.decode(alice, b"other:perms:alice") is MISS  # or into another namespace
+    assert c.decode(alice, b"app:perms:alic") is MISS
+
+
+def test_unbound_values_need_accept_unbound() -> None:
+    """Values signed by tsot 0.1 (the MAC over the payload only) are misses unless opted in."""
+    import hashlib
+    import hmac
+
+    key = hashlib.sha256(b"tsot.signing:" + SECRET.encode()).digest()
+    payload = b"p" + pickle.dumps({"old": True})
+    old = b"h" + hmac.digest(key, payload, "sha256") + payload
+    assert Codec(signer=Signer([SECRET])).decode(old, b"k") is MISS
+    legacy = Codec(signer=Signer([SECRET]), accept_unbound=True)
+    assert legacy.decode(old, b"k") == {"old": True}
+    # a bound signature never passes as an unbound one, and the reverse
+    bound = legacy.encode({"new": 1}, b"k")
+    assert legacy.decode(b"h" + bound[1:33] + b"\x00" + bound[33:], b"") is MISS
+
+
+def test_sign_all_signs_data_values() -> None:
+    from tsot import ConfigurationError
+
+    c = Codec(signer=Signer([SECRET]), sign="all", compression="zlib", compress_threshold=100)
+    for value in ("<p>page</p>", b"raw", 1.5, "x" * 5000, b"y" * 5000, {"o": 1}):
+        data = c.encode(value, b"page")
+        assert data[:1] == b"h", value
+        assert c.decode(data, b"page") == value
+        assert c.decode(data, b"other") is MISS
+    assert c.encode(7, b"n") == b"7"  # ints stay plain decimal (server-side incr)
+    assert c.decode(b"7", b"n") == 7
+    for planted in (b"s<script>alert(1)</script>", b"bxx", b"f1.0", Codec().encode("y" * 5000)):
+        assert c.decode(planted, b"page") is MISS
+    assert c.decode(Codec(signer=Signer([OTHER]), sign="all").encode("p", b"page"), b"page") is MISS
+    objects_only = Codec(signer=Signer([SECRET]))
+    assert objects_only.decode(b"s<script>", b"page") == "<script>"  # the documented default
+    with pytest.raises(ConfigurationError, match="sign='all' needs a signing secret"):
+        Codec(sign="all")
+    with pytest.raises(ConfigurationError, match="'sign' must be one of objects, all"):
+        Codec(signer=Signer([SECRET]), sign="everything")
+
+
+def test_huge_ints_round_trip_or_refuse_cleanly() -> None:
+    from tsot.ints import MAX_INT_DIGITS
+
+    c = Codec()
+    for n in (10**4299, 10**4300, -(10**5000) + 7, 10**MAX_INT_DIGITS - 1):
+        data = c.encode(n)
+        assert data == _plain(n)
+        assert c.decode(data) == n
+    with pytest.raises(SerializationError, match=f"at most {MAX_INT_DIGITS} decimal digits"):
+        c.encode(10**MAX_INT_DIGITS)
+    assert decode_int(_plain(10**6000), "k") == 10**6000
+
+
+def _plain(n: int) -> bytes:
+    import sys
+
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return str(n).encode()
+    finally:
+        sys.set_int_max_str_digits(old)
+
+
+def test_max_value_size_is_the_same_bound_on_write_and_read() -> None:
+    from tsot import ValueTooLarge
+
+    c = Codec(max_value_size=100, signer=Signer([SECRET]))
+    assert c.decode(c.encode(b"x" * 99)) == b"x" * 99  # tag + 99 bytes: exactly the limit
+    with pytest.raises(ValueTooLarge):
+        c.encode(b"x" * 100)
+    too_big = Codec(signer=Signer([SECRET])).encode({"k": "v" * 100})
+    assert c.decode(too_big) is MISS  # signed by the same secret, but over the reader's limit
+    assert c.decode(b"b" + b"x" * 100) is MISS

@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Final, TypeVar
 
 from ..errors import BackendUnavailable, ValueTooLarge, WrongType
+from ..ints import format_int
 from ..keys import shown
 from . import memcached_proto as p
 from .base import TTL_MISSING, TTL_PERSISTENT
@@ -346,7 +347,7 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
         if r.code == b"EN":
             if not create:
                 return None
-            value = str(delta).encode()
+            value = format_int(delta)
             if (yield from set_many(ns, [(key, value)], None, b" ME"))[0]:
                 return delta
             continue
@@ -362,7 +363,8 @@ def incr(ns: Namespace, key: bytes, delta: int, create: bool) -> Op[int | None]:
         else:
             t = int(r.flag(b"t") or b"-1")
             flags = b"C%b T%d" % (cas, 0 if t < 0 else p.exptime(t * 1000))
-            w = yield from single(ns, key, b"ms", flags, p.to_wire(str(new).encode()))
+            # more than MAX_INT_DIGITS digits: SerializationError before anything is written
+            w = yield from single(ns, key, b"ms", flags, p.to_wire(format_int(new)))
         if w.code in (b"HD", b"VA"):
             return new
         if w.code not in (b"EX", b"NF"):
@@ -389,7 +391,7 @@ def widen(ns: Namespace, key: bytes) -> Op[None]:
             return
         t = int(r.flag(b"t") or b"-1")
         flags = b"C%b T%d" % (r.flag(b"c") or b"0", 0 if t < 0 else p.exptime(t * 1000))
-        w = yield from single(ns, key, b"ms", flags, p.to_wire(str(n).encode()))
+        w = yield from single(ns, key, b"ms", flags, p.to_wire(format_int(n)))
         if w.code == b"HD":
             return
         if w.code not in (b"EX", b"NF"):  # lost a race: read again; an error reply raises

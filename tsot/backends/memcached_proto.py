@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..errors import BackendUnavailable, ValueTooLarge, WriteRefused
+from ..ints import parse_int
 from ..keys import shown
 
 # -- replies ---------------------------------------------------------------------------------
@@ -304,9 +305,8 @@ def to_wire(value: bytes) -> bytes:
     after their first digit, so memcached's incr refuses them instead of misreading them
     (it reads ``-9223372036854775809`` as 9223372036854775807 and wraps at 2**64)."""
     if len(value) >= 19 and value[0] in _INT_FIRST:
-        try:
-            n = int(value)
-        except ValueError:
+        n = parse_int(value)
+        if n is None:
             return value
         if not NATIVE_MIN <= n < NATIVE_MAX:
             cut = 2 if value[0] == 0x2D else 1
@@ -326,10 +326,4 @@ def from_wire(value: bytes) -> bytes:
 
 def int_or_none(value: bytes) -> int | None:
     """The int a stored (wire) value holds, or None when it is not a plain decimal int."""
-    value = from_wire(value)
-    if not value or value[0] not in _INT_FIRST:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    return parse_int(from_wire(value))

@@ -9,9 +9,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..codec import is_int_payload
+from ..codec import decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, ValueTooLarge, WrongType
+from ..errors import ConfigurationError, ValueTooLarge
+from ..ints import format_int
 from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
 
@@ -193,16 +194,10 @@ class MemoryStore:
             if entry is None:
                 if not create:
                     return None
-                self._put(key, str(delta).encode(), None)
+                self._put(key, format_int(delta), None)
                 return delta
-            raw = entry[0]
-            if not is_int_payload(raw):
-                raise WrongType(f"value of key {shown(key)} is not an integer")
-            try:
-                value = int(raw) + delta
-            except ValueError:
-                raise WrongType(f"value of key {shown(key)} is not an integer") from None
-            self._put(key, str(value).encode(), entry[1])
+            value = decode_int(entry[0], key) + delta
+            self._put(key, format_int(value), entry[1])  # too many digits: nothing written
             return value
 
     def clear(self, prefix: bytes) -> None:

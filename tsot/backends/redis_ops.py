@@ -14,7 +14,8 @@ from typing import Any, Final
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..errors import ValueTooLarge, WrongType
+from ..errors import SerializationError, ValueTooLarge, WrongType
+from ..ints import MAX_INT_DIGITS, format_int, parse_int
 from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT
 from .redis_config import MAX_VALUE_BYTES
@@ -28,7 +29,8 @@ INT64_MAX: Final = 2**63 - 1
 SCAN_COUNT: Final = 1000
 
 # Exact decimal addition in the server, atomically: INCRBY stops at 64 bits, and Lua numbers
-# are doubles, so big values are added as base-10^7 limbs. The TTL is kept (KEEPTTL).
+# are doubles, so big values are added as base-10^7 limbs. The TTL is kept (KEEPTTL). A result
+# of more than ARGV[3] digits (tsot's MAX_INT_DIGITS) is refused before anything is written.
 INCR_SCRIPT: Final = b"""
 local cur = redis.call('GET', KEYS[1])
 if not cur then
@@ -36,7 +38,7 @@ if not cur then
   redis.call('SET', KEYS[1], ARGV[1])
   return ARGV[1]
 end
-if not string.find(cur, '^%-?%d+$') then
+if not string.find(cur, '^%-?%d+$') or #(string.gsub(cur, '^%-', '')) > tonumber(ARGV[3]) then
   return redis.error_reply('WRONGTYPE value is not an integer')
 end
 local B = 10000000
@@ -91,7 +93,11 @@ local out = '0'
 if #r > 0 then
   local parts = {string.format('%d', r[#r])}
   for i = #r - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', r[i]) end
-  out = (neg and '-' or '') .. table.concat(parts)
+  out = table.concat(parts)
+  if #out > tonumber(ARGV[3]) then
+    return redis.error_reply('ERR tsot: the result has more than ' .. ARGV[3] .. ' digits')
+  end
+  if neg then out = '-' .. out end
 end
 redis.call('SET', KEYS[1], out, 'KEEPTTL')
 return out
@@ -195,7 +201,7 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
         except ResponseError as exc:
             if is_wrongtype(exc):
                 raise WrongType(not_int) from exc
-    args = (1, key, str(delta), b"1" if create else b"0")
+    args = (1, key, format_int(delta), b"1" if create else b"0", MAX_INT_DIGITS)
     try:
         try:
             (reply,) = yield [("EVALSHA", INCR_SHA, *args)], None
@@ -204,8 +210,20 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
     except ResponseError as exc:
         if is_wrongtype(exc):
             raise WrongType(not_int) from exc
+        if "tsot: the result has more than" in str(exc):
+            raise SerializationError(
+                f"incr of key {shown(key)} would store an int of more than "
+                f"{MAX_INT_DIGITS} digits; nothing was written"
+            ) from None  # a refusal, not a driver failure (Django would unwrap the cause)
         raise
-    return None if reply is None else int(reply)
+    return None if reply is None else _reply_int(reply, not_int)
+
+
+def _reply_int(reply: Any, not_int: str) -> int:
+    value = parse_int(reply if isinstance(reply, bytes) else str(reply).encode())
+    if value is None:
+        raise WrongType(not_int)
+    return value
 
 
 def glob_escape(prefix: bytes) -> bytes:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from ..codec import is_int_payload
+from ..codec import decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, TsotError, WrongType
-from ..keys import shown
+from ..errors import ConfigurationError, TsotError
+from ..ints import format_int
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
 from .rocksdb_handle import (
     HEADER,
@@ -235,16 +235,11 @@ class RocksDBStore:
                 if raw is None:
                     if not create:
                         return None
-                    self._db.put(key, NO_DEADLINE + str(delta).encode(), self._wopt)
+                    self._db.put(key, NO_DEADLINE + format_int(delta), self._wopt)
                     return delta
-                payload = raw[HEADER_SIZE:]
-                if not is_int_payload(payload):
-                    raise WrongType(f"value of key {shown(key)} is not an integer")
-                try:
-                    value = int(payload) + delta
-                except ValueError:
-                    raise WrongType(f"value of key {shown(key)} is not an integer") from None
-                self._db.put(key, raw[:HEADER_SIZE] + str(value).encode(), self._wopt)
+                value = decode_int(raw[HEADER_SIZE:], key) + delta
+                new = format_int(value)  # too many digits: SerializationError, nothing written
+                self._db.put(key, raw[:HEADER_SIZE] + new, self._wopt)
                 return value
         except TsotError:
             raise
