@@ -468,7 +468,11 @@ def test_unpicklable_value(store: Any) -> None:
     assert not store.exists("new")
 
 
-@pytest.mark.parametrize("key", [None, 1, 1.5, ("a",), object(), "\ud800"], ids=repr)
+@pytest.mark.parametrize(
+    "key",
+    [None, 1, 1.5, ("a",), object(), "\ud800"],
+    ids=["None", "int", "float", "tuple", "object", "lone-surrogate"],
+)
 def test_bad_keys(store: Any, key: Any) -> None:
     with pytest.raises(InvalidKey):
         store.store(key, "v")

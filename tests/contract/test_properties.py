@@ -141,7 +141,9 @@ def test_incr_wrong_types(store: Any, guarded: Callable[[], None], stored: Any, 
     guarded()
 
 
-@pytest.mark.parametrize("bad", [threading.Lock(), lambda: 1, (x for x in ())], ids=repr)
+@pytest.mark.parametrize(
+    "bad", [threading.Lock(), lambda: 1, (x for x in ())], ids=["lock", "lambda", "generator"]
+)
 def test_unpicklable_in_many_writes_nothing(
     store: Any, guarded: Callable[[], None], bad: Any
 ) -> None:
