@@ -8,6 +8,7 @@
     ├── WrongType (TypeError)                load_int of a str, incr of a pickled object, ...
     ├── SerializationError (ValueError)      a value that cannot be encoded (unpicklable, ...)
     ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
+    │   └── OutcomeUnknown                   the reply of a command not safe to resend was lost
     └── StorageLocked (BackendUnavailable)   a local database is held by another process
 
 Driver errors are translated in one place per backend and chained with ``raise ... from``.
@@ -55,6 +56,11 @@ class SerializationError(TsotError, ValueError):
 
 class BackendUnavailable(TsotError, ConnectionError):
     """The backend cannot be reached or did not answer in time."""
+
+
+class OutcomeUnknown(BackendUnavailable):
+    """The connection was lost after a command that must not run twice (``incr``, ``add``) was
+    sent: the server may or may not have applied it, and it was not sent again."""
 
 
 class StorageLocked(BackendUnavailable):

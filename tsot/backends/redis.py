@@ -19,11 +19,12 @@ require("redis", "redis", "redis", "the Redis backend")
 from redis.exceptions import RedisError, ResponseError  # noqa: E402
 
 from ..config import Location, Option  # noqa: E402
-from ..errors import BackendUnavailable, TsotError, WrongType  # noqa: E402
+from ..errors import BackendUnavailable, OutcomeUnknown, TsotError, WrongType  # noqa: E402
 from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_retry import LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
 T = TypeVar("T")
@@ -31,6 +32,8 @@ T = TypeVar("T")
 
 def translate(exc: RedisError, name: str) -> TsotError:
     """The tsot error for a redis-py error (the one place they are mapped)."""
+    if isinstance(exc, LostReply):
+        return OutcomeUnknown(f"Redis {name}: {exc}")
     if isinstance(exc, ResponseError) and ops.is_wrongtype(exc):
         return WrongType(f"Redis {name}: {exc}")
     if isinstance(exc, ResponseError):
@@ -196,11 +199,19 @@ class RedisAsync:
 
     # The single-command methods translate errors inline rather than through @_async: on the
     # hot path every coroutine frame counts (DESIGN.md §8).
-    async def get(self, key: bytes) -> bytes | None:
+    async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
+        """A failed hot-path command through the retry policy: its reply, or the tsot error."""
         try:
-            return await self._send(("GET", key), True)  # type: ignore[no-any-return]
+            return (await (await self._tp()).again([cmd], exc, read))[0]
+        except RedisError as err:
+            raise translate(err, self.name) from err
+
+    async def get(self, key: bytes) -> bytes | None:
+        cmd = ("GET", key)
+        try:
+            return await self._send(cmd, True)  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc, True)  # type: ignore[no-any-return]
 
     @_async
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -212,10 +223,11 @@ class RedisAsync:
         return ops.mget_result(len(keys), groups, replies)
 
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        cmd = ops.set_cmd(key, value, ttl_ms)
         try:
-            await self._send(ops.set_cmd(key, value, ttl_ms))
+            await self._send(cmd)
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            await self._again(cmd, exc)
 
     @_async
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
@@ -223,16 +235,18 @@ class RedisAsync:
         await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
         try:
-            return await self._send(ops.set_cmd(key, value, ttl_ms, nx=True)) is not None
+            return await self._send(cmd) is not None
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc) is not None
 
     async def delete(self, key: bytes) -> bool:
+        cmd = ("UNLINK", key)
         try:
-            return await self._send(("UNLINK", key)) > 0  # type: ignore[no-any-return]
+            return await self._send(cmd) > 0  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc) > 0  # type: ignore[no-any-return]
 
     @_async
     async def delete_many(self, keys: Sequence[bytes]) -> int:
@@ -240,16 +254,18 @@ class RedisAsync:
         return sum(await t.pipeline(ops.grouped("UNLINK", keys, ops.slot_groups(keys, t.cluster))))
 
     async def exists(self, key: bytes) -> bool:
+        cmd = ("EXISTS", key)
         try:
-            return await self._send(("EXISTS", key), True) > 0  # type: ignore[no-any-return]
+            return await self._send(cmd, True) > 0  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc, True) > 0  # type: ignore[no-any-return]
 
     async def ttl(self, key: bytes) -> int:
+        cmd = ("PTTL", key)
         try:
-            return ops.ttl_result(await self._send(("PTTL", key), True))
+            return ops.ttl_result(await self._send(cmd, True))
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return ops.ttl_result(await self._again(cmd, exc, True))
 
     @_async
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:

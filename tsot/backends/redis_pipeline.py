@@ -370,59 +370,41 @@ async def open_connection(
 
 
 class Endpoint:
-    """The current connection to one server, reopened (with backoff) once it is lost.
+    """The current connection to one server, reopened once it is lost.
 
     ``locate`` returns the address to connect to: fixed for one server, asked of the Sentinels
     for a Sentinel-managed primary, so a new connection follows a failover.
     """
 
-    __slots__ = ("_delays", "_locate", "_lock", "_opts", "conn", "max_inflight", "readonly")
+    __slots__ = ("_locate", "_lock", "_opts", "conn", "max_inflight", "readonly")
 
     def __init__(
         self,
         locate: Callable[[], Awaitable[Address]],
         conn: Mapping[str, Any],
         max_inflight: int,
-        delays: Callable[[], Any],
         readonly: bool = False,
     ) -> None:
         self._locate = locate
         self._opts = conn
         self.max_inflight = max_inflight
-        self._delays = delays
         self.readonly = readonly
         self.conn: PipelinedConnection | None = None
         self._lock: asyncio.Lock | None = None
 
     async def connect(self) -> PipelinedConnection:
-        """A live connection: the current one, or a new one.
-
-        Refused or reset connections are retried with backoff; a connect timeout is not (a
-        host that does not answer costs one ``socket_connect_timeout``, as on the sync side).
-        """
+        """A live connection: the current one, or a new one (one attempt; the transport's
+        retry policy decides whether to try again)."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # concurrent callers share one attempt
             conn = self.conn
             if conn is not None and conn.lost is None:
                 return conn
-            delays = self._delays()
-            while True:
-                try:
-                    address = await self._locate()
-                    conn = await open_connection(
-                        address, self._opts, self.max_inflight, self.readonly
-                    )
-                except (AuthenticationError, TimeoutError):
-                    raise  # a wrong password or a host that does not answer: retrying won't help
-                except ConnectionError as exc:
-                    delay = next(delays, None)
-                    if delay is None:
-                        raise exc from None
-                    await asyncio.sleep(delay)
-                    continue
-                self.conn = conn
-                return conn
+            address = await self._locate()
+            conn = await open_connection(address, self._opts, self.max_inflight, self.readonly)
+            self.conn = conn
+            return conn
 
     def drop(self) -> None:
         """Close the current connection (the next ``connect`` opens, and locates, a new one)."""

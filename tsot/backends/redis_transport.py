@@ -8,9 +8,10 @@ ASK to redis-py's ``RedisCluster``. Both raise redis-py exceptions; the backend 
 
 from __future__ import annotations
 
+import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import redis.backoff
@@ -18,18 +19,26 @@ import redis.cluster
 import redis.connection
 import redis.sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+from redis.exceptions import (
+    ConnectionError,
+    MaxConnectionsError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 from redis.retry import Retry as RedisRetry
 
+from . import redis_retry as retry
 from .redis_config import RedisConfig
 
 Cmd = Sequence[Any]
 Node = Any  # a cluster node; None on other topologies
 
-_NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do, once
+_NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do
+BATCH_ARGS = 10_000  # arguments per write of a batch, before its replies are read
 
 
-class PoolExhausted(ConnectionError):
+class PoolExhausted(MaxConnectionsError):
     """Every one of ``max_connections`` stayed busy for ``pool_timeout`` seconds."""
 
 
@@ -128,12 +137,68 @@ def pool_factory(pool: Any) -> Callable[[], Any]:
 def _read(conn: Any, n: int) -> list[Any]:
     """Read ``n`` replies; error replies are returned in place so the connection stays in step."""
     out: list[Any] = []
-    for _ in range(n):
+    for i in range(n):
         try:
             out.append(conn.read_response())
         except ResponseError as exc:
             out.append(exc)
+        except ConnectionError as exc:
+            if i and str(exc) == retry.DEMOTED:
+                # refused after earlier commands ran: not a refusal of the whole batch
+                raise ConnectionError(f"the primary was demoted after {i} commands") from exc
+            raise
     return out
+
+
+def _ready(conn: Any) -> None:
+    """Connect ``conn``; or, if the server closed it while it sat in the pool (a restart, an
+    idle timeout), open it again: no byte of a command goes to a socket already closed, so a
+    command is never in doubt because of a connection that was dead before it was sent."""
+    sock = conn._sock
+    if sock is None:
+        # connect() rather than send's implicit connect: a Sentinel connection looks up the
+        # master (or a replica) only in connect()
+        conn.connect()
+        return
+    try:
+        readable = bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        readable = True
+    if not readable:
+        return
+    try:
+        stale = conn.can_read(timeout=0)  # TLS records with no data (session tickets): False
+    except (ConnectionError, TimeoutError, OSError):
+        stale = True
+    if stale:
+        conn.disconnect()
+        conn.connect()
+
+
+def chunks(cmds: Sequence[Cmd], limit: int = BATCH_ARGS) -> list[Sequence[Cmd]]:
+    """``cmds`` cut into runs of at most ``limit`` arguments (a longer command alone)."""
+    out: list[Sequence[Cmd]] = []
+    start = size = 0
+    for i, cmd in enumerate(cmds):
+        if size and size + len(cmd) > limit:
+            out.append(cmds[start:i])
+            start, size = i, 0
+        size += len(cmd)
+    out.append(cmds[start:])
+    return out
+
+
+def drive(
+    steps: Generator[float, retry.Attempt, list[Any]], attempt: Callable[[], retry.Attempt]
+) -> list[Any]:
+    """Run the policy's retry loop (``redis_retry.retries``) with blocking sleeps."""
+    try:
+        delay = next(steps)
+        while True:
+            time.sleep(delay)
+            delay = steps.send(attempt())
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class DirectTransport:
@@ -159,11 +224,10 @@ class DirectTransport:
         """Send one command to the primary and return its reply (error replies raise)."""
         pool = self._pool
         conn = pool.acquire()
+        sent = False
         try:
-            if not conn.is_connected:
-                # connect() rather than send's implicit connect: a Sentinel connection looks up
-                # the master (or a replica) only in connect()
-                conn.connect()
+            _ready(conn)
+            sent = True
             conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
             reply = conn.read_response()
         except ResponseError:
@@ -172,8 +236,8 @@ class DirectTransport:
         except BaseException as exc:
             conn.disconnect()
             pool.release(conn)
-            if isinstance(exc, ConnectionError) and not isinstance(exc, AuthenticationError):
-                return self._retrying(pool, [args], exc)[0]
+            if isinstance(exc, RedisError):
+                return self._again(pool, [args], exc, sent)[0]
             raise
         pool.release(conn)
         return reply
@@ -182,54 +246,57 @@ class DirectTransport:
         """Like ``execute``, but on a replica when ``read_from_replicas`` is set."""
         if self._read_pool is self._pool:
             return self.execute(*args)
-        return self._raise_first(self._retrying(self._read_pool, [args], None))[0]
+        return self.pipeline([args], read=True)[0]
 
     def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
-        """Send every command in one write, read every reply; raise the first error reply."""
+        """Send the commands, read every reply; raise the first error reply.
+
+        Commands go out in runs of at most ``BATCH_ARGS`` arguments, each run's replies read
+        before the next is written, so unread replies stay bounded whatever the batch size.
+        """
         if len(cmds) == 1 and not read:
             return [self.execute(*cmds[0])]
-        return self._raise_first(
-            self._retrying(self._read_pool if read else self._pool, cmds, None)
-        )
+        pool = self._read_pool if read else self._pool
+        replies, error, sent = self._attempt(pool, cmds)
+        if error is not None:
+            return self._again(pool, cmds, error, sent)
+        return retry.checked(replies)
 
     def primaries(self) -> list[Node]:
         return [None]
 
-    @staticmethod
-    def _raise_first(replies: list[Any]) -> list[Any]:
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        return replies
-
-    def _retrying(self, pool: Pool, cmds: Sequence[Cmd], error: BaseException | None) -> Any:
-        """Run ``cmds`` with the retry policy; ``error`` is the failure of a first attempt."""
-        delays = self._retry.delays()
-        while True:
-            if error is not None:
-                delay = next(delays, None)
-                if delay is None:
-                    raise error
-                time.sleep(delay)
-            conn = pool.acquire()
-            try:
-                if not conn.is_connected:
-                    conn.connect()
-                conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
-                replies = _read(conn, len(cmds))
-            except ConnectionError as exc:
-                conn.disconnect()
-                pool.release(conn)
-                if isinstance(exc, AuthenticationError):
-                    raise
-                error = exc
-                continue
-            except BaseException:
-                conn.disconnect()
-                pool.release(conn)
-                raise
+    def _attempt(
+        self, pool: Pool, cmds: Sequence[Cmd]
+    ) -> tuple[list[Any], BaseException | None, bool]:
+        """One attempt: (replies, None, sent) or ([], the error, whether a byte was sent)."""
+        conn = pool.acquire()
+        sent = False
+        replies: list[Any] = []
+        try:
+            _ready(conn)
+            for run in chunks(cmds):
+                sent = True
+                conn.send_packed_command(conn.pack_commands(run), check_health=self._health)
+                replies += _read(conn, len(run))
+        except RedisError as exc:
+            conn.disconnect()
             pool.release(conn)
-            return replies
+            return [], exc, sent
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        pool.release(conn)
+        return replies, None, sent
+
+    def _again(
+        self, pool: Pool, cmds: Sequence[Cmd], error: BaseException, sent: bool
+    ) -> list[Any]:
+        """After a failed attempt: retry as the policy says; the checked replies, or raise."""
+        return drive(
+            retry.retries(cmds, error, sent, self._retry.delays()),
+            lambda: self._attempt(pool, cmds),
+        )
 
     def close(self) -> None:
         """Close every connection (they reopen on demand)."""
