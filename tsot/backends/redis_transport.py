@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-import redis.backoff
 import redis.cluster
 import redis.connection
 import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import (
+    AskError,
     ConnectionError,
     MaxConnectionsError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     TimeoutError,
@@ -311,7 +313,10 @@ class DirectTransport:
 class ClusterTransport:
     """Commands through redis-py's RedisCluster (slot routing, MOVED/ASK, topology refresh).
 
-    The client connects on first use, so opening a Storage never fails on a down cluster.
+    RedisCluster itself retries nothing (it would resend an ``incr`` after a lost reply and
+    wait out a frozen node's timeout several times): failed attempts go through the same
+    retry policy as every other transport. The client connects on first use, so opening a
+    Storage never fails on a down cluster.
     """
 
     cluster = True
@@ -321,6 +326,7 @@ class ClusterTransport:
         self._cfg = cfg
         self._client: Any = None
         self._lock = threading.Lock()
+        self._refresh = False  # reload the slot map before the next attempt
 
     @property
     def client(self) -> Any:
@@ -329,23 +335,92 @@ class ClusterTransport:
                 if self._client is None:
                     from redis.cluster import RedisCluster
 
-                    self._client = RedisCluster(**cluster_kwargs(self._cfg, RedisRetry))
+                    self._client = RedisCluster(**cluster_kwargs(self._cfg))
         return self._client
 
     def execute(self, *args: Any) -> Any:
-        return self.client.execute_command(*args)
+        return self.pipeline([args])[0]
 
-    execute_read = execute
+    def execute_read(self, *args: Any) -> Any:
+        return self.pipeline([args], read=True)[0]
 
     def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
-        if node is not None:
-            return [self.client.execute_command(*c, target_nodes=node) for c in cmds]
-        if len(cmds) == 1:
-            return [self.client.execute_command(*cmds[0])]
-        pipe = self.client.pipeline(transaction=False)
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return pipe.execute()  # type: ignore[no-any-return]
+        """Send the commands (one pipeline, split per node by redis-py); raise the first error
+        reply."""
+        replies, error, sent = self._attempt(cmds, node, read)
+        if error is not None:
+            return drive(
+                retry.retries(cmds, error, sent, self._cfg.retry.delays()),
+                lambda: self._attempt(cmds, node, read),
+            )
+        return retry.checked(replies)
+
+    def _attempt(self, cmds: Sequence[Cmd], node: Node, read: bool) -> retry.Attempt:
+        """One attempt (see ``redis_retry.Attempt``). redis-py does not say whether a failed
+        single command was written: only its error for a connection it could not open says
+        not."""
+        try:
+            client = self.client
+            if self._refresh:
+                self._refresh = False
+                client.nodes_manager.initialize()
+            if node is not None:
+                return [client.execute_command(*c, target_nodes=node) for c in cmds], None, True
+            if len(cmds) == 1:
+                return [client.execute_command(*cmds[0])], None, True
+            return self._batch(client, cmds, read)
+        except ResponseError as exc:
+            if retry.refused(exc):  # CLUSTERDOWN, TRYAGAIN after redirections: nothing ran
+                return [], exc, True
+            return [exc], None, True
+        except (ConnectionError, TimeoutError) as exc:
+            return [], exc, not retry.connect_failure(exc)
+        except RedisClusterException as exc:  # no node to ask, a slot no node serves
+            self._refresh = True
+            return [], ConnectionError(f"{type(exc).__name__}: {exc}"), False
+
+    def _batch(self, client: Any, cmds: Sequence[Cmd], read: bool) -> retry.Attempt:
+        """Several single-key commands: one pipelined write per node, then every reply (errors
+        in place). A MOVED or ASK reply (the command did not run) is sent again alone, through
+        the client, which follows it. redis-py's own pipeline is not used: it resends commands
+        that timed out, one at a time, each waiting its own timeout."""
+        replica = read and self._cfg.read_from_replicas
+        strategy = client.load_balancing_strategy if replica else None
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, cmd in enumerate(cmds):
+            target = client.nodes_manager.get_node_from_slot(key_slot(cmd[1]), replica, strategy)
+            groups.setdefault(target.name, (target, []))[1].append(i)
+        taken: list[tuple[Any, Any]] = []
+        replies: list[Any] = [None] * len(cmds)
+        sent = False
+        try:
+            for target, positions in groups.values():
+                pool = client.get_redis_connection(target).connection_pool
+                conn = pool.get_connection()
+                taken.append((pool, conn))
+                _ready(conn)
+                sent = True
+                conn.send_packed_command(conn.pack_commands([cmds[i] for i in positions]))
+            for (_pool, conn), (_target, positions) in zip(taken, groups.values(), strict=True):
+                for i, reply in zip(positions, _read(conn, len(positions)), strict=True):
+                    replies[i] = reply
+        except (ConnectionError, TimeoutError) as exc:
+            for _pool, conn in taken:
+                conn.disconnect()  # replies may be left unread: out of step
+            self._refresh = True
+            return [], exc, sent and not retry.connect_failure(exc)
+        finally:
+            for pool, conn in taken:
+                pool.release(conn)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, AskError):  # MOVED is an AskError too
+                try:
+                    replies[i] = client.execute_command(*cmds[i])
+                except ResponseError as exc:
+                    replies[i] = exc
+        if retry.resend_after_refusal(cmds, replies):
+            return [], retry.first_error(replies), True
+        return replies, None, sent
 
     def primaries(self) -> list[Node]:
         return list(self.client.get_primaries())
@@ -355,10 +430,9 @@ class ClusterTransport:
             self._client.close()
 
 
-def cluster_kwargs(cfg: RedisConfig, retry_class: Any) -> dict[str, Any]:
-    """Keyword arguments of a redis-py RedisCluster (sync or asyncio) for ``cfg``."""
+def cluster_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+    """Keyword arguments of a redis-py RedisCluster for ``cfg`` (it retries nothing itself)."""
     # typed as Any: the installed types-redis stubs predate these redis-py names
-    backoff: Any = redis.backoff
     cluster: Any = redis.cluster
     kwargs = {k: v for k, v in cfg.connection.items() if k != "db"}
     if "ssl_cert_reqs" in kwargs:
@@ -366,10 +440,7 @@ def cluster_kwargs(cfg: RedisConfig, retry_class: Any) -> dict[str, Any]:
     return dict(
         kwargs,
         startup_nodes=[cluster.ClusterNode(h, p) for h, p in cfg.hosts],
-        retry=retry_class(
-            backoff.ExponentialWithJitterBackoff(cap=cfg.retry.cap, base=cfg.retry.base),
-            cfg.retry.retries,
-        ),
+        retry=_NO_RETRY,
         load_balancing_strategy=(
             cluster.LoadBalancingStrategy.ROUND_ROBIN if cfg.read_from_replicas else None
         ),
