@@ -25,6 +25,7 @@ import enum
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, Final
 
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFound
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -105,7 +106,9 @@ def after(exc: BaseException, cmds: Sequence[Cmd], sent: bool) -> BaseException 
     else the error to raise. ``sent``: a byte of the commands may have reached a server."""
     if isinstance(exc, TimeoutError):
         return exc
-    if isinstance(exc, AuthenticationError | MaxConnectionsError | MasterNotFoundError):
+    if isinstance(
+        exc, AuthenticationError | MaxConnectionsError | MasterNotFoundError | AsyncMasterNotFound
+    ):
         return exc
     if refused(exc):
         return None
