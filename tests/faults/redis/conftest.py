@@ -18,8 +18,8 @@ import redis
 
 from tests.faults.proxy import FaultProxy
 from tests.helpers import LoopThread, SyncView
-from tests.servers.proc import Server
-from tests.servers.redis import start_single
+from tests.servers.proc import Server, free_port, need_program, wait_for
+from tests.servers.redis import SERVICE, start_single
 from tsot import AsyncStorage, Storage
 
 # short timeouts and quick retries: every fault here costs well under a second
@@ -69,3 +69,43 @@ def opener(api: str) -> Iterator[Callable[..., Any]]:
     yield open_store
     if loop is not None:
         loop.stop()
+
+
+@dataclass
+class ProxiedSentinel(Proxied):
+    sentinel: Server
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}/0"
+
+
+@pytest.fixture
+def proxied_sentinel(tmp_path: Path, proxied: Proxied) -> Iterator[ProxiedSentinel]:
+    """A primary behind a fault proxy and one Sentinel that monitors it *through* the proxy, so
+    the address clients are given is the proxy's."""
+    sdir = tmp_path / "sentinel"
+    sdir.mkdir()
+    port = free_port()
+    conf = sdir / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {sdir}\n"
+        f"sentinel monitor {SERVICE} 127.0.0.1 {proxied.proxy.port} 1\n"
+        f"sentinel down-after-milliseconds {SERVICE} 5000\n"
+    )
+    sentinel = Server(
+        [need_program("redis-server"), str(conf), "--sentinel"], port, sdir / "sentinel.log",
+        cwd=sdir,
+    ).start()
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        wait_for(
+            lambda: int(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)[1])
+            == proxied.proxy.port,
+            15,
+            "the Sentinel",
+        )
+        client.close()
+        yield ProxiedSentinel(proxied.server, proxied.proxy, sentinel)
+    finally:
+        sentinel.stop()
