@@ -98,9 +98,9 @@ class RedisSync:
 
     @_sync
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        if not self._cluster:
+        if not self._cluster and len(keys) <= ops.MAX_KEYS:
             return self._read("MGET", *keys)  # type: ignore[no-any-return]
-        groups = ops.slot_groups(keys, True)
+        groups = ops.slot_groups(keys, self._cluster)
         replies = self._t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
@@ -216,9 +216,9 @@ class RedisAsync:
     @_async
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         t = await self._tp()
-        if not t.cluster:
+        if not t.cluster and len(keys) <= ops.MAX_KEYS:
             return await t.execute_read("MGET", *keys)  # type: ignore[no-any-return]
-        groups = ops.slot_groups(keys, True)
+        groups = ops.slot_groups(keys, t.cluster)
         replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
