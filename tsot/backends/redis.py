@@ -24,7 +24,7 @@ from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
-from .redis_retry import LostReply  # noqa: E402
+from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
 T = TypeVar("T")
@@ -34,6 +34,11 @@ def translate(exc: RedisError, name: str) -> TsotError:
     """The tsot error for a redis-py error (the one place they are mapped)."""
     if isinstance(exc, LostReply):
         return OutcomeUnknown(f"Redis {name}: {exc}")
+    if isinstance(exc, MASTER_NOT_FOUND):  # its own text is the repr of every Sentinel client
+        return BackendUnavailable(
+            f"Redis {name} is unavailable: no Sentinel named a primary (each one failed, timed "
+            "out or does not know the service; together they wait one socket_timeout)"
+        )
     if isinstance(exc, ResponseError) and ops.is_wrongtype(exc):
         return WrongType(f"Redis {name}: {exc}")
     if isinstance(exc, ResponseError):

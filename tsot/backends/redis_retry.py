@@ -41,6 +41,7 @@ from redis.exceptions import (
 from redis.sentinel import MasterNotFoundError
 
 Cmd = Sequence[Any]
+MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)
 
 # Commands whose second run changes nothing the first did not (and whose reply does not depend
 # on whether they ran before). SET is idempotent only without NX/XX/GET.
@@ -106,9 +107,7 @@ def after(exc: BaseException, cmds: Sequence[Cmd], sent: bool) -> BaseException 
     else the error to raise. ``sent``: a byte of the commands may have reached a server."""
     if isinstance(exc, TimeoutError):
         return exc
-    if isinstance(
-        exc, AuthenticationError | MaxConnectionsError | MasterNotFoundError | AsyncMasterNotFound
-    ):
+    if isinstance(exc, (AuthenticationError, MaxConnectionsError, *MASTER_NOT_FOUND)):
         return exc
     if refused(exc):
         return None

@@ -20,10 +20,13 @@ BOUND = TIMEOUT + 0.4  # one timeout plus scheduling on a busy machine; two woul
 
 
 def timed(call: Callable[[], Any]) -> tuple[float, BaseException]:
+    """How long ``call`` took to raise BackendUnavailable (printed: ``pytest -s``)."""
     start = time.monotonic()
     with pytest.raises(BackendUnavailable) as info:
         call()
-    return time.monotonic() - start, info.value
+    took = time.monotonic() - start
+    print(f"\n{took:.2f}s: {type(info.value).__name__}: {info.value}")
+    return took, info.value
 
 
 @pytest.mark.parametrize("call", ["load", "store", "incr", "load_many", "store_many"])

@@ -25,10 +25,13 @@ BOUND = TIMEOUT + 0.4  # one timeout plus scheduling; the old code took 1.7 s (6
 
 
 def timed(call: Callable[[], Any]) -> tuple[float, BaseException]:
+    """How long ``call`` took to raise BackendUnavailable (printed: ``pytest -s``)."""
     start = time.monotonic()
     with pytest.raises(BackendUnavailable) as info:
         call()
-    return time.monotonic() - start, info.value
+    took = time.monotonic() - start
+    print(f"\n{took:.2f}s: {type(info.value).__name__}: {info.value}")
+    return took, info.value
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +154,6 @@ def test_frozen_sentinels_cost_one_timeout(
         finally:
             sentinel_set.sentinel.signal(signal.SIGCONT)
         assert took < BOUND, f"discovery took {took:.2f}s"
-        assert "master" in str(error).lower()
+        assert "no Sentinel named a primary" in str(error)
     finally:
         silent.close()
