@@ -5,7 +5,8 @@ decides what happens next from the error, the commands and whether any byte of t
 reached a server:
 
 - a timeout is never retried, on any topology: the server may be stalled mid-command, and a
-  retry would double the wait;
+  retry would double the wait (for an at-most-once command the caller is told the outcome is
+  unknown);
 - a wrong password, an exhausted pool and "no master found" (every Sentinel asked, within one
   ``socket_timeout``) are not retried either: nothing would change a moment later;
 - an error reply that proves the command did not run (``READONLY`` from a demoted primary,
@@ -106,7 +107,7 @@ def after(exc: BaseException, cmds: Sequence[Cmd], sent: bool) -> BaseException 
     """After an attempt of ``cmds`` failed with ``exc``: None to retry (if retries are left),
     else the error to raise. ``sent``: a byte of the commands may have reached a server."""
     if isinstance(exc, TimeoutError):
-        return exc
+        return unknown(exc, cmds) if sent and not idempotent(cmds) else exc
     if isinstance(exc, (AuthenticationError, MaxConnectionsError, *MASTER_NOT_FOUND)):
         return exc
     if refused(exc):
@@ -151,9 +152,10 @@ def retries(
 
 def unknown(exc: BaseException, cmds: Sequence[Cmd]) -> LostReply:
     """The error for a lost reply of commands that are not resent."""
+    what = "no reply came in time" if isinstance(exc, TimeoutError) else "the connection was lost"
     return LostReply(
-        f"the connection was lost after {command_names(cmds)} was sent and before its reply "
-        f"({exc}); the outcome is unknown and it is not sent again"
+        f"{what} after {command_names(cmds)} was sent ({exc}); the outcome is unknown and it "
+        "is not sent again"
     )
 
 
