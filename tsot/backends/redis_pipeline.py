@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover - hiredis < 2.1, or none
     from .redis_resp import pack_command as _pack
 
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
+
+
+class NotSent(ConnectionError):
+    """The connection was lost before a queued command was written: it did not run."""
+
 Cmd = Sequence[Any]
 
 _STATEFUL = [
@@ -266,12 +271,15 @@ class PipelinedConnection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         waiters, self._waiters = self._waiters, collections.deque()
+        # the last len(_wbuf) waiters queued their commands after the last write: never sent
+        written = len(waiters) - len(self._wbuf)
         self._wbuf = []
         self.pending = 0
-        for waiter in waiters:
+        for i, waiter in enumerate(waiters):
             fut = waiter.fut if waiter.__class__ is _Batch else waiter
             if not fut.done():
-                fut.set_exception(type(exc)(*exc.args))  # one instance per waiter
+                cls = NotSent if i >= written and isinstance(exc, ConnectionError) else type(exc)
+                fut.set_exception(cls(*exc.args))  # one instance per waiter
         while self._room:
             fut = self._room.popleft()
             if not fut.done():
@@ -352,7 +360,13 @@ async def open_connection(
     if not isinstance(address, str) and conn.get("socket_keepalive"):
         sock = proto._transport.get_extra_info("socket") if proto._transport else None
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError as exc:  # reset as soon as it was accepted: the socket is closed
+                proto.close()
+                raise ConnectionError(f"Error connecting to {name}: {exc}") from exc
+    if proto.lost is not None:
+        raise ConnectionError(f"Error connecting to {name}: {proto.lost}")
     cmds = handshake(conn, readonly)
     if cmds:
         try:

@@ -41,6 +41,8 @@ from redis.exceptions import (
 )
 from redis.sentinel import MasterNotFoundError
 
+from .redis_pipeline import NotSent
+
 Cmd = Sequence[Any]
 MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)
 
@@ -110,7 +112,7 @@ def after(exc: BaseException, cmds: Sequence[Cmd], sent: bool) -> BaseException 
         return unknown(exc, cmds) if sent and not idempotent(cmds) else exc
     if isinstance(exc, (AuthenticationError, MaxConnectionsError, *MASTER_NOT_FOUND)):
         return exc
-    if refused(exc):
+    if refused(exc) or isinstance(exc, NotSent):
         return None
     if isinstance(exc, ConnectionError):
         if not sent or idempotent(cmds):
