@@ -203,7 +203,7 @@ class RedisAsync:
             return stop.value
 
     # The single-command methods translate errors inline rather than through @_async: on the
-    # hot path every coroutine frame counts (DESIGN.md §8).
+    # hot path every coroutine frame counts.
     async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
         """A failed hot-path command through the retry policy: its reply, or the tsot error."""
         try:

@@ -1,4 +1,4 @@
-"""Asyncio Redis transports (the seam DESIGN.md §8 names) over auto-pipelined connections.
+"""Asyncio Redis transports over auto-pipelined connections.
 
 Each event loop gets its own transport per config: one ``PipelinedConnection`` per server
 (one server, the Sentinel-named primary and, for ``read_from_replicas``, a replica), or one per

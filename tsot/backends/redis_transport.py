@@ -3,7 +3,9 @@
 ``DirectTransport`` (one server, or the master/replicas Sentinel names) keeps its own small
 pool of redis-py connections: redis-py's client and pool add tens of microseconds of
 bookkeeping per call that a cache does not need. ``ClusterTransport`` leaves routing, MOVED and
-ASK to redis-py's ``RedisCluster``. Both raise redis-py exceptions; the backend translates them.
+ASK to redis-py's ``RedisCluster``. A failed attempt goes through the retry policy of
+``redis_retry`` (the asyncio transports drive the same one); both raise redis-py exceptions,
+which the backend translates.
 """
 
 from __future__ import annotations
