@@ -202,14 +202,15 @@ class RedisAsync:
         except StopIteration as stop:
             return stop.value
 
-    # The single-command methods translate errors inline rather than through @_async: on the
-    # hot path every coroutine frame counts.
     async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
         """A failed hot-path command through the retry policy: its reply, or the tsot error."""
         try:
             return (await (await self._tp()).again([cmd], exc, read))[0]
         except RedisError as err:
             raise translate(err, self.name) from err
+
+    # The single-command methods handle errors inline (``_again``) rather than through @_async:
+    # on the hot path every coroutine frame counts.
 
     async def get(self, key: bytes) -> bytes | None:
         cmd = ("GET", key)
