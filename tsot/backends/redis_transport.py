@@ -154,10 +154,12 @@ def _read(conn: Any, n: int) -> list[Any]:
     return out
 
 
-def _ready(conn: Any) -> None:
+def _ready(conn: Any, health: bool = False) -> None:
     """Connect ``conn``; or, if the server closed it while it sat in the pool (a restart, an
     idle timeout), open it again: no byte of a command goes to a socket already closed, so a
-    command is never in doubt because of a connection that was dead before it was sent."""
+    command is never in doubt because of a connection that was dead before it was sent.
+    ``health``: then PING it if it was idle past ``health_check_interval`` (before, not inside,
+    the command's send: a failed PING leaves the command unsent)."""
     sock = conn._sock
     if sock is None:
         # connect() rather than send's implicit connect: a Sentinel connection looks up the
@@ -169,6 +171,8 @@ def _ready(conn: Any) -> None:
     except (OSError, ValueError):
         readable = True
     if not readable:
+        if health:
+            conn.check_health()
         return
     try:
         stale = conn.can_read(timeout=0)  # TLS records with no data (session tickets): False
@@ -177,6 +181,8 @@ def _ready(conn: Any) -> None:
     if stale:
         conn.disconnect()
         conn.connect()
+    elif health:
+        conn.check_health()
 
 
 def chunks(cmds: Sequence[Cmd], limit: int = BATCH_ARGS) -> list[Sequence[Cmd]]:
@@ -230,9 +236,9 @@ class DirectTransport:
         conn = pool.acquire()
         sent = False
         try:
-            _ready(conn)
+            _ready(conn, self._health)
             sent = True
-            conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
+            conn.send_packed_command(conn.pack_command(*args), check_health=False)
             reply = conn.read_response()
         except ResponseError:
             pool.release(conn)  # a whole error reply was read: the connection is in step
@@ -277,10 +283,10 @@ class DirectTransport:
         sent = False
         replies: list[Any] = []
         try:
-            _ready(conn)
+            _ready(conn, self._health)
             for run in chunks(cmds):
                 sent = True
-                conn.send_packed_command(conn.pack_commands(run), check_health=self._health)
+                conn.send_packed_command(conn.pack_commands(run), check_health=False)
                 replies += _read(conn, len(run))
         except RedisError as exc:
             conn.disconnect()
@@ -400,9 +406,11 @@ class ClusterTransport:
                 pool = client.get_redis_connection(target).connection_pool
                 conn = pool.get_connection()
                 taken.append((pool, conn))
-                _ready(conn)
+                _ready(conn, health=True)  # PINGs only with health_check_interval
                 sent = True
-                conn.send_packed_command(conn.pack_commands([cmds[i] for i in positions]))
+                conn.send_packed_command(
+                    conn.pack_commands([cmds[i] for i in positions]), check_health=False
+                )
             for (_pool, conn), (_target, positions) in zip(taken, groups.values(), strict=True):
                 for i, reply in zip(positions, _read(conn, len(positions)), strict=True):
                     replies[i] = reply
