@@ -188,6 +188,14 @@ class RedisAsync:
         t = await self._tp()
         return await (t.send_read(cmd) if read else t.send(cmd))
 
+    async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
+        """A failed single command (hot path) through the retry policy: its reply, or the tsot
+        error."""
+        try:
+            return (await (await self._tp()).again([cmd], exc, read))[0]
+        except RedisError as err:
+            raise translate(err, self.name) from err
+
     async def _drive(self, steps: ops.Steps) -> Any:
         t = await self._tp()
         try:
@@ -202,15 +210,8 @@ class RedisAsync:
         except StopIteration as stop:
             return stop.value
 
-    async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
-        """A failed hot-path command through the retry policy: its reply, or the tsot error."""
-        try:
-            return (await (await self._tp()).again([cmd], exc, read))[0]
-        except RedisError as err:
-            raise translate(err, self.name) from err
-
-    # The single-command methods handle errors inline (``_again``) rather than through @_async:
-    # on the hot path every coroutine frame counts.
+    # The single-command methods translate errors inline rather than through @_async: on the
+    # hot path every coroutine frame counts (docs/architecture.md#async).
 
     async def get(self, key: bytes) -> bytes | None:
         cmd = ("GET", key)

@@ -1,4 +1,4 @@
-"""Asyncio Redis transports over auto-pipelined connections.
+"""Asyncio Redis transports (the async seam: docs/architecture.md#async), auto-pipelined.
 
 Each event loop gets its own transport per config: one ``PipelinedConnection`` per server
 (one server, the Sentinel-named primary and, for ``read_from_replicas``, a replica), or one per
@@ -76,7 +76,9 @@ class PipelinedTransport:
         conn = cfg.connection
         if cfg.topology == "sentinel":
             # explicit addresses only: nothing may fall back to a default localhost:6379
-            self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
+            # typed in some redis-py releases, untyped in others: keep mypy's verdict stable
+            sentinel_class: Any = redis.asyncio.sentinel.Sentinel
+            self._sentinel = sentinel_class(
                 list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": _NO_RETRY}
             )
             self._ep = Endpoint(self._master, conn, cfg.max_inflight)

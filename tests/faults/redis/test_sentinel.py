@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.faults.redis.conftest import ProxiedSentinel
-from tsot import BackendUnavailable, OutcomeUnknown
+from tsot import OutcomeUnknown, TsotError
 
 pytestmark = pytest.mark.server
 
@@ -70,6 +70,6 @@ def test_an_error_reply_after_a_failover_retry_raises(
                    retry_backoff_max=0.02)
     store.store("warm", 1)  # connected
     demote()
-    with pytest.raises(BackendUnavailable, match="maxmemory"):
+    with pytest.raises(TsotError, match="maxmemory"):
         store.store("k", "v")
     assert store.load("k") is None
