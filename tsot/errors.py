@@ -10,6 +10,7 @@
     ├── WriteRefused                         the server is up but refused to store (full, ACL)
     ├── StorageClosed (RuntimeError)         a Storage used after ``close()``
     ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
+    │   └── OutcomeUnknown                   the reply of a command not safe to resend was lost
     └── StorageLocked (BackendUnavailable)   a local database is held by another process
 
 Driver errors are translated in one place per backend and chained with ``raise ... from``.
@@ -71,6 +72,11 @@ class StorageClosed(TsotError, RuntimeError):
 
 class BackendUnavailable(TsotError, ConnectionError):
     """The backend cannot be reached or did not answer in time."""
+
+
+class OutcomeUnknown(BackendUnavailable):
+    """The connection was lost after a command that must not run twice (``incr``, ``add``) was
+    sent: the server may or may not have applied it, and it was not sent again."""
 
 
 class StorageLocked(BackendUnavailable):

@@ -366,9 +366,24 @@ def test_health_checks_ping_idle_connections(own: Server, own_url: str) -> None:
     client = raw(own)
     store = Storage.from_url(own_url, namespace="hc", health_check_interval=0.001)
     store.store("k", 1)
-    client.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(0.01)  # idle longer than the interval (a sleep lasts at least that long)
     calls = calls_of(client, lambda: store.load("k"))
-    assert calls.get("ping", 0) >= 1  # the dead connection was found before GET was sent
+    assert calls.get("ping", 0) >= 1
     assert calls["get"] == 1
     assert store.load("k") == 1
+    store.clear()
+
+
+def test_a_connection_closed_in_the_pool_is_reopened_before_a_command(
+    own: Server, own_url: str
+) -> None:
+    """No health checks: the pool still sees the server's close before it sends, so the command
+    goes once, on a new connection (a killed connection never puts an incr in doubt)."""
+    client = raw(own)
+    store = Storage.from_url(own_url, namespace="closed")
+    store.store_int("n", 1)
+    client.client_kill_filter(_type="normal", skipme=True)
+    calls = calls_of(client, lambda: store.incr("n"))
+    assert calls.get("incrby") == 1
+    assert store.load_int("n") == 2
     store.clear()

@@ -77,6 +77,7 @@ class Connection:
     bytes_down: int = 0
     faults: list[Kind] = field(default_factory=list)
     closed: bool = False
+    killed: bool = False  # cut_all(): end with an RST
 
 
 def _reset(sock: socket.socket) -> None:
@@ -97,11 +98,12 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.max_connections = max_connections
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)  # notified when a relay has closed
         self._faults: list[Fault] = []
         self._refuse: int | None = 0  # connections still to refuse; None: all
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._sockets: set[socket.socket] = set()
+        self._relays: dict[int, tuple[Connection, socket.socket, socket.socket]] = {}
         self.connections: list[Connection] = []
         self.refused = 0
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -151,11 +153,20 @@ class FaultProxy:
             self._refuse = 0
 
     def cut_all(self) -> None:
-        """Reset every open relayed connection now (the next request needs a new one)."""
+        """Reset every open relayed connection now (the next request needs a new one).
+
+        The relay threads close their own sockets: here they are only woken (``shutdown`` of
+        the reading side ends a blocked ``recv`` or ``select``; ``close`` from another thread
+        would not)."""
         with self._lock:
-            socks = list(self._sockets)
-        for sock in socks:
-            _reset(sock)
+            relays = list(self._relays.values())
+        for conn, client, server in relays:
+            conn.killed = True
+            for sock in (client, server):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+        with self._ended:  # return once they are reset: a request sent next needs a new one
+            self._ended.wait_for(lambda: all(c.closed for c, _, _ in relays), timeout=5.0)
 
     def _take(self, request: bytes, conn: Connection) -> Fault | None:
         with self._lock:
@@ -183,7 +194,13 @@ class FaultProxy:
         self._stop.set()
         with contextlib.suppress(OSError):
             self._listener.close()
-        self.cut_all()
+        with self._lock:
+            relays = list(self._relays.values())
+        for conn, client, server in relays:
+            conn.killed = True
+            for sock in (client, server):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # also wakes a send blocked on a full buffer
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -223,7 +240,7 @@ class FaultProxy:
             conn = Connection(len(self.connections))
             with self._lock:
                 self.connections.append(conn)
-                self._sockets.update((client, server))
+                self._relays[conn.index] = (conn, client, server)
             self._spawn(self._relay, client, server, conn)
 
     # -- one connection -----------------------------------------------------------------------
@@ -241,7 +258,7 @@ class FaultProxy:
                 sock.settimeout(None)
             sel.register(client, selectors.EVENT_READ, "up")
             sel.register(server, selectors.EVENT_READ, "down")
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not conn.killed:
                 for key, _ in sel.select(_TICK):
                     sock: socket.socket = key.fileobj  # type: ignore[assignment]
                     try:
@@ -288,12 +305,8 @@ class FaultProxy:
         except OSError:
             return
         finally:
-            conn.closed = True
             sel.close()
-            with self._lock:
-                self._sockets.discard(client)
-                self._sockets.discard(server)
-            if rst:
+            if rst or conn.killed or self._stop.is_set():
                 _reset(client)
             else:
                 with contextlib.suppress(OSError):
@@ -301,3 +314,7 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     client.close()
             _reset(server)
+            with self._ended:
+                conn.closed = True
+                self._relays.pop(conn.index, None)
+                self._ended.notify_all()

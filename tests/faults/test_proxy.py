@@ -176,15 +176,26 @@ def test_fault_on_one_connection_only(line_server: LineServer,
 
 def test_stop_is_bounded_with_open_connections(line_server: LineServer) -> None:
     proxy = FaultProxy(line_server.port).start()
-    s = connect(proxy)
-    proxy.blackhole()
-    s.sendall(b"x\n")
-    start = time.monotonic()
-    proxy.stop()
-    assert time.monotonic() - start < 1.0
-    with pytest.raises(OSError):
-        s.recv(10) or ask(s)
-    s.close()
+    with connect(proxy) as s:
+        proxy.blackhole()
+        s.sendall(b"x\n")
+        start = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - start < 1.0
+        with pytest.raises(OSError):
+            s.recv(10) or ask(s)
+
+
+def test_cut_all_resets_open_connections_before_it_returns(
+        line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
+    proxy = fault_proxy(line_server.port)
+    with connect(proxy) as s:
+        assert ask(s) == b"ok 1\n"
+        proxy.cut_all()
+        assert all(c.closed for c in proxy.connections)
+        with pytest.raises(ConnectionResetError):
+            ask(s)
+    assert line_server.ran == 1
 
 
 def test_upstream_must_be_loopback() -> None:

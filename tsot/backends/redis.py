@@ -25,11 +25,12 @@ from redis.exceptions import (  # noqa: E402
 )
 
 from ..config import Location, Option  # noqa: E402
-from ..errors import BackendUnavailable, TsotError, WriteRefused, WrongType  # noqa: E402
+from ..errors import BackendUnavailable, OutcomeUnknown, TsotError, WriteRefused, WrongType  # noqa: E402
 from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
 T = TypeVar("T")
@@ -61,6 +62,13 @@ def translate(exc: RedisError, name: str) -> TsotError:
     was found after the transport asked again (a failover in progress), so it is unavailable.
     """
     _scrub(exc)
+    if isinstance(exc, LostReply):
+        return OutcomeUnknown(f"Redis {name}: {exc}")
+    if isinstance(exc, MASTER_NOT_FOUND):  # its own text is the repr of every Sentinel client
+        return BackendUnavailable(
+            f"Redis {name} is unavailable: no Sentinel named a primary (each one failed, timed "
+            "out or does not know the service; together they wait one socket_timeout)"
+        )
     if isinstance(exc, OutOfMemoryError):
         return WriteRefused(f"Redis {name} is full and refused the write (OOM): {exc}")
     if isinstance(exc, NoPermissionError):
@@ -131,9 +139,9 @@ class RedisSync:
 
     @_sync
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        if not self._cluster:
+        if not self._cluster and len(keys) <= ops.MAX_KEYS:
             return self._read("MGET", *keys)  # type: ignore[no-any-return]
-        groups = ops.slot_groups(keys, True)
+        groups = ops.slot_groups(keys, self._cluster)
         replies = self._t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
@@ -216,6 +224,14 @@ class RedisAsync:
         t = await self._tp()
         return await (t.send_read(cmd) if read else t.send(cmd))
 
+    async def _again(self, cmd: ops.Cmd, exc: RedisError, read: bool = False) -> Any:
+        """A failed single command (hot path) through the retry policy: its reply, or the tsot
+        error."""
+        try:
+            return (await (await self._tp()).again([cmd], exc, read))[0]
+        except RedisError as err:
+            raise translate(err, self.name) from err
+
     async def _drive(self, steps: ops.Steps) -> Any:
         t = await self._tp()
         try:
@@ -233,25 +249,27 @@ class RedisAsync:
     # The single-command methods translate errors inline rather than through @_async: on the
     # hot path every coroutine frame counts (docs/architecture.md#async).
     async def get(self, key: bytes) -> bytes | None:
+        cmd = ("GET", key)
         try:
-            return await self._send(("GET", key), True)  # type: ignore[no-any-return]
+            return await self._send(cmd, True)  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc, True)  # type: ignore[no-any-return]
 
     @_async
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         t = await self._tp()
-        if not t.cluster:
+        if not t.cluster and len(keys) <= ops.MAX_KEYS:
             return await t.execute_read("MGET", *keys)  # type: ignore[no-any-return]
-        groups = ops.slot_groups(keys, True)
+        groups = ops.slot_groups(keys, t.cluster)
         replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        cmd = ops.set_cmd(key, value, ttl_ms)
         try:
-            await self._send(ops.set_cmd(key, value, ttl_ms))
+            await self._send(cmd)
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            await self._again(cmd, exc)
 
     @_async
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
@@ -259,16 +277,18 @@ class RedisAsync:
         await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
         try:
-            return await self._send(ops.set_cmd(key, value, ttl_ms, nx=True)) is not None
+            return await self._send(cmd) is not None
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc) is not None
 
     async def delete(self, key: bytes) -> bool:
+        cmd = ("UNLINK", key)
         try:
-            return await self._send(("UNLINK", key)) > 0  # type: ignore[no-any-return]
+            return await self._send(cmd) > 0  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc) > 0  # type: ignore[no-any-return]
 
     @_async
     async def delete_many(self, keys: Sequence[bytes]) -> int:
@@ -276,16 +296,18 @@ class RedisAsync:
         return sum(await t.pipeline(ops.grouped("UNLINK", keys, ops.slot_groups(keys, t.cluster))))
 
     async def exists(self, key: bytes) -> bool:
+        cmd = ("EXISTS", key)
         try:
-            return await self._send(("EXISTS", key), True) > 0  # type: ignore[no-any-return]
+            return await self._send(cmd, True) > 0  # type: ignore[no-any-return]
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return await self._again(cmd, exc, True) > 0  # type: ignore[no-any-return]
 
     async def ttl(self, key: bytes) -> int:
+        cmd = ("PTTL", key)
         try:
-            return ops.ttl_result(await self._send(("PTTL", key), True))
+            return ops.ttl_result(await self._send(cmd, True))
         except RedisError as exc:
-            raise translate(exc, self.name) from exc
+            return ops.ttl_result(await self._again(cmd, exc, True))
 
     @_async
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 import redis.asyncio.sentinel
@@ -34,6 +34,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from . import redis_retry as retry
 from .redis_config import RedisConfig
 from .redis_pipeline import Address, Cmd, Endpoint, PipelinedConnection
 
@@ -44,11 +45,18 @@ _EVAL = frozenset({"EVAL", "EVALSHA", b"EVAL", b"EVALSHA"})
 _REDIRECTS = 5  # MOVED/ASK hops for one command before giving up (a moving slot map)
 
 
-def _raise_first(replies: list[Any]) -> list[Any]:
-    for reply in replies:
-        if isinstance(reply, ResponseError):
-            raise reply
-    return replies
+async def drive(
+    steps: Generator[float, retry.Attempt, list[Any]],
+    attempt: Callable[[], Awaitable[retry.Attempt]],
+) -> list[Any]:
+    """Run the policy's retry loop (``redis_retry.retries``) with asyncio sleeps."""
+    try:
+        delay = next(steps)
+        while True:
+            await asyncio.sleep(delay)
+            delay = steps.send(await attempt())
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 async def _fixed(address: Address) -> Address:
@@ -73,13 +81,13 @@ class PipelinedTransport:
             self._sentinel = sentinel_class(
                 list(cfg.hosts), sentinel_kwargs={**cfg.sentinel, "retry": _NO_RETRY}
             )
-            self._ep = Endpoint(self._master, conn, cfg.max_inflight, cfg.retry.delays)
+            self._ep = Endpoint(self._master, conn, cfg.max_inflight)
         else:
             address: Address = cfg.unix_path if cfg.unix_path is not None else cfg.hosts[0]
-            self._ep = Endpoint(lambda: _fixed(address), conn, cfg.max_inflight, cfg.retry.delays)
+            self._ep = Endpoint(lambda: _fixed(address), conn, cfg.max_inflight)
         self._read_ep = self._ep
         if cfg.read_from_replicas:
-            self._read_ep = Endpoint(self._replica, conn, cfg.max_inflight, cfg.retry.delays)
+            self._read_ep = Endpoint(self._replica, conn, cfg.max_inflight)
         self._turn = itertools.count()
         self._plain = self._sentinel is None  # no READONLY handling needed: the fast path
         if self._read_ep is self._ep:
@@ -97,7 +105,11 @@ class PipelinedTransport:
         return (str(host), int(port))
 
     def send(self, cmd: Cmd) -> Awaitable[Any]:
-        """``execute(*cmd)`` as an awaitable: the connection's own future when it is ready."""
+        """``execute(*cmd)`` as an awaitable: the connection's own future when it is ready.
+
+        A failure of that future has not been through the retry policy: the caller passes it
+        to ``again`` (``RedisAsync`` does).
+        """
         conn = self._ep.conn
         if conn is None or conn.lost is not None or conn.pending >= conn.max_inflight:
             return self.execute(*cmd)
@@ -113,23 +125,10 @@ class PipelinedTransport:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command to the primary and return its reply (error replies raise)."""
-        ep = self._ep
-        conn = ep.conn
-        if conn is None or conn.lost is not None:
-            conn = await ep.connect()
-        if conn.pending >= conn.max_inflight:
-            await conn.room()
-        try:
-            return await conn.send(args)
-        except ReadOnlyError:
-            if self._sentinel is None:
-                raise
-            return (await self._after_failover(ep, [args], conn))[0]
+        return (await self.pipeline([args]))[0]
 
     async def execute_read(self, *args: Any) -> Any:
         """Like ``execute``, on a replica when ``read_from_replicas`` is set."""
-        if self._read_ep is self._ep:
-            return await self.execute(*args)
         return (await self.pipeline([args], read=True))[0]
 
     async def pipeline(
@@ -137,33 +136,52 @@ class PipelinedTransport:
     ) -> list[Any]:
         """Send the commands in one batch; return every reply, raising the first error reply."""
         ep = self._read_ep if read else self._ep
-        conn = ep.conn
-        if conn is None or conn.lost is not None:
-            conn = await ep.connect()
-        if conn.pending >= conn.max_inflight:
-            await conn.room()
-        replies = await conn.send_many(cmds)
-        if self._sentinel is not None and any(isinstance(r, ReadOnlyError) for r in replies):
-            replies = await self._after_failover(ep, cmds, conn)
-        return _raise_first(replies)
+        replies, error, sent = await self._attempt(ep, cmds)
+        if error is not None:
+            return await self._again(ep, cmds, error, sent)
+        return retry.checked(replies)
 
-    async def _after_failover(
-        self, ep: Endpoint, cmds: Sequence[Cmd], conn: PipelinedConnection
-    ) -> list[Any]:
-        """READONLY: the primary was demoted. Ask the Sentinels again and resend (the refused
-        commands did nothing), with the retry policy's delays."""
-        delays = self._retry.delays()
-        while True:
+    async def again(self, cmds: Sequence[Cmd], error: BaseException, read: bool = False) -> Any:
+        """The policy's answer to a failed first attempt made through ``send``: the checked
+        replies of a retry, or the error to raise."""
+        if retry.settled(error):
+            raise error
+        return await self._again(self._read_ep if read else self._ep, cmds, error, True)
+
+    async def _attempt(
+        self, ep: Endpoint, cmds: Sequence[Cmd]
+    ) -> tuple[list[Any], BaseException | None, bool]:
+        """One attempt: (replies, None, sent) or ([], the error, whether it may have been sent).
+
+        READONLY from a Sentinel-named primary means it was demoted: the connection is dropped
+        (the next one asks the Sentinels again) and, if it refused every command that must not
+        run twice, the attempt failed with a refusal, which the policy retries.
+        """
+        sent = False
+        try:
+            conn = ep.conn
+            if conn is None or conn.lost is not None:
+                conn = await ep.connect()
+            if conn.pending >= conn.max_inflight:
+                await conn.room()
+            fut = conn.send_many(cmds)
+            sent = True
+            replies = await fut
+        except (ConnectionError, TimeoutError) as exc:
+            return [], exc, sent
+        if self._sentinel is not None and any(isinstance(r, ReadOnlyError) for r in replies):
             if ep.conn is conn:
                 ep.drop()
-            delay = next(delays, None)
-            if delay is None:
-                raise ConnectionError(f"{self.name}: the primary is read-only (failover)")
-            await asyncio.sleep(delay)
-            conn = await ep.connect()
-            replies = await conn.send_many(cmds)
-            if not any(isinstance(r, ReadOnlyError) for r in replies):
-                return replies
+            if retry.resend_after_refusal(cmds, replies):
+                return [], retry.first_error(replies), True
+        return replies, None, sent
+
+    async def _again(
+        self, ep: Endpoint, cmds: Sequence[Cmd], error: BaseException, sent: bool
+    ) -> list[Any]:
+        return await drive(
+            retry.retries(cmds, error, sent, self._retry.delays()), lambda: self._attempt(ep, cmds)
+        )
 
     async def primaries(self) -> list[Node]:
         return [None]
@@ -201,9 +219,7 @@ class ClusterTransport:
         if ep is None:
             cfg = self._cfg
             conn = {k: v for k, v in cfg.connection.items() if k != "db"}
-            ep = Endpoint(
-                lambda: _fixed(address), conn, cfg.max_inflight, cfg.retry.delays, readonly
-            )
+            ep = Endpoint(lambda: _fixed(address), conn, cfg.max_inflight, readonly)
             self._nodes[(address, readonly)] = ep
         return ep
 
@@ -277,21 +293,10 @@ class ClusterTransport:
 
     async def execute(self, *args: Any) -> Any:
         """Send one command to the node serving its key; follow MOVED/ASK."""
-        if self._stale:
-            await self.initialize()
-        conn = await self._conn(self._route(args, False))
-        try:
-            return await conn.send(args)
-        except (MovedError, AskError, TryAgainError, ClusterDownError) as exc:
-            return await self._redirected(args, exc)
-        except (ConnectionError, TimeoutError):
-            self._stale = True
-            raise
+        return (await self.pipeline([args]))[0]
 
     async def execute_read(self, *args: Any) -> Any:
-        if not self._readers:
-            return await self.execute(*args)
-        return (await self.pipeline([args], read=True))[0]
+        return (await self.pipeline([args], read=bool(self._readers)))[0]
 
     def send(self, cmd: Cmd) -> Awaitable[Any]:
         return self.execute(*cmd)  # MOVED/ASK need the coroutine around the reply
@@ -299,7 +304,14 @@ class ClusterTransport:
     def send_read(self, cmd: Cmd) -> Awaitable[Any]:
         return self.execute_read(*cmd)
 
+    async def again(self, cmds: Sequence[Cmd], error: BaseException, read: bool = False) -> Any:
+        """As ``PipelinedTransport.again`` (every call here went through the policy already)."""
+        if retry.settled(error):
+            raise error
+        return await self._again(cmds, None, read, error, True)
+
     async def _redirected(self, args: Cmd, exc: ResponseError) -> Any:
+        """Follow MOVED/ASK; wait out TRYAGAIN/CLUSTERDOWN (nothing ran) with the delays."""
         delays = self._cfg.retry.delays()
         for _ in range(_REDIRECTS + self._cfg.retry.retries):
             try:
@@ -307,7 +319,8 @@ class ClusterTransport:
                     self._stale = True  # reload the whole map before the next command
                     ep = self._node((exc.host, int(exc.port)))
                     self._slots[exc.slot_id] = ep
-                    return await (await self._conn(ep)).send(args)
+                    reply = await (await self._conn(ep)).send(args)
+                    return reply
                 if isinstance(exc, AskError):
                     conn = await self._conn(self._node((exc.host, int(exc.port))))
                     _asking, reply = await conn.send_many([("ASKING",), args], check=False)
@@ -319,7 +332,8 @@ class ClusterTransport:
                     raise exc
                 await asyncio.sleep(delay)
                 self._stale = True
-                return await self.execute(*args)
+                await self.initialize()
+                return await (await self._conn(self._route(args, False))).send(args)
             except (MovedError, AskError, TryAgainError, ClusterDownError) as again:
                 exc = again
         raise exc
@@ -328,34 +342,54 @@ class ClusterTransport:
         self, cmds: Sequence[Cmd], node: Node = None, read: bool = False
     ) -> list[Any]:
         """Send the commands, batched per node; return every reply, raising the first error."""
-        if self._stale:
-            await self.initialize()
-        if node is not None:
-            return _raise_first(await (await self._conn(node)).send_many(cmds))
-        batches: dict[Endpoint, list[int]] = {}
-        for i, cmd in enumerate(cmds):
-            batches.setdefault(self._route(cmd, read), []).append(i)
-        futures = []
+        replies, error, sent = await self._attempt(cmds, node, read)
+        if error is not None:
+            return await self._again(cmds, node, read, error, sent)
+        return retry.checked(replies)
+
+    async def _again(
+        self, cmds: Sequence[Cmd], node: Node, read: bool, error: BaseException, sent: bool
+    ) -> list[Any]:
+        return await drive(
+            retry.retries(cmds, error, sent, self._cfg.retry.delays()),
+            lambda: self._attempt(cmds, node, read),
+        )
+
+    async def _attempt(self, cmds: Sequence[Cmd], node: Node, read: bool) -> retry.Attempt:
+        """One attempt of a batch (see ``redis_retry.Attempt``); redirections are followed."""
+        sent = False
+        futures: list[tuple[list[int], asyncio.Future[list[Any]]]] = []
         try:
+            if self._stale:
+                await self.initialize()
+            if node is not None:
+                fut = (await self._conn(node)).send_many(cmds)
+                sent = True
+                return await fut, None, True
+            batches: dict[Endpoint, list[int]] = {}
+            for i, cmd in enumerate(cmds):
+                batches.setdefault(self._route(cmd, read), []).append(i)
             for ep, positions in batches.items():
                 conn = await self._conn(ep)
                 futures.append((positions, conn.send_many([cmds[i] for i in positions])))
+                sent = True
             replies: list[Any] = [None] * len(cmds)
-            for positions, fut in futures:
-                for i, reply in zip(positions, await fut, strict=True):
+            for positions, batch in futures:
+                for i, reply in zip(positions, await batch, strict=True):
                     replies[i] = reply
-        except (ConnectionError, TimeoutError):
-            self._stale = True
-            for _, fut in futures:
-                fut.cancel()  # their replies are read and dropped
-            raise
-        for i, reply in enumerate(replies):
-            if isinstance(reply, MovedError | AskError | TryAgainError | ClusterDownError):
-                try:
-                    replies[i] = await self._redirected(cmds[i], reply)
-                except ResponseError as exc:
-                    replies[i] = exc
-        return _raise_first(replies)
+            for i, reply in enumerate(replies):
+                if isinstance(reply, MovedError | AskError | TryAgainError | ClusterDownError):
+                    try:
+                        replies[i] = await self._redirected(cmds[i], reply)
+                    except ResponseError as exc:
+                        replies[i] = exc
+        except (ConnectionError, TimeoutError, ClusterDownError) as exc:
+            if not isinstance(exc, ClusterDownError):
+                self._stale = True
+            for _, batch in futures:
+                batch.cancel()  # their replies are read and dropped
+            return [], exc, sent
+        return replies, None, sent
 
     async def primaries(self) -> list[Node]:
         if self._stale:

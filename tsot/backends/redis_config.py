@@ -201,6 +201,10 @@ def _db(location: Location, topology: str, given: int | None) -> tuple[str | Non
     return service, db
 
 
+def _share(timeout: float | None, n: int) -> float | None:
+    return None if timeout is None else timeout / n
+
+
 def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
     """Check the URL and options together; raise ConfigurationError naming what is wrong."""
     topology = SCHEMES[location.scheme]
@@ -266,11 +270,15 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
             ssl_keyfile=options["ssl_keyfile"],
             ssl_check_hostname=options["ssl_check_hostname"] and options["ssl_cert_reqs"] != "none",
         )
+    # Finding the primary asks the Sentinels one after the other: each gets its share of one
+    # timeout, so frozen or unreachable Sentinels cost one socket_timeout (connect: one
+    # socket_connect_timeout) in all, not one per Sentinel.
+    share = len(hosts) if topology == "sentinel" else 1
     sentinel = {
         "username": options["sentinel_username"],
         "password": options["sentinel_password"],
-        "socket_timeout": options["socket_timeout"],
-        "socket_connect_timeout": options["socket_connect_timeout"],
+        "socket_timeout": _share(options["socket_timeout"], share),
+        "socket_connect_timeout": _share(options["socket_connect_timeout"], share),
         "protocol": options["protocol"],
     }
     # The pool key covers everything that shapes a connection, credentials included, hashed so

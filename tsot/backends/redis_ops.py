@@ -27,6 +27,7 @@ Steps = Generator[Step, list[Any], Any]
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 SCAN_COUNT: Final = 1000
+MAX_KEYS: Final = 10_000  # keys per MGET/MSET/UNLINK: bounds each request and each reply
 
 # Exact decimal addition in the server, atomically: INCRBY stops at 64 bits, and Lua numbers
 # are doubles, so big values are added as base-10^7 limbs. The TTL is kept (KEEPTTL). A result
@@ -150,13 +151,15 @@ def is_wrongtype(exc: ResponseError) -> bool:
 
 
 def slot_groups(keys: Sequence[bytes], cluster: bool) -> list[list[int]]:
-    """Positions of ``keys`` grouped so each group may go in one multi-key command."""
+    """Positions of ``keys`` grouped so each group may go in one multi-key command: one slot
+    on a cluster, and at most ``MAX_KEYS`` keys (so no reply, and no request, is unbounded)."""
     if not cluster:
-        return [list(range(len(keys)))]
+        whole = range(len(keys))
+        return [list(whole[i : i + MAX_KEYS]) for i in range(0, len(keys), MAX_KEYS)] or [[]]
     groups: dict[int, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key_slot(key), []).append(i)
-    return list(groups.values())
+    return [g[i : i + MAX_KEYS] for g in groups.values() for i in range(0, len(g), MAX_KEYS)]
 
 
 def grouped(name: str, keys: Sequence[bytes], groups: list[list[int]]) -> list[Cmd]:
@@ -178,7 +181,10 @@ def set_many_cmds(
     for key, value in items:
         check_size(key, value)
     if ttl_ms is None and not cluster:
-        return [("MSET", *[part for item in items for part in item])]
+        return [
+            ("MSET", *[part for item in items[i : i + MAX_KEYS] for part in item])
+            for i in range(0, len(items), MAX_KEYS)
+        ]
     if ttl_ms is None:
         return [("SET", k, v) for k, v in items]
     return [("SET", k, v, "PX", ttl_ms) for k, v in items]

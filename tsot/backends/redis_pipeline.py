@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover - hiredis < 2.1, or none
     from .redis_resp import pack_command as _pack
 
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
+
+
+class NotSent(ConnectionError):
+    """The connection was lost before a queued command was written: it did not run."""
+
 Cmd = Sequence[Any]
 
 _STATEFUL = [
@@ -266,12 +271,15 @@ class PipelinedConnection(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         waiters, self._waiters = self._waiters, collections.deque()
+        # the last len(_wbuf) waiters queued their commands after the last write: never sent
+        written = len(waiters) - len(self._wbuf)
         self._wbuf = []
         self.pending = 0
-        for waiter in waiters:
+        for i, waiter in enumerate(waiters):
             fut = waiter.fut if waiter.__class__ is _Batch else waiter
             if not fut.done():
-                fut.set_exception(type(exc)(*exc.args))  # one instance per waiter
+                cls = NotSent if i >= written and isinstance(exc, ConnectionError) else type(exc)
+                fut.set_exception(cls(*exc.args))  # one instance per waiter
         while self._room:
             fut = self._room.popleft()
             if not fut.done():
@@ -352,7 +360,13 @@ async def open_connection(
     if not isinstance(address, str) and conn.get("socket_keepalive"):
         sock = proto._transport.get_extra_info("socket") if proto._transport else None
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            except OSError as exc:  # reset as soon as it was accepted: the socket is closed
+                proto.close()
+                raise ConnectionError(f"Error connecting to {name}: {exc}") from exc
+    if proto.lost is not None:
+        raise ConnectionError(f"Error connecting to {name}: {proto.lost}")
     cmds = handshake(conn, readonly)
     if cmds:
         try:
@@ -370,59 +384,41 @@ async def open_connection(
 
 
 class Endpoint:
-    """The current connection to one server, reopened (with backoff) once it is lost.
+    """The current connection to one server, reopened once it is lost.
 
     ``locate`` returns the address to connect to: fixed for one server, asked of the Sentinels
     for a Sentinel-managed primary, so a new connection follows a failover.
     """
 
-    __slots__ = ("_delays", "_locate", "_lock", "_opts", "conn", "max_inflight", "readonly")
+    __slots__ = ("_locate", "_lock", "_opts", "conn", "max_inflight", "readonly")
 
     def __init__(
         self,
         locate: Callable[[], Awaitable[Address]],
         conn: Mapping[str, Any],
         max_inflight: int,
-        delays: Callable[[], Any],
         readonly: bool = False,
     ) -> None:
         self._locate = locate
         self._opts = conn
         self.max_inflight = max_inflight
-        self._delays = delays
         self.readonly = readonly
         self.conn: PipelinedConnection | None = None
         self._lock: asyncio.Lock | None = None
 
     async def connect(self) -> PipelinedConnection:
-        """A live connection: the current one, or a new one.
-
-        Refused or reset connections are retried with backoff; a connect timeout is not (a
-        host that does not answer costs one ``socket_connect_timeout``, as on the sync side).
-        """
+        """A live connection: the current one, or a new one (one attempt; the transport's
+        retry policy decides whether to try again)."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # concurrent callers share one attempt
             conn = self.conn
             if conn is not None and conn.lost is None:
                 return conn
-            delays = self._delays()
-            while True:
-                try:
-                    address = await self._locate()
-                    conn = await open_connection(
-                        address, self._opts, self.max_inflight, self.readonly
-                    )
-                except (AuthenticationError, TimeoutError):
-                    raise  # a wrong password or a host that does not answer: retrying won't help
-                except ConnectionError as exc:
-                    delay = next(delays, None)
-                    if delay is None:
-                        raise exc from None
-                    await asyncio.sleep(delay)
-                    continue
-                self.conn = conn
-                return conn
+            address = await self._locate()
+            conn = await open_connection(address, self._opts, self.max_inflight, self.readonly)
+            self.conn = conn
+            return conn
 
     def drop(self) -> None:
         """Close the current connection (the next ``connect`` opens, and locates, a new one)."""

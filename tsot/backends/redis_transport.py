@@ -3,33 +3,46 @@
 ``DirectTransport`` (one server, or the master/replicas Sentinel names) keeps its own small
 pool of redis-py connections: redis-py's client and pool add tens of microseconds of
 bookkeeping per call that a cache does not need. ``ClusterTransport`` leaves routing, MOVED and
-ASK to redis-py's ``RedisCluster``. Both raise redis-py exceptions; the backend translates them.
+ASK to redis-py's ``RedisCluster``. A failed attempt goes through the retry policy of
+``redis_retry`` (the asyncio transports drive the same one); both raise redis-py exceptions,
+which the backend translates.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-import redis.backoff
 import redis.cluster
 import redis.connection
 import redis.sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ConnectionError,
+    MaxConnectionsError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 from redis.retry import Retry as RedisRetry
 
+from . import redis_retry as retry
 from .redis_config import RedisConfig
 
 Cmd = Sequence[Any]
 Node = Any  # a cluster node; None on other topologies
 
-_NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do, once
+_NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do
+BATCH_ARGS = 10_000  # arguments per write of a batch, before its replies are read
 
 
-class PoolExhausted(ConnectionError):
+class PoolExhausted(MaxConnectionsError):
     """Every one of ``max_connections`` stayed busy for ``pool_timeout`` seconds."""
 
 
@@ -128,12 +141,74 @@ def pool_factory(pool: Any) -> Callable[[], Any]:
 def _read(conn: Any, n: int) -> list[Any]:
     """Read ``n`` replies; error replies are returned in place so the connection stays in step."""
     out: list[Any] = []
-    for _ in range(n):
+    for i in range(n):
         try:
             out.append(conn.read_response())
         except ResponseError as exc:
             out.append(exc)
+        except ConnectionError as exc:
+            if i and str(exc) == retry.DEMOTED:
+                # refused after earlier commands ran: not a refusal of the whole batch
+                raise ConnectionError(f"the primary was demoted after {i} commands") from exc
+            raise
     return out
+
+
+def _ready(conn: Any, health: bool = False) -> None:
+    """Connect ``conn``; or, if the server closed it while it sat in the pool (a restart, an
+    idle timeout), open it again: no byte of a command goes to a socket already closed, so a
+    command is never in doubt because of a connection that was dead before it was sent.
+    ``health``: then PING it if it was idle past ``health_check_interval`` (before, not inside,
+    the command's send: a failed PING leaves the command unsent)."""
+    sock = conn._sock
+    if sock is None:
+        # connect() rather than send's implicit connect: a Sentinel connection looks up the
+        # master (or a replica) only in connect()
+        conn.connect()
+        return
+    try:
+        readable = bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        readable = True
+    if not readable:
+        if health:
+            conn.check_health()
+        return
+    try:
+        stale = conn.can_read(timeout=0)  # TLS records with no data (session tickets): False
+    except (ConnectionError, TimeoutError, OSError):
+        stale = True
+    if stale:
+        conn.disconnect()
+        conn.connect()
+    elif health:
+        conn.check_health()
+
+
+def chunks(cmds: Sequence[Cmd], limit: int = BATCH_ARGS) -> list[Sequence[Cmd]]:
+    """``cmds`` cut into runs of at most ``limit`` arguments (a longer command alone)."""
+    out: list[Sequence[Cmd]] = []
+    start = size = 0
+    for i, cmd in enumerate(cmds):
+        if size and size + len(cmd) > limit:
+            out.append(cmds[start:i])
+            start, size = i, 0
+        size += len(cmd)
+    out.append(cmds[start:])
+    return out
+
+
+def drive(
+    steps: Generator[float, retry.Attempt, list[Any]], attempt: Callable[[], retry.Attempt]
+) -> list[Any]:
+    """Run the policy's retry loop (``redis_retry.retries``) with blocking sleeps."""
+    try:
+        delay = next(steps)
+        while True:
+            time.sleep(delay)
+            delay = steps.send(attempt())
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class DirectTransport:
@@ -159,12 +234,11 @@ class DirectTransport:
         """Send one command to the primary and return its reply (error replies raise)."""
         pool = self._pool
         conn = pool.acquire()
+        sent = False
         try:
-            if conn._sock is None:  # is_connected exists only from redis-py 8
-                # connect() rather than send's implicit connect: a Sentinel connection looks up
-                # the master (or a replica) only in connect()
-                conn.connect()
-            conn.send_packed_command(conn.pack_command(*args), check_health=self._health)
+            _ready(conn, self._health)
+            sent = True
+            conn.send_packed_command(conn.pack_command(*args), check_health=False)
             reply = conn.read_response()
         except ResponseError:
             pool.release(conn)  # a whole error reply was read: the connection is in step
@@ -172,8 +246,8 @@ class DirectTransport:
         except BaseException as exc:
             conn.disconnect()
             pool.release(conn)
-            if isinstance(exc, ConnectionError) and not isinstance(exc, AuthenticationError):
-                return self._retrying(pool, [args], exc)[0]
+            if isinstance(exc, RedisError):
+                return self._again(pool, [args], exc, sent)[0]
             raise
         pool.release(conn)
         return reply
@@ -182,54 +256,57 @@ class DirectTransport:
         """Like ``execute``, but on a replica when ``read_from_replicas`` is set."""
         if self._read_pool is self._pool:
             return self.execute(*args)
-        return self._raise_first(self._retrying(self._read_pool, [args], None))[0]
+        return self.pipeline([args], read=True)[0]
 
     def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
-        """Send every command in one write, read every reply; raise the first error reply."""
+        """Send the commands, read every reply; raise the first error reply.
+
+        Commands go out in runs of at most ``BATCH_ARGS`` arguments, each run's replies read
+        before the next is written, so unread replies stay bounded whatever the batch size.
+        """
         if len(cmds) == 1 and not read:
             return [self.execute(*cmds[0])]
-        return self._raise_first(
-            self._retrying(self._read_pool if read else self._pool, cmds, None)
-        )
+        pool = self._read_pool if read else self._pool
+        replies, error, sent = self._attempt(pool, cmds)
+        if error is not None:
+            return self._again(pool, cmds, error, sent)
+        return retry.checked(replies)
 
     def primaries(self) -> list[Node]:
         return [None]
 
-    @staticmethod
-    def _raise_first(replies: list[Any]) -> list[Any]:
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        return replies
-
-    def _retrying(self, pool: Pool, cmds: Sequence[Cmd], error: BaseException | None) -> Any:
-        """Run ``cmds`` with the retry policy; ``error`` is the failure of a first attempt."""
-        delays = self._retry.delays()
-        while True:
-            if error is not None:
-                delay = next(delays, None)
-                if delay is None:
-                    raise error
-                time.sleep(delay)
-            conn = pool.acquire()
-            try:
-                if conn._sock is None:  # is_connected exists only from redis-py 8
-                    conn.connect()
-                conn.send_packed_command(conn.pack_commands(cmds), check_health=self._health)
-                replies = _read(conn, len(cmds))
-            except ConnectionError as exc:
-                conn.disconnect()
-                pool.release(conn)
-                if isinstance(exc, AuthenticationError):
-                    raise
-                error = exc
-                continue
-            except BaseException:
-                conn.disconnect()
-                pool.release(conn)
-                raise
+    def _attempt(
+        self, pool: Pool, cmds: Sequence[Cmd]
+    ) -> tuple[list[Any], BaseException | None, bool]:
+        """One attempt: (replies, None, sent) or ([], the error, whether a byte was sent)."""
+        conn = pool.acquire()
+        sent = False
+        replies: list[Any] = []
+        try:
+            _ready(conn, self._health)
+            for run in chunks(cmds):
+                sent = True
+                conn.send_packed_command(conn.pack_commands(run), check_health=False)
+                replies += _read(conn, len(run))
+        except RedisError as exc:
+            conn.disconnect()
             pool.release(conn)
-            return replies
+            return [], exc, sent
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        pool.release(conn)
+        return replies, None, sent
+
+    def _again(
+        self, pool: Pool, cmds: Sequence[Cmd], error: BaseException, sent: bool
+    ) -> list[Any]:
+        """After a failed attempt: retry as the policy says; the checked replies, or raise."""
+        return drive(
+            retry.retries(cmds, error, sent, self._retry.delays()),
+            lambda: self._attempt(pool, cmds),
+        )
 
     def close(self) -> None:
         """Close every connection (they reopen on demand)."""
@@ -244,7 +321,10 @@ class DirectTransport:
 class ClusterTransport:
     """Commands through redis-py's RedisCluster (slot routing, MOVED/ASK, topology refresh).
 
-    The client connects on first use, so opening a Storage never fails on a down cluster.
+    RedisCluster itself retries nothing (it would resend an ``incr`` after a lost reply and
+    wait out a frozen node's timeout several times): failed attempts go through the same
+    retry policy as every other transport. The client connects on first use, so opening a
+    Storage never fails on a down cluster.
     """
 
     cluster = True
@@ -254,6 +334,7 @@ class ClusterTransport:
         self._cfg = cfg
         self._client: Any = None
         self._lock = threading.Lock()
+        self._refresh = False  # reload the slot map before the next attempt
 
     @property
     def client(self) -> Any:
@@ -262,23 +343,94 @@ class ClusterTransport:
                 if self._client is None:
                     from redis.cluster import RedisCluster
 
-                    self._client = RedisCluster(**cluster_kwargs(self._cfg, RedisRetry))
+                    self._client = RedisCluster(**cluster_kwargs(self._cfg))
         return self._client
 
     def execute(self, *args: Any) -> Any:
-        return self.client.execute_command(*args)
+        return self.pipeline([args])[0]
 
-    execute_read = execute
+    def execute_read(self, *args: Any) -> Any:
+        return self.pipeline([args], read=True)[0]
 
     def pipeline(self, cmds: Sequence[Cmd], node: Node = None, read: bool = False) -> list[Any]:
-        if node is not None:
-            return [self.client.execute_command(*c, target_nodes=node) for c in cmds]
-        if len(cmds) == 1:
-            return [self.client.execute_command(*cmds[0])]
-        pipe = self.client.pipeline(transaction=False)
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return pipe.execute()  # type: ignore[no-any-return]
+        """Send the commands (one pipeline, split per node by redis-py); raise the first error
+        reply."""
+        replies, error, sent = self._attempt(cmds, node, read)
+        if error is not None:
+            return drive(
+                retry.retries(cmds, error, sent, self._cfg.retry.delays()),
+                lambda: self._attempt(cmds, node, read),
+            )
+        return retry.checked(replies)
+
+    def _attempt(self, cmds: Sequence[Cmd], node: Node, read: bool) -> retry.Attempt:
+        """One attempt (see ``redis_retry.Attempt``). redis-py does not say whether a failed
+        single command was written: only its error for a connection it could not open says
+        not."""
+        try:
+            client = self.client
+            if self._refresh:
+                self._refresh = False
+                client.nodes_manager.initialize()
+            if node is not None:
+                return [client.execute_command(*c, target_nodes=node) for c in cmds], None, True
+            if len(cmds) == 1:
+                return [client.execute_command(*cmds[0])], None, True
+            return self._batch(client, cmds, read)
+        except ResponseError as exc:
+            if retry.refused(exc):  # CLUSTERDOWN, TRYAGAIN after redirections: nothing ran
+                return [], exc, True
+            return [exc], None, True
+        except (ConnectionError, TimeoutError) as exc:
+            return [], exc, not retry.connect_failure(exc)
+        except RedisClusterException as exc:  # no node to ask, a slot no node serves
+            self._refresh = True
+            return [], ConnectionError(f"{type(exc).__name__}: {exc}"), False
+
+    def _batch(self, client: Any, cmds: Sequence[Cmd], read: bool) -> retry.Attempt:
+        """Several single-key commands: one pipelined write per node, then every reply (errors
+        in place). A MOVED or ASK reply (the command did not run) is sent again alone, through
+        the client, which follows it. redis-py's own pipeline is not used: it resends commands
+        that timed out, one at a time, each waiting its own timeout."""
+        replica = read and self._cfg.read_from_replicas
+        strategy = client.load_balancing_strategy if replica else None
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, cmd in enumerate(cmds):
+            target = client.nodes_manager.get_node_from_slot(key_slot(cmd[1]), replica, strategy)
+            groups.setdefault(target.name, (target, []))[1].append(i)
+        taken: list[tuple[Any, Any]] = []
+        replies: list[Any] = [None] * len(cmds)
+        sent = False
+        try:
+            for target, positions in groups.values():
+                pool = client.get_redis_connection(target).connection_pool
+                conn = pool.get_connection()
+                taken.append((pool, conn))
+                _ready(conn, health=True)  # PINGs only with health_check_interval
+                sent = True
+                conn.send_packed_command(
+                    conn.pack_commands([cmds[i] for i in positions]), check_health=False
+                )
+            for (_pool, conn), (_target, positions) in zip(taken, groups.values(), strict=True):
+                for i, reply in zip(positions, _read(conn, len(positions)), strict=True):
+                    replies[i] = reply
+        except (ConnectionError, TimeoutError) as exc:
+            for _pool, conn in taken:
+                conn.disconnect()  # replies may be left unread: out of step
+            self._refresh = True
+            return [], exc, sent and not retry.connect_failure(exc)
+        finally:
+            for pool, conn in taken:
+                pool.release(conn)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, AskError):  # MOVED is an AskError too
+                try:
+                    replies[i] = client.execute_command(*cmds[i])
+                except ResponseError as exc:
+                    replies[i] = exc
+        if retry.resend_after_refusal(cmds, replies):
+            return [], retry.first_error(replies), True
+        return replies, None, sent
 
     def primaries(self) -> list[Node]:
         return list(self.client.get_primaries())
@@ -288,10 +440,9 @@ class ClusterTransport:
             self._client.close()
 
 
-def cluster_kwargs(cfg: RedisConfig, retry_class: Any) -> dict[str, Any]:
-    """Keyword arguments of a redis-py RedisCluster (sync or asyncio) for ``cfg``."""
+def cluster_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+    """Keyword arguments of a redis-py RedisCluster for ``cfg`` (it retries nothing itself)."""
     # typed as Any: the installed types-redis stubs predate these redis-py names
-    backoff: Any = redis.backoff
     cluster: Any = redis.cluster
     kwargs = {k: v for k, v in cfg.connection.items() if k != "db"}
     if "ssl_cert_reqs" in kwargs:
@@ -299,10 +450,7 @@ def cluster_kwargs(cfg: RedisConfig, retry_class: Any) -> dict[str, Any]:
     return dict(
         kwargs,
         startup_nodes=[cluster.ClusterNode(h, p) for h, p in cfg.hosts],
-        retry=retry_class(
-            backoff.ExponentialWithJitterBackoff(cap=cfg.retry.cap, base=cfg.retry.base),
-            cfg.retry.retries,
-        ),
+        retry=_NO_RETRY,
         load_balancing_strategy=(
             cluster.LoadBalancingStrategy.ROUND_ROBIN if cfg.read_from_replicas else None
         ),
