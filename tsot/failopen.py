@@ -9,7 +9,9 @@ What a call gets while the backend is out depends on its kind (``KINDS``): a rea
 write (``set``, ``set_many``, ``add``) is skipped, but an invalidation (``delete``,
 ``delete_many``, ``clear``, ``expire``) raises BackendUnavailable unless
 ``fail_open_invalidation`` is on: a logout or a purge must not report success when it did not
-happen. ``incr`` always raises (no number can be made up).
+happen. ``incr`` always raises (no number can be made up). An OutcomeUnknown (an ``add`` or
+``incr`` whose reply was lost after it was sent: it may have run) is raised too, never turned
+into a fallback: ``add`` answering False would report the caller's own lock as someone else's.
 
 A WriteRefused (the server is up and refused to store: full, no permission) is not an outage:
 it never opens the breaker. A refused write is reported (logged, counted) and skipped; a refused
@@ -28,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 from .backends.base import TTL_MISSING, AsyncBackend, Backend, backend_stats
-from .errors import BackendUnavailable, WriteRefused
+from .errors import BackendUnavailable, OutcomeUnknown, WriteRefused
 from .logs import limited
 
 Clock = Callable[[], float]
@@ -187,8 +189,8 @@ class _Guard:
             self._where,
             exc,
         )
-        if fallback is None:
-            raise exc
+        if fallback is None or isinstance(exc, OutcomeUnknown):
+            raise exc  # an add that may have run is not a skipped write (nor an incr a miss)
         breaker.count(_SKIPPED[kind])
         return fallback(*args)
 

@@ -14,8 +14,10 @@ from tsot import AsyncStorage, Storage
 
 
 def backend(store: Any) -> Any:
-    """The memcached backend of a Storage or of a SyncView over an AsyncStorage."""
-    return store.backend if isinstance(store, Storage) else store._target.backend
+    """The memcached backend of a Storage or of a SyncView over an AsyncStorage (under
+    fail_open, the backend inside the guard)."""
+    found = store.backend if isinstance(store, Storage) else store._target.backend
+    return getattr(found, "inner", found)
 
 
 @dataclass

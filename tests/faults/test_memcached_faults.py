@@ -21,7 +21,7 @@ from tests.faults.proxy import FaultProxy
 from tests.helpers import LoopThread
 from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server
-from tsot import BackendUnavailable, TsotError
+from tsot import BackendUnavailable, OutcomeUnknown, TsotError
 
 pytestmark = pytest.mark.server
 
@@ -61,7 +61,7 @@ def test_incr_whose_reply_is_lost_is_not_sent_again(rig: Rig) -> None:
     store = rig.open()
     store.store_int("n", 100)
     fault = rig.proxies[rig.owner(store, "n")].drop_reply(match=b"ma ")
-    with pytest.raises(BackendUnavailable, match=UNKNOWN):
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
         store.incr("n")
     taken(fault)
     assert store.load_int("n") == 101
@@ -72,7 +72,7 @@ def test_incr_cut_mid_reply_is_not_sent_again(rig: Rig) -> None:
     store = rig.open()
     store.store_int("n", 100)
     fault = rig.proxies[rig.owner(store, "n")].cut_reply(after=3, match=b"ma ")
-    with pytest.raises(BackendUnavailable, match=UNKNOWN):
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
         store.incr("n", 5)
     taken(fault)
     assert store.load_int("n") == 105
@@ -84,7 +84,7 @@ def test_decr_by_compare_and_swap_is_not_sent_again(rig: Rig) -> None:
     store = rig.open()
     store.store_int("n", 100)
     fault = rig.proxies[rig.owner(store, "n")].drop_reply(match=b" MD ")
-    with pytest.raises(BackendUnavailable, match=UNKNOWN):
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
         store.decr("n", 3)
     taken(fault)
     assert store.load_int("n") == 97
@@ -95,11 +95,29 @@ def test_add_whose_reply_is_lost_never_reports_its_own_value_as_taken(rig: Rig) 
     caller's own value), so the lock looked taken by someone else for its whole TTL."""
     store = rig.open()
     fault = rig.proxies[rig.owner(store, "lock")].drop_reply(match=b" ME")
-    with pytest.raises(BackendUnavailable, match=UNKNOWN):
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
         store.add("lock", "me", 60)
     taken(fault)
     assert store.load("lock") == "me"
     assert store.add("lock", "other") is False
+
+
+def test_under_fail_open_a_lost_reply_is_still_an_unknown_outcome(rig: Rig) -> None:
+    """fail_open turns outages into misses and skipped writes, but an add or incr that may have
+    run is neither: it raises, so a lock is never reported taken by someone else while the key
+    holds the caller's own value, and no counter value is made up."""
+    store = rig.open(fail_open=True, probe_interval=0)
+    fault = rig.proxies[rig.owner(store, "lock")].drop_reply(match=b" ME")
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
+        store.add("lock", "me", 60)
+    taken(fault)
+    assert store.load("lock") == "me"
+    store.store_int("n", 100)
+    fault = rig.proxies[rig.owner(store, "n")].drop_reply(match=b"ma ")
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
+        store.incr("n")
+    taken(fault)
+    assert store.load_int("n") == 101
 
 
 # -- idempotent commands are retried ---------------------------------------------------------
@@ -189,7 +207,7 @@ def test_a_timeout_is_not_retried_on_its_server(rig: Rig) -> None:
     proxy = rig.proxies[owner]
     fault = proxy.blackhole(count=None, match=b"ma ")  # every incr request it sees
     started = time.monotonic()
-    with pytest.raises(BackendUnavailable, match=UNKNOWN):
+    with pytest.raises(OutcomeUnknown, match=UNKNOWN):
         store.incr("n")
     elapsed = time.monotonic() - started
     taken(fault)  # sent once: not again on a new connection
@@ -260,18 +278,18 @@ def test_django_add_lock_and_incr_under_a_lost_reply(
     with override_settings(CACHES=setting):
         cache = caches["default"]
         fault = proxy.drop_reply(match=b" ME")
-        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+        with pytest.raises(OutcomeUnknown, match=UNKNOWN):
             cache.add("lock", "me", 60)
         taken(fault)
         assert cache.get("lock") == "me"
         fault = proxy.drop_reply(match=b" ME")
-        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+        with pytest.raises(OutcomeUnknown, match=UNKNOWN):
             loop_thread.run(cache.aadd("alock", "me", 60))
         taken(fault)
         assert cache.get("alock") == "me"
         cache.set("n", 100)
         fault = proxy.drop_reply(match=b"ma ")
-        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+        with pytest.raises(OutcomeUnknown, match=UNKNOWN):
             cache.incr("n")
         taken(fault)
         assert cache.get("n") == 101
@@ -287,13 +305,13 @@ def test_flask_add_and_inc_under_a_lost_reply(
                                "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}"})
     with app.app_context():
         fault = proxy.drop_reply(match=b" ME")
-        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+        with pytest.raises(OutcomeUnknown, match=UNKNOWN):
             cache.add("lock", "me")
         taken(fault)
         assert cache.get("lock") == "me"
         cache.set("n", 100)
         fault = proxy.drop_reply(match=b"ma ")
-        with pytest.raises(BackendUnavailable, match=UNKNOWN):
+        with pytest.raises(OutcomeUnknown, match=UNKNOWN):
             cache.cache.inc("n")
         taken(fault)
         assert cache.get("n") == 101

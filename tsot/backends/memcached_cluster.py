@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import BackendUnavailable, TsotError
+from ..errors import BackendUnavailable, OutcomeUnknown, TsotError
 from ..logs import limited
 
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
@@ -138,9 +138,9 @@ def translate(name: str, exc: BaseException, timeout: float | None) -> Exception
     return BackendUnavailable(f"cannot talk to memcached {name}: {type(exc).__name__}: {exc}")
 
 
-def unknown_outcome(name: str, error: Exception) -> BackendUnavailable:
+def unknown_outcome(name: str, error: Exception) -> OutcomeUnknown:
     """The error of a request that is not idempotent and may have run: it is never re-sent."""
-    return BackendUnavailable(
+    return OutcomeUnknown(
         f"{error}; the request was sent, so its outcome is unknown (it may have been applied): "
         "incr, add and compare-and-swap are never sent twice or to another server"
     )

@@ -53,6 +53,20 @@ def test_add_is_not_resent_after_a_lost_reply(proxied: Proxied,
     assert store.add("lock", "other") is False
 
 
+def test_under_fail_open_a_lost_add_reply_is_still_an_unknown_outcome(
+    proxied: Proxied, opener: Callable[..., Any]
+) -> None:
+    """fail_open skips writes during an outage, but an add that may have taken the lock is not
+    a skipped write: answering False would report the caller's own lock as someone else's."""
+    store = opener(proxied.url, fail_open=True, probe_interval=0)
+    fault = proxied.proxy.drop_reply(match=b"NX")
+    with pytest.raises(OutcomeUnknown, match="SET"):
+        store.add("lock", "me")
+    assert fault.hits == 1
+    assert store.load("lock") == "me"
+    assert store.add("lock", "other") is False
+
+
 @pytest.mark.parametrize("call", ["store", "load", "delete", "expire", "load_many"])
 def test_idempotent_commands_are_resent(proxied: Proxied, opener: Callable[..., Any],
                                         call: str) -> None:
