@@ -1,4 +1,4 @@
-"""The targets of issue 9, each a minimum ratio of a tsot row to a baseline row of one run."""
+"""The benchmark targets, each a minimum ratio of a tsot row to a baseline row of one run."""
 
 from __future__ import annotations
 

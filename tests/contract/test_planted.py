@@ -128,7 +128,7 @@ def test_planted_bytes_are_a_miss_or_their_exact_value(
 
 
 def test_poison_values_are_counted_misses(opener: Callable[..., Any], target: Target) -> None:
-    """The cases issue 16 saw raise, read through every backend's single and many paths."""
+    """The poison values that used to raise, read through every backend's single and many paths."""
     store = opener(max_value_size=1 << 20)
     planter = Planter(target, store)
     poison = {

@@ -110,7 +110,7 @@ def test_signer_repr_hides_secret() -> None:
     assert "topsecret" not in repr(Codec(signer=Signer(["topsecret"])))
 
 
-# -- issue 16: whoever can write to the cache gains nothing ----------------------------------
+# -- whoever can write to the cache gains nothing -------------------------------------------
 
 SECRET = "a-signing-secret-of-32-bytes-ok!"
 OTHER = "another-secret-also-32-bytes-ok!"
