@@ -279,7 +279,9 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
         "password": options["sentinel_password"],
         "socket_timeout": _share(options["socket_timeout"], share),
         "socket_connect_timeout": _share(options["socket_connect_timeout"], share),
-        "protocol": options["protocol"],
+        # discovery only (SENTINEL commands): RESP2 whatever the data connections speak, which
+        # every supported redis-py parses (6.x fails on RESP3 SENTINEL MASTERS replies)
+        "protocol": 2,
     }
     # The pool key covers everything that shapes a connection, credentials included, hashed so
     # that no secret sits in the registry's keys.
