@@ -140,8 +140,13 @@ def flask(name: str, role: Role, config: dict[str, Any]) -> Contender:
     return Contender(name, role, api=api, flask=bench)
 
 
-def core(url: str, **options: Any) -> list[Contender]:
-    """tsot's ``Storage`` and ``AsyncStorage`` on ``url`` (TTL 300 s like the others)."""
+SIGNING_SECRET = "benchmark-signing-secret-32-bytes"
+"""The secret of the signing rows (``signing``): only its length matters to the cost."""
+
+
+def core(url: str, label: str = "", **options: Any) -> list[Contender]:
+    """tsot's ``Storage`` and ``AsyncStorage`` on ``url`` (TTL 300 s like the others); ``label``
+    is added to both names (rows of the same storage with other options)."""
 
     @functools.cache
     def storage() -> Any:
@@ -160,6 +165,16 @@ def core(url: str, **options: Any) -> list[Contender]:
         return Api(s.load, s.store, s.add, s.delete, s.incr, s.load_many, s.store_many, True)
 
     return [
-        Contender("tsot Storage", "tsot", api=api),
-        Contender("tsot AsyncStorage", "tsot", aapi=aapi),
+        Contender(f"tsot Storage{label}", "tsot", api=api),
+        Contender(f"tsot AsyncStorage{label}", "tsot", aapi=aapi),
+    ]
+
+
+def signing(url: str) -> list[Contender]:
+    """What signing costs: ``Storage`` rows with a secret, signing serialized objects only (the
+    core default; the signature covers the stored key) and everything but ints (``sign="all"``,
+    the adapters' default on Redis and memcached). Compare with the unsigned "tsot Storage"."""
+    return [
+        *core(url, ", signed objects", secret=SIGNING_SECRET)[:1],
+        *core(url, ", sign=all", secret=SIGNING_SECRET, sign="all")[:1],
     ]

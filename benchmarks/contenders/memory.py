@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .base import Api, Contender, Kind, core, django, flask
+from .base import Api, Contender, Kind, core, django, flask, signing
 
 # Every bounded cache gets room for the whole run, so no one is measured while culling.
 ENTRIES = 2_000_000
@@ -75,6 +75,7 @@ def memory_kind(_where: str, _tmp: Path) -> Kind:
         django("Django LocMemCache", "peer", "memory-locmem"),
         flask("Flask-Caching SimpleCache", "peer", flask_simple),
         *core(f"memory://bench-core?max_entries={ENTRIES}"),
+        *signing(f"memory://bench-signed?max_entries={ENTRIES}"),
         django("tsot_django MemoryCache", "tsot", "memory-tsot"),
         flask("tsot_flask MemoryCache", "tsot", flask_tsot),
     ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import TTL, Api, Contender, Kind, core, django, dumps, flask, loads
+from .base import TTL, Api, Contender, Kind, core, django, dumps, flask, loads, signing
 
 
 class RawRedis:
@@ -110,6 +110,7 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
               {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url}),
         tsot_core,
         tsot_async,
+        *signing(url),
         dj_tsot,
         flask("tsot_flask RedisCache", "tsot",
               {"CACHE_TYPE": "tsot_flask.RedisCache", "CACHE_REDIS_URL": url}),
