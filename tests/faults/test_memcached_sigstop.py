@@ -24,7 +24,7 @@ from flask import Flask
 from flask_caching import Cache
 
 from tests.helpers import FakeClock, LoopThread, SyncView
-from tests.servers.memcached import start_memcached
+from tests.servers.memcached import own_servers
 from tests.servers.proc import Server
 from tsot import AsyncStorage, BackendUnavailable, Storage
 
@@ -39,14 +39,8 @@ OPTIONS = "timeout=0.3&dead_timeout=10"
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[list[Server]]:
-    servers: list[Server] = []
-    try:
-        for i in range(2):
-            servers.append(start_memcached(tmp_path, f"pair-{i}"))
+    with own_servers(tmp_path, 2, "pair") as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()  # SIGCONT first: a frozen server is stopped too
 
 
 def freeze(server: Server) -> None:

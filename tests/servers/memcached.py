@@ -6,6 +6,7 @@ a plugin, so it cannot be assertion-rewritten (and holds no asserts).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,14 +79,22 @@ def memcached3_target(memcached3_url: str) -> Target:
     return Target(url=memcached3_url, caps=frozenset({"bigint", "server"}))
 
 
-@pytest.fixture
-def memcached_fresh3(tmp_path: Path) -> Iterator[list[Server]]:
-    """Three servers of this test's own, for tests that stop one of them."""
+@contextlib.contextmanager
+def own_servers(directory: Path, count: int, name: str) -> Iterator[list[Server]]:
+    """``count`` memcached servers of the caller's own, all stopped on the way out (a SIGSTOPped
+    one too: stop sends SIGCONT first)."""
     servers: list[Server] = []
     try:
-        for i in range(3):
-            servers.append(start_memcached(tmp_path, f"fresh-{i}"))
+        for i in range(count):
+            servers.append(start_memcached(directory, f"{name}-{i}"))
         yield servers
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def memcached_fresh3(tmp_path: Path) -> Iterator[list[Server]]:
+    """Three servers of this test's own, for tests that stop one of them."""
+    with own_servers(tmp_path, 3, "fresh") as servers:
+        yield servers

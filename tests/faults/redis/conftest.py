@@ -7,6 +7,7 @@ test states a fault once and checks both twins.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tests.faults.proxy import FaultProxy
 from tests.helpers import LoopThread, SyncView
 from tests.servers.proc import Server, free_port, need_program, wait_for
 from tests.servers.redis import SERVICE, start_single
-from tsot import AsyncStorage, Storage
+from tsot import AsyncStorage, BackendUnavailable, Storage
 
 # short timeouts and quick retries: every fault here costs well under a second
 FAST = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retry_backoff": 0.01}
@@ -109,3 +110,13 @@ def proxied_sentinel(tmp_path: Path, proxied: Proxied) -> Iterator[ProxiedSentin
         yield ProxiedSentinel(proxied.server, proxied.proxy, sentinel)
     finally:
         sentinel.stop()
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, BaseException]:
+    """How long ``call`` took to raise BackendUnavailable (printed: ``pytest -s``)."""
+    start = time.monotonic()
+    with pytest.raises(BackendUnavailable) as info:
+        call()
+    took = time.monotonic() - start
+    print(f"\n{took:.2f}s: {type(info.value).__name__}: {info.value}")
+    return took, info.value

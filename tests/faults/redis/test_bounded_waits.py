@@ -3,30 +3,19 @@ command (Redis, one server behind a proxy that swallows replies)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.faults.proxy import Kind
-from tests.faults.redis.conftest import Proxied
-from tsot import BackendUnavailable, OutcomeUnknown
+from tests.faults.redis.conftest import Proxied, timed
+from tsot import OutcomeUnknown
 
 pytestmark = pytest.mark.server
 
 TIMEOUT = 0.5
 BOUND = TIMEOUT + 0.4  # one timeout plus scheduling on a busy machine; two would be 1.0
-
-
-def timed(call: Callable[[], Any]) -> tuple[float, BaseException]:
-    """How long ``call`` took to raise BackendUnavailable (printed: ``pytest -s``)."""
-    start = time.monotonic()
-    with pytest.raises(BackendUnavailable) as info:
-        call()
-    took = time.monotonic() - start
-    print(f"\n{took:.2f}s: {type(info.value).__name__}: {info.value}")
-    return took, info.value
 
 
 @pytest.mark.parametrize("call", ["load", "store", "incr", "load_many", "store_many"])

@@ -4,7 +4,6 @@ call (redis-py's own retries used to multiply it), sync and asyncio."""
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,25 +12,16 @@ import pytest
 from redis.crc import key_slot
 
 from tests.faults.proxy import FaultProxy
+from tests.faults.redis.conftest import timed
 from tests.reliability.conftest import Silent
 from tests.servers.proc import wait_for
 from tests.servers.redis import Cluster, SentinelSet, start_cluster, start_sentinel_set
-from tsot import BackendUnavailable, OutcomeUnknown
+from tsot import OutcomeUnknown
 
 pytestmark = pytest.mark.server
 
 TIMEOUT = 0.5
 BOUND = TIMEOUT + 0.4  # one timeout plus scheduling; the old code took 1.7 s (6.2 s for incr)
-
-
-def timed(call: Callable[[], Any]) -> tuple[float, BaseException]:
-    """How long ``call`` took to raise BackendUnavailable (printed: ``pytest -s``)."""
-    start = time.monotonic()
-    with pytest.raises(BackendUnavailable) as info:
-        call()
-    took = time.monotonic() - start
-    print(f"\n{took:.2f}s: {type(info.value).__name__}: {info.value}")
-    return took, info.value
 
 
 @pytest.fixture(scope="module")
