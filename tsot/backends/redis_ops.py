@@ -199,14 +199,13 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
     INCRBY refuses a stored value that is not a 64-bit integer and a result past 64 bits; the
     script then decides between an exact result and WrongType.
     """
-    not_int = f"value of key {shown(key)} is not an integer"
     if create and INT64_MIN <= delta <= INT64_MAX:
         try:
             (reply,) = yield [("INCRBY", key, delta)], None
             return int(reply)
         except ResponseError as exc:
             if is_wrongtype(exc):
-                raise WrongType(not_int) from exc
+                raise WrongType(_not_int(key)) from exc
     args = (1, key, format_int(delta), b"1" if create else b"0", MAX_INT_DIGITS)
     try:
         try:
@@ -215,20 +214,24 @@ def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
             (reply,) = yield [("EVAL", INCR_SCRIPT, *args)], None
     except ResponseError as exc:
         if is_wrongtype(exc):
-            raise WrongType(not_int) from exc
+            raise WrongType(_not_int(key)) from exc
         if "tsot: the result has more than" in str(exc):
             raise SerializationError(
                 f"incr of key {shown(key)} would store an int of more than "
                 f"{MAX_INT_DIGITS} digits; nothing was written"
             ) from None  # a refusal, not a driver failure (Django would unwrap the cause)
         raise
-    return None if reply is None else _reply_int(reply, not_int)
+    return None if reply is None else _reply_int(reply, key)
 
 
-def _reply_int(reply: Any, not_int: str) -> int:
+def _not_int(key: bytes) -> str:
+    return f"value of key {shown(key)} is not an integer"  # made only when raised: not per call
+
+
+def _reply_int(reply: Any, key: bytes) -> int:
     value = parse_int(reply if isinstance(reply, bytes) else str(reply).encode())
     if value is None:
-        raise WrongType(not_int)
+        raise WrongType(_not_int(key))
     return value
 
 
