@@ -201,12 +201,18 @@ class FaultProxy:
             for sock in (client, server):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # also wakes a send blocked on a full buffer
+        # join until none is left: a connection accepted while stop() ran may have spawned its
+        # relay after the list above was taken (it sees the stop flag within one tick)
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
+        while True:
+            alive = [t for t in list(self._threads) if t.is_alive()]
+            left = deadline - time.monotonic()
+            if not alive or left <= 0:
+                break
+            alive[0].join(min(left, _TICK))
         if alive:
-            raise RuntimeError(f"proxy threads still running after {timeout}s: {alive}")
+            names = [t.name for t in alive]
+            raise RuntimeError(f"proxy threads still running after {timeout}s: {names}")
 
     def _spawn(self, target: object, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True,  # type: ignore[arg-type]
@@ -221,6 +227,9 @@ class FaultProxy:
             except TimeoutError:
                 continue
             except OSError:
+                return
+            if self._stop.is_set():
+                _reset(client)
                 return
             with self._lock:
                 refuse = self._refuse is None or self._refuse > 0
