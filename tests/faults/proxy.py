@@ -158,15 +158,21 @@ class FaultProxy:
         The relay threads close their own sockets: here they are only woken (``shutdown`` of
         the reading side ends a blocked ``recv`` or ``select``; ``close`` from another thread
         would not)."""
+        relays = self._kill_relays(socket.SHUT_RD)
+        with self._ended:  # return once they are reset: a request sent next needs a new one
+            self._ended.wait_for(lambda: all(c.closed for c, _, _ in relays), timeout=5.0)
+
+    def _kill_relays(self, how: int) -> list[tuple[Connection, socket.socket, socket.socket]]:
+        """Mark every open relay killed and wake its thread (``shutdown(how)`` of both sockets);
+        the relays, as they were."""
         with self._lock:
             relays = list(self._relays.values())
         for conn, client, server in relays:
             conn.killed = True
             for sock in (client, server):
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RD)
-        with self._ended:  # return once they are reset: a request sent next needs a new one
-            self._ended.wait_for(lambda: all(c.closed for c, _, _ in relays), timeout=5.0)
+                    sock.shutdown(how)
+        return relays
 
     def _take(self, request: bytes, conn: Connection) -> Fault | None:
         with self._lock:
@@ -194,13 +200,7 @@ class FaultProxy:
         self._stop.set()
         with contextlib.suppress(OSError):
             self._listener.close()
-        with self._lock:
-            relays = list(self._relays.values())
-        for conn, client, server in relays:
-            conn.killed = True
-            for sock in (client, server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # also wakes a send blocked on a full buffer
+        self._kill_relays(socket.SHUT_RDWR)  # RDWR also wakes a send blocked on a full buffer
         # join until none is left: a connection accepted while stop() ran may have spawned its
         # relay after the list above was taken (it sees the stop flag within one tick)
         deadline = time.monotonic() + timeout
