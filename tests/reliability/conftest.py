@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.servers.proc import Server
 from tests.servers.redis import Program, start_single
@@ -89,3 +90,16 @@ def unreachable() -> Iterator[Unreachable]:
     server = Unreachable()
     yield server
     server.close()
+
+
+@pytest.fixture
+def raw(redis_server: Server) -> Iterator[redis.Redis[bytes]]:
+    """A plain redis-py client on the session's server: what a cache writer would use."""
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def url(redis_server: Server) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/0"

@@ -14,7 +14,7 @@ import logging
 import os
 import pickle
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import redis
 from django.core.cache import caches
 from django.test import override_settings
 
-from tests.servers.proc import Server
 from tsot import AsyncStorage, Storage
 
 pytestmark = [pytest.mark.server, pytest.mark.usefixtures("every_warning")]
@@ -57,18 +56,6 @@ WARNINGS = {
     "forged": "signature does not match",
     "forged-zlib": "signature does not match",
 }
-
-
-@pytest.fixture
-def raw(redis_server: Server) -> Iterator[redis.Redis[bytes]]:
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def url(redis_server: Server) -> str:
-    return f"redis://127.0.0.1:{redis_server.port}/0"
 
 
 def test_the_payload_is_live(

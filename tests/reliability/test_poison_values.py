@@ -12,7 +12,6 @@ import logging
 import pickle
 import sys
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from django.test import override_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.servers.proc import Server
 from tsot.codec import MISS, Codec
 
 pytestmark = [pytest.mark.server, pytest.mark.usefixtures("every_warning")]
@@ -46,18 +44,6 @@ def _no_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     """Readers without the zstd and lz4 extras (the Z and L payloads then need a missing one)."""
     monkeypatch.setitem(sys.modules, "zstandard", None)
     monkeypatch.setitem(sys.modules, "lz4.frame", None)
-
-
-@pytest.fixture
-def raw(redis_server: Server) -> Iterator[redis.Redis[bytes]]:
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def url(redis_server: Server) -> str:
-    return f"redis://127.0.0.1:{redis_server.port}/0"
 
 
 def _only_key(raw: redis.Redis[bytes], pattern: str) -> bytes:
