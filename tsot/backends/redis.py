@@ -11,7 +11,7 @@ import asyncio
 import functools
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import require
 
@@ -30,8 +30,12 @@ from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_local import settings  # noqa: E402
 from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
+
+if TYPE_CHECKING:
+    from .redis_cached import LocalCachedAsync, LocalCachedSync
 
 T = TypeVar("T")
 
@@ -144,6 +148,11 @@ class RedisSync:
         groups = ops.slot_groups(keys, self._cluster)
         replies = self._t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
+
+    @_sync
+    def get_ttl(self, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
+        """Each key's value and PTTL, in one round trip (the local cache's misses)."""
+        return ops.pairs(self._t.pipeline(ops.get_ttl_cmds(keys), read=True))
 
     @_sync
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
@@ -264,6 +273,11 @@ class RedisAsync:
         replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
+    @_async
+    async def get_ttl(self, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
+        """See ``RedisSync.get_ttl``."""
+        return ops.pairs(await (await self._tp()).pipeline(ops.get_ttl_cmds(keys), read=True))
+
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
         cmd = ops.set_cmd(key, value, ttl_ms)
         try:
@@ -338,13 +352,27 @@ class RedisBackend:
         return parse(location, options)
 
     @classmethod
-    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
+    def open(
+        cls, location: Location, options: Mapping[str, Any], prefix: bytes
+    ) -> RedisSync | LocalCachedSync:
         cfg = parse(location, options)
-        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)))
+        backend = RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)))
+        local = settings(options, cfg.name)
+        if local is None:
+            return backend
+        from .redis_cached import LocalCachedSync, tracking
+
+        return LocalCachedSync(backend, tracking(cfg, local, prefix))
 
     @classmethod
     def open_async(
         cls, location: Location, options: Mapping[str, Any], prefix: bytes
-    ) -> RedisAsync:
+    ) -> RedisAsync | LocalCachedAsync:
         cfg = parse(location, options)
-        return RedisAsync(shared(("redis-async", cfg.key), lambda: LoopTransports(cfg)))
+        backend = RedisAsync(shared(("redis-async", cfg.key), lambda: LoopTransports(cfg)))
+        local = settings(options, cfg.name)
+        if local is None:
+            return backend
+        from .redis_cached import LocalCachedAsync, tracking
+
+        return LocalCachedAsync(backend, tracking(cfg, local, prefix))

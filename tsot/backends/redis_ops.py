@@ -143,6 +143,16 @@ def expire_cmds(key: bytes, ttl_ms: int | None) -> list[Cmd]:
     return [("PEXPIRE", key, ttl_ms)]
 
 
+def get_ttl_cmds(keys: Sequence[bytes]) -> list[Cmd]:
+    """GET and PTTL of each key, side by side (one round trip; per key, one slot)."""
+    return [cmd for key in keys for cmd in (("GET", key), ("PTTL", key))]
+
+
+def pairs(replies: Sequence[Any]) -> list[tuple[bytes | None, int]]:
+    """The replies of ``get_ttl_cmds``: (value, PTTL) per key."""
+    return list(zip(replies[::2], replies[1::2], strict=True))
+
+
 def is_wrongtype(exc: ResponseError) -> bool:
     return str(exc).startswith("WRONGTYPE")
 
