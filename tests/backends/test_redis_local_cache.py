@@ -216,7 +216,7 @@ def test_lru_bounds_hold(opener: Callable[..., Any], program: Program, server: S
     assert served_locally(store, "k19") == 19
 
 
-# -- the server's own changes -----------------------------------------------------------------------
+# -- the server's own changes ----------------------------------------------------------------------
 
 
 def test_server_expiry_invalidates(
