@@ -65,9 +65,7 @@ def own_server(program: Program, tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(params=["sync", "async"])
-def opener(
-    request: pytest.FixtureRequest, loop_thread: LoopThread
-) -> Callable[..., Any]:
+def opener(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Callable[..., Any]:
     """Open a Storage, or an AsyncStorage driven through a SyncView, with the local cache on."""
 
     def open_(url: str, namespace: str, **options: Any) -> Any:
