@@ -212,8 +212,10 @@ class Tracking:
     def up(self, listener: Listener) -> None:
         with self._lock:
             self._up.add(listener)
-            live = not self._closed.is_set() and self._up == set(self._listeners.values())
-            self.store.set_live(live)  # empties the table either way: a fresh start
+            self.store.set_live(self._all_up())  # empties the table either way: a fresh start
+
+    def _all_up(self) -> bool:
+        return not self._closed.is_set() and self._up == set(self._listeners.values())
 
     def down(self, listener: Listener) -> None:
         with self._lock:
@@ -270,12 +272,13 @@ class Tracking:
             return
         self._seen = primaries
         with self._lock:
-            self.store.set_live(False)
             gone = [lb for lb in self._listeners if lb not in primaries]
             for label in gone:
                 old = self._listeners.pop(label)
                 self._up.discard(old)
                 old.stop()
+            # empty either way; live again at once if every listener is still up
+            self.store.set_live(self._all_up())
         for address in primaries:
             if address not in self._listeners:
                 host, port = address.rsplit(":", 1)
