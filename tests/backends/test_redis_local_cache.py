@@ -7,8 +7,10 @@ never sleeps a fixed time and never asserts on durations. Deadlines run on an in
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -343,3 +345,29 @@ def test_bad_local_options_are_refused(server: Server, program: Program) -> None
             f"{program.name}+sentinel://127.0.0.1:1/mymaster?local_cache=true",
             read_from_replicas=True,
         )
+
+
+def test_a_forked_child_never_serves_the_parents_table(program: Program, server: Server) -> None:
+    space = ns()
+    store = live(Storage.from_url(url_of(program, server), namespace=space, local_cache=True))
+    write(store, "k", "v1")
+    assert store.load("k") == "v1"
+    assert stat(store, "entries") == 1
+    read, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: no listener thread here, so nothing may be served locally
+        try:
+            raw(server).set(f"{space}:k".encode(), b"sv2")
+            got = [store.load("k") for _ in range(3)]
+            child = Storage.from_url(url_of(program, server), namespace=space, local_cache=True)
+            until(lambda: child.stats()["local_live"] == 1, "the child's own listener")
+            ok = got == ["v2"] * 3 and stat(store, "entries") == 0 and child.load("k") == "v2"
+            os.write(write_end, b"ok" if ok else repr((got, store.stats())).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert os.read(read, 4096) == b"ok"
+    os.close(read)

@@ -212,6 +212,12 @@ class LocalStore:
             self._reset()
             self.live = live
 
+    def orphan(self) -> None:
+        """A forked child's copy: empty, down, with a new lock (another thread may have held
+        the old one at the fork)."""
+        self._lock = threading.Lock()
+        self.set_live(False)
+
     # -- helpers, lock held ----------------------------------------------------------------------
 
     def _drop(self, key: bytes) -> None:

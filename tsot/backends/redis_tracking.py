@@ -17,9 +17,11 @@ primary, and empties the cache whenever the primaries or their slots change.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -162,6 +164,7 @@ class Tracking:
     """The listeners of one storage (config and namespace) and the local store they keep."""
 
     def __init__(self, cfg: RedisConfig, prefix: bytes, store: LocalStore) -> None:
+        _hubs.add(self)
         self.cfg = cfg
         self.prefix = prefix
         self.store = store
@@ -284,6 +287,15 @@ class Tracking:
                 host, port = address.rsplit(":", 1)
                 self._add(self._node(host or self.cfg.hosts[0][0], int(port)))
 
+    def orphan(self) -> None:
+        """In a forked child: down for good. The locks are new, since a thread of the parent
+        may have held them at the fork."""
+        self._lock = threading.Lock()
+        self._closed.set()
+        self._listeners.clear()
+        self._up.clear()
+        self.store.orphan()
+
     def close(self) -> None:
         """Stop every listener (tests; a process normally keeps them until it exits)."""
         self._closed.set()
@@ -296,3 +308,17 @@ class Tracking:
             listener.join(5)
         if self._supervisor is not None:
             self._supervisor.join(5)
+
+
+_hubs: weakref.WeakSet[Tracking] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child the listener threads are gone: every table of the parent stops serving
+    (a Storage opened before the fork reads the server; one opened in the child, which is what
+    Django and the registries do, gets listeners of its own)."""
+    for hub in list(_hubs):
+        hub.orphan()
+
+
+os.register_at_fork(after_in_child=_after_fork)
