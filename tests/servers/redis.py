@@ -25,6 +25,7 @@ from tests.servers.proc import Server, free_port, need_program, unavailable, wai
 CONTRACT_SPECS = [
     Spec("redis", "redis_target", ("server",)),
     Spec("redis-resp3", "redis_resp3_target", ("server",)),
+    Spec("redis-local", "redis_local_target", ("server",)),
     Spec("redis-cluster", "redis_cluster_target", ("server",)),
     Spec("redis-sentinel", "redis_sentinel_target", ("server",)),
 ]
@@ -321,6 +322,15 @@ def redis_target(redis_url: str) -> Target:
 def redis_resp3_target(redis_url: str) -> Target:
     """The single server again, spoken to in RESP3 (``HELLO 3``) by sync and asyncio alike."""
     return Target(url=f"{redis_url}?protocol=3", caps=frozenset({"bigint", "server"}))
+
+
+@pytest.fixture
+def redis_local_target(redis_url: str) -> Iterator[Target]:
+    """The single server again, through the local cache (``local_cache=true``)."""
+    from tsot.backends.redis_cached import close_all
+
+    yield Target(url=f"{redis_url}?local_cache=true", caps=frozenset({"bigint", "server"}))
+    close_all()
 
 
 @pytest.fixture
