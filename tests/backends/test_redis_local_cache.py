@@ -145,6 +145,19 @@ def test_another_clients_write_is_seen(
     assert stat(store, "entries") in (0, 1)
 
 
+def test_resp3_data_connections(
+    opener: Callable[..., Any], program: Program, server: Server
+) -> None:
+    """The listener speaks RESP2 pub/sub whatever the data connections speak."""
+    space = ns()
+    store = live(opener(url_of(program, server), space, protocol=3))
+    write(store, "k", "v1")
+    assert store.load("k") == "v1"
+    assert served_locally(store, "k") == "v1"
+    raw(server).set(f"{space}:k".encode(), b"sv2")
+    until(lambda: store.load("k") == "v2", "the other client's value")
+
+
 def test_sync_and_async_share_one_table(
     loop_thread: LoopThread, program: Program, server: Server
 ) -> None:
