@@ -8,6 +8,7 @@ never sleeps a fixed time and never asserts on durations. Deadlines run on an in
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 import warnings
@@ -384,3 +385,21 @@ def test_a_forked_child_never_serves_the_parents_table(program: Program, server:
     os.waitpid(pid, 0)
     assert os.read(read, 4096) == b"ok"
     os.close(read)
+
+
+def test_a_frozen_server_is_noticed_by_the_heartbeat(program: Program, own_server: Server) -> None:
+    """No reset, no close: the listener's PING goes unanswered within socket_timeout."""
+    store = live(
+        Storage.from_url(
+            url_of(program, own_server), namespace=ns(), local_cache=True, socket_timeout=0.3
+        )
+    )
+    write(store, "k", "v")
+    assert store.load("k") == "v"
+    own_server.signal(signal.SIGSTOP)
+    try:
+        until(lambda: stat(store, "live") == 0, "the heartbeat's verdict")
+        assert stat(store, "entries") == 0
+    finally:
+        own_server.signal(signal.SIGCONT)
+    live(store)
