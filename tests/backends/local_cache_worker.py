@@ -4,7 +4,8 @@
 
 ROLE is ``raw-writer`` (redis-py), ``tsot-writer`` (a Storage with the local cache on: its own
 writes go through the decorator), ``reader`` or ``async-reader`` (a Storage or an AsyncStorage
-with the local cache on). Writers give their keys increasing values; every process prints one
+with the local cache on). Each prints ``ready`` once connected; writers then give their keys
+increasing values for SECONDS, readers read until their stdin closes. Every process prints one
 line per event, with ``time.monotonic()`` (one clock for every process on the machine):
 ``W key n t_ack`` after an acknowledged write, ``R key n t_start`` for a read that returned a
 value (``-`` for none). Errors during faults are expected and skipped.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import threading
 import time
 from typing import Any
 
@@ -23,13 +25,28 @@ def _now() -> float:
     return time.monotonic()
 
 
+def _raw_client(url: str) -> Any:
+    """redis-py for one of the test's URLs: one server, or the primary a Sentinel names."""
+    import redis
+    import redis.sentinel
+
+    timeouts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    scheme, rest = url.split("://", 1)
+    if scheme.endswith("+sentinel"):
+        hosts, service = rest.split("/")[:2]
+        addresses = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in hosts.split(",")]
+        sentinel = redis.sentinel.Sentinel(addresses, sentinel_kwargs=timeouts, **timeouts)
+        return sentinel.master_for(service, **timeouts)
+    # redis-py parses only redis:// URLs; the host and port are the same for valkey://
+    return redis.Redis.from_url(f"redis://{rest}", **timeouts)
+
+
 def raw_writer(url: str, ns: str, seconds: float, rng: random.Random, keys: list[str]) -> None:
     import redis
 
-    # redis-py parses only redis:// URLs; the host and port are the same for valkey://
-    client = redis.Redis.from_url(
-        "redis://" + url.split("://", 1)[1], socket_timeout=0.5, socket_connect_timeout=0.5
-    )
+    client = _raw_client(url)
+    client.ping()
+    print("ready", flush=True)
     n, end = 0, _now() + seconds
     out = []
     while _now() < end:
@@ -49,6 +66,8 @@ def tsot_writer(url: str, ns: str, seconds: float, rng: random.Random, keys: lis
     from tsot import BackendUnavailable, Storage
 
     store = Storage.from_url(url, namespace=ns, local_cache=True, secret=None, **_FAST)
+    store.exists("probe")
+    print("ready", flush=True)
     n, end = 0, _now() + seconds
     out = []
     while _now() < end:
@@ -68,6 +87,18 @@ def tsot_writer(url: str, ns: str, seconds: float, rng: random.Random, keys: lis
 _FAST = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retries": 0}
 
 
+def _until_stdin_closes() -> threading.Event:
+    """Readers run until the test closes their stdin (after the writers are done)."""
+    stop = threading.Event()
+
+    def wait() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    return stop
+
+
 def _line(key: str, value: Any, started: float) -> str:
     return f"R {key} {value if value is not None else '-'} {started:.6f}"
 
@@ -79,9 +110,9 @@ def reader(url: str, ns: str, seconds: float, rng: random.Random, keys: list[str
     while not store.stats()["local_live"]:
         time.sleep(0.001)
     print("ready", flush=True)
-    end = _now() + seconds
+    stop = _until_stdin_closes()
     out = []
-    while _now() < end:
+    while not stop.is_set():
         key = rng.choice(keys)
         started = _now()
         try:
@@ -103,9 +134,9 @@ def async_reader(url: str, ns: str, seconds: float, rng: random.Random, keys: li
         while not (await store.stats())["local_live"]:
             await asyncio.sleep(0.001)
         print("ready", flush=True)
-        end = _now() + seconds
+        stop = _until_stdin_closes()
         out = []
-        while _now() < end:
+        while not stop.is_set():
             key = rng.choice(keys)
             started = _now()
             try:
