@@ -13,7 +13,13 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from tests.backends.test_redis_local_cache import live, served_locally, stat, until, write
 from tests.helpers import LoopThread, SyncView
-from tests.servers.redis import Cluster, SentinelSet, start_cluster, start_sentinel_set
+from tests.servers.redis import (
+    PROGRAMS,
+    Cluster,
+    SentinelSet,
+    start_cluster,
+    start_sentinel_set,
+)
 from tsot import AsyncStorage, Storage
 from tsot.backends.redis_cached import close_all
 from tsot.errors import BackendUnavailable
@@ -74,9 +80,9 @@ def test_cluster_tracks_every_node(
     client.close()
 
 
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    cluster = start_cluster(tmp_path)
+@pytest.fixture(params=PROGRAMS, ids=[p.name for p in PROGRAMS])
+def own_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = start_cluster(tmp_path, program=request.param)
     yield cluster
     cluster.stop()
 
@@ -118,9 +124,9 @@ def test_sentinel_tracks_the_primary(
     primary.close()
 
 
-@pytest.fixture
-def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
-    sset = start_sentinel_set(tmp_path)
+@pytest.fixture(params=PROGRAMS, ids=[p.name for p in PROGRAMS])
+def sentinel_set(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelSet]:
+    sset = start_sentinel_set(tmp_path, program=request.param)
     yield sset
     sset.stop()
 
