@@ -7,6 +7,8 @@ Rows (one run, so the ratios compare like with like):
 
 - Django ``cache.get`` of one hot key: raw redis-py + hiredis, tsot_django RedisCache without
   and with ``local_cache``, tsot_django MemoryCache;
+- Django ``cache.get`` of an absent key (a miss: ``GET`` alone, or ``GET`` + ``PTTL`` pipelined
+  with the local cache);
 - Django ``cache_page`` hits/s: tsot Redis without and with ``local_cache``, tsot memory;
 - invalidation delay: another client's acknowledged ``SET`` until this process stops serving the
   old value, p50/p99/max over many writes. The reader polls in a loop, either yielding with
@@ -120,6 +122,15 @@ def main(argv: list[str]) -> int:
         memory = best(lambda: caches["memory"].get("hot"), n, rounds)
         row("tsot_django MemoryCache", memory, base)
         print(f"  local_cache / memory: {hit / memory:.2f}x")
+
+        print("Django get of a key that is absent (every call reads the server):")
+        absent = best(lambda: caches["plain"].get("absent"), n // 5, rounds)
+        row("tsot_django RedisCache (GET)", absent)
+        row(
+            "tsot_django RedisCache, local_cache (GET + PTTL)",
+            best(lambda: local.get("absent"), n // 5, rounds),
+            absent,
+        )
 
         print("Django cache_page hits:")
         pages = {a: cache_page_run(a) for a in ("plain", "local", "memory")}
