@@ -403,3 +403,25 @@ def test_a_frozen_server_is_noticed_by_the_heartbeat(program: Program, own_serve
     finally:
         own_server.signal(signal.SIGCONT)
     live(store)
+
+
+def test_a_user_who_may_not_track_reads_the_server_and_is_told_why(
+    program: Program, own_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw(own_server).acl_setuser(
+        "app", enabled=True, passwords=["+app-password"], keys=["*"], commands=["+@all", "-client"]
+    )
+    store = Storage.from_url(
+        url_of(program, own_server),
+        namespace=ns(),
+        local_cache=True,
+        username="app",
+        password="app-password",
+    )
+    until(lambda: "NOPERM" in caplog.text or "permission" in caplog.text, "the listener's warning")
+    assert "app-password" not in caplog.text
+    store.store("k", "v")
+    assert store.load("k") == "v"
+    assert store.load("k") == "v"
+    assert stat(store, "live") == 0
+    assert stat(store, "hits") == 0

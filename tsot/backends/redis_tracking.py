@@ -28,7 +28,7 @@ from typing import Any, Final
 import redis.connection
 import redis.sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as RedisRetry
 
 from ..logs import limited
@@ -105,14 +105,16 @@ class Listener:
                 up = True
                 delay = _BACKOFF[0]
                 self._read(conn)
-            except (RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # whatever happens, the listener carries on
                 if not self._stop.is_set():
+                    # a refusal (NOPERM, an unknown command) says why; other errors by type only
+                    why = f"{exc}" if isinstance(exc, ResponseError) else type(exc).__name__
                     limited.warning(
                         f"tracking {self.label}",
                         "Redis local cache: invalidation connection to %s lost (%s); serving "
                         "from the server until it is back",
                         self.label,
-                        type(exc).__name__,
+                        why,
                     )
             finally:
                 if up:
@@ -214,6 +216,8 @@ class Tracking:
 
     def up(self, listener: Listener) -> None:
         with self._lock:
+            if self._listeners.get(listener.label) is not listener:
+                return  # removed (a Cluster node that left) while it connected
             self._up.add(listener)
             self.store.set_live(self._all_up())  # empties the table either way: a fresh start
 
@@ -222,6 +226,8 @@ class Tracking:
 
     def down(self, listener: Listener) -> None:
         with self._lock:
+            if self._listeners.get(listener.label) is not listener:
+                return
             self._up.discard(listener)
             self.store.set_live(False)
 
@@ -231,7 +237,7 @@ class Tracking:
         while not self._closed.is_set():
             try:
                 self._refresh()
-            except (RedisError, OSError, ValueError) as exc:
+            except Exception as exc:  # the supervisor carries on, whatever happens
                 limited.warning(
                     f"tracking {self.cfg.name}",
                     "Redis local cache: cannot read the Cluster topology of %s (%s)",
