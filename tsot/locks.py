@@ -68,6 +68,9 @@ def extend_steps(key: bytes, stored: bytes, add_ms: int, replace: bool) -> Steps
 class _LockBase:
     """The state and checks ``Lock`` and ``AsyncLock`` share."""
 
+    PER_THREAD: bool = True
+    """Whether ``thread_local`` keeps the token per thread (Lock) or has no effect (AsyncLock)."""
+
     def __init__(
         self,
         backend: Any,
@@ -92,7 +95,8 @@ class _LockBase:
             else _seconds(blocking_timeout, "blocking_timeout", False)
         )
         self.thread_local = bool(thread_local)
-        self.local: Any = threading.local() if thread_local else SimpleNamespace()
+        local = thread_local and self.PER_THREAD
+        self.local: Any = threading.local() if local else SimpleNamespace()
         self.local.token = None
 
     def __repr__(self) -> str:
@@ -237,8 +241,11 @@ class Lock(_LockBase):
 
 class AsyncLock(_LockBase):
     """The asyncio twin of Lock (``AsyncStorage.lock``): the same methods, awaited, and
-    ``async with``. With ``thread_local`` the token is per thread, so tasks on one event loop
-    share it: give each task its own lock object."""
+    ``async with``. The token belongs to the lock object: every task of a loop runs on one
+    thread, so ``thread_local`` (accepted for redis-py's signature) changes nothing; give each
+    task that competes for the lock its own lock object."""
+
+    PER_THREAD = False
 
     async def _run(self, steps: Steps) -> Any:
         b = self._b
