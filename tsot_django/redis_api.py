@@ -9,34 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from tsot import AsyncLock, AsyncStorage, Lock, Storage
+from tsot.compat import glob_escape, redis_ttl, seconds_until
 
 from .ops import CacheOps, Call, Op, translate_error
 from .stores import Stores
 
 T = TypeVar("T")
-_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
-
-
-def glob_escape(text: str) -> str:
-    """``text`` as a literal inside a key pattern (``*?[]\\`` escaped)."""
-    return text.translate(_GLOB)
-
-
-def _seconds_until(when: Any, per_second: int) -> float:
-    """Seconds from now until ``when``: a datetime, or a Unix time in 1/``per_second`` s."""
-    if isinstance(when, datetime):
-        return when.timestamp() - time.time()
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return when / per_second - time.time()
-    raise TypeError(f"expire_at needs a Unix time or a datetime, not {type(when).__name__}")
 
 
 class RedisApi(CacheOps):
@@ -54,13 +39,7 @@ class RedisApi(CacheOps):
     def op_ttl(self, key: Any, version: int | None, ms: bool) -> Op[int | None]:
         """django-redis's ``ttl``/``pttl``: None = never expires, 0 = missing, else the time
         left (whole seconds rounded as Redis's TTL does, or milliseconds)."""
-        left = yield Call("ttl", (self.tsot_key(key, version),), read=True)
-        if left is None:
-            return 0
-        if math.isinf(left):
-            return None
-        left_ms: int = round(left * 1000)
-        return left_ms if ms else (left_ms + 500) // 1000
+        return redis_ttl((yield Call("ttl", (self.tsot_key(key, version),), read=True)), ms)
 
     def op_expire(self, key: Any, ttl: Any, version: int | None) -> Op[bool]:
         return bool((yield Call("expire", (self.tsot_key(key, version), ttl))))
@@ -149,17 +128,17 @@ class RedisApi(CacheOps):
 
     def expire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
         """Expire at ``when``: a Unix time in seconds or a datetime (past: deleted)."""
-        return self._run(self.op_expire(key, _seconds_until(when, 1), version))
+        return self._run(self.op_expire(key, seconds_until(when, 1), version))
 
     async def aexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
-        return await self._arun(self.op_expire(key, _seconds_until(when, 1), version))
+        return await self._arun(self.op_expire(key, seconds_until(when, 1), version))
 
     def pexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
         """Expire at ``when``: a Unix time in milliseconds or a datetime."""
-        return self._run(self.op_expire(key, _seconds_until(when, 1000), version))
+        return self._run(self.op_expire(key, seconds_until(when, 1000), version))
 
     async def apexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
-        return await self._arun(self.op_expire(key, _seconds_until(when, 1000), version))
+        return await self._arun(self.op_expire(key, seconds_until(when, 1000), version))
 
     def persist(self, key: Any, version: int | None = None) -> bool:
         """Remove the timeout; True if there was one (as Redis's PERSIST)."""
