@@ -15,6 +15,7 @@ The steps are generators of backend calls, run by a sync or an async driver: ``L
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -188,7 +189,12 @@ class Lock(_LockBase):
         wait, deadline = self._deadline(blocking, blocking_timeout)
         raw, stored = self._new(token)
         while True:
-            fence = self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            try:
+                fence = self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            except Exception:
+                with contextlib.suppress(Exception):  # undo an add that went through
+                    self._b.delete_if(self.name, stored)
+                raise
             if fence is not None:
                 return self._took(raw, stored, fence)
             pause = self._pause(wait, deadline)
@@ -265,7 +271,12 @@ class AsyncLock(_LockBase):
         wait, deadline = self._deadline(blocking, blocking_timeout)
         raw, stored = self._new(token)
         while True:
-            fence = await self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            try:
+                fence = await self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            except Exception:
+                with contextlib.suppress(Exception):  # undo an add that went through
+                    await self._b.delete_if(self.name, stored)
+                raise
             if fence is not None:
                 return self._took(raw, stored, fence)
             pause = self._pause(wait, deadline)

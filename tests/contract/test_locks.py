@@ -173,3 +173,12 @@ def test_fencing_tokens_with_asyncio_tasks(target: Target, mode: str, opener: An
     held = loop.run(run())
     assert len(held) == 20
     assert held == sorted(held) and len(set(held)) == len(held)
+
+
+def test_failed_acquire_leaves_no_lock(store: Any) -> None:
+    store.store("job:fence", "not a counter")
+    lock = lock_of(store, timeout=30)
+    with pytest.raises(TypeError):
+        lock.acquire(blocking=False)
+    assert not lock.locked()
+    assert store.load("job:fence") == "not a counter"
