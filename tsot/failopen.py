@@ -222,6 +222,13 @@ class _Guard:
         return fallback(*args)
 
 
+def unguarded(backend: Any) -> Any:
+    """The backend behind a fail-open wrapper (``backend`` itself if it has none), for callers
+    that must see an outage as an error: a lock's ``add`` failing open would report the lock as
+    someone else's, forever."""
+    return backend.inner if isinstance(backend, _Guard) else backend
+
+
 class FailOpen(_Guard):
     """Wraps a sync backend; see the module docstring."""
 
