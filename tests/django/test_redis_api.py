@@ -106,6 +106,9 @@ def test_keys_iter_keys_delete_pattern(cache: TsotCache, env: Env) -> None:
     assert caches["v2"].get("user:3") == 3
     assert cache.delete_pattern("user:*", version=2) == 1
     assert caches["prefix"].get("user:4") == 4
+    assert cache.delete_pattern("*", prefix=caches["prefix"].key_prefix) == 1
+    assert caches["prefix"].get("user:4") is None
+    assert cache.get("other") == 3
 
 
 def test_key_prefix_with_glob_characters_is_literal(env: Env) -> None:
