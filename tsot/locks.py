@@ -27,6 +27,7 @@ from typing import Any, Final
 from .backends.base import TTL_PERSISTENT
 from .codec import Codec
 from .errors import ConfigurationError, LockError, LockNotOwnedError
+from .keys import shown
 from .ttl import to_ms
 
 Call = tuple[str, tuple[Any, ...]]
@@ -66,6 +67,14 @@ def extend_steps(key: bytes, stored: bytes, add_ms: int, replace: bool) -> Steps
     return (yield "expire_if", (key, stored, new_ms))
 
 
+class _PerThread(threading.local):
+    """A lock's owner state, one per thread; the class attributes are every thread's start."""
+
+    token: bytes | None = None
+    stored: bytes | None = None
+    fence: int | None = None
+
+
 class _LockBase:
     """The state and checks ``Lock`` and ``AsyncLock`` share."""
 
@@ -96,17 +105,18 @@ class _LockBase:
             else _seconds(blocking_timeout, "blocking_timeout", False)
         )
         self.thread_local = bool(thread_local)
-        local = thread_local and self.PER_THREAD
-        self.local: Any = threading.local() if local else SimpleNamespace()
-        self.local.token = None
+        per_thread = thread_local and self.PER_THREAD
+        self.local: Any = (
+            _PerThread() if per_thread else SimpleNamespace(token=None, stored=None, fence=None)
+        )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} timeout={self.timeout}>"
+        return f"<{type(self).__name__} {shown(self.name)} timeout={self.timeout}>"
 
     @property
     def fence(self) -> int | None:
         """The fencing token of the current acquisition by this owner (None if not held)."""
-        return getattr(self.local, "fence", None) if self.local.token is not None else None
+        return self.local.fence if self.local.token is not None else None
 
     def _new(self, token: str | bytes | None) -> tuple[bytes, bytes]:
         """(token, stored bytes) for an attempt."""
@@ -146,18 +156,18 @@ class _LockBase:
 
     def _held(self, what: str) -> bytes:
         if self.local.token is None:
-            raise LockError(f"Cannot {what} an unlocked lock ({self.name!r})")
+            raise LockError(f"Cannot {what} an unlocked lock ({shown(self.name)})")
         return self.local.stored  # type: ignore[no-any-return]
 
-    def _extend_args(self, additional_time: float) -> int:
+    def _extend_args(self, additional_time: float, replace: bool) -> int:
         if self.timeout is None:
-            raise LockError(f"Cannot extend a lock with no timeout ({self.name!r})")
-        ms = to_ms(_seconds(additional_time, "additional_time", False))
+            raise LockError(f"Cannot extend a lock with no timeout ({shown(self.name)})")
+        ms = to_ms(_seconds(additional_time, "additional_time", replace))
         return 0 if ms is None else ms
 
     def _not_owned(self, what: str) -> LockNotOwnedError:
         return LockNotOwnedError(
-            f"Cannot {what} a lock that's no longer owned ({self.name!r}: it expired and "
+            f"Cannot {what} a lock that's no longer owned ({shown(self.name)}: it expired and "
             "another owner may hold it)"
         )
 
@@ -211,7 +221,7 @@ class Lock(_LockBase):
 
     def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """Add ``additional_time`` seconds to the TTL (or set it, ``replace_ttl``); True."""
-        stored, ms = self._held("extend"), self._extend_args(additional_time)
+        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
         if not self._run(extend_steps(self.name, stored, ms, replace_ttl)):
             raise self._not_owned("extend")
         return True
@@ -220,7 +230,7 @@ class Lock(_LockBase):
         """Reset the TTL to ``timeout``; True (LockNotOwnedError if no longer owned)."""
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self.name!r})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({shown(self.name)})")
         if not self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
@@ -231,13 +241,12 @@ class Lock(_LockBase):
 
     def owned(self) -> bool:
         """True if this owner holds it (its token is still stored)."""
-        stored = getattr(self.local, "stored", None)
-        return self.local.token is not None and self._b.get(self.name) == stored
+        return self.local.token is not None and self._b.get(self.name) == self.local.stored
 
     def __enter__(self) -> Lock:
         if self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {self.name!r} within the time specified")
+        raise LockError(f"Unable to acquire lock {shown(self.name)} within the time specified")
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -291,7 +300,7 @@ class AsyncLock(_LockBase):
             raise self._not_owned("release")
 
     async def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
-        stored, ms = self._held("extend"), self._extend_args(additional_time)
+        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
         if not await self._run(extend_steps(self.name, stored, ms, replace_ttl)):
             raise self._not_owned("extend")
         return True
@@ -299,7 +308,7 @@ class AsyncLock(_LockBase):
     async def reacquire(self) -> bool:
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self.name!r})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({shown(self.name)})")
         if not await self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
@@ -308,13 +317,12 @@ class AsyncLock(_LockBase):
         return bool(await self._b.exists(self.name))
 
     async def owned(self) -> bool:
-        stored = getattr(self.local, "stored", None)
-        return self.local.token is not None and await self._b.get(self.name) == stored
+        return self.local.token is not None and await self._b.get(self.name) == self.local.stored
 
     async def __aenter__(self) -> AsyncLock:
         if await self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {self.name!r} within the time specified")
+        raise LockError(f"Unable to acquire lock {shown(self.name)} within the time specified")
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
