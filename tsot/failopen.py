@@ -155,7 +155,8 @@ class _Guard:
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
         for name in PASSED:  # no fallback is honest: an outage raises, as without fail_open
-            setattr(self, name, getattr(backend, name))
+            if hasattr(backend, name):  # a third-party backend may predate them
+                setattr(self, name, getattr(backend, name))
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
