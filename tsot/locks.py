@@ -1,7 +1,8 @@
 """Locks over any backend, with redis-py's Lock interface, fencing tokens and safe release.
 
 Acquiring is ``add`` (Redis ``SET NX PX``) of a random token, then ``incr`` of the lock's fence
-counter (``<name>:fence``), then a read that checks the token is still there. A holder that
+counter (``<name>:fence``), then ``expire_if`` (the token's TTL set again, only if the token is
+still there: a check made on the primary). A holder that
 passes the check held the lock through its ``incr``, so fencing tokens grow in the order the
 lock was held, even when a holder stalls and its lock expires. Release and extend compare the
 token and act in one atomic step (``delete_if`` / ``expire_if``: a Lua script on Redis, CAS on
@@ -49,8 +50,10 @@ def acquire_steps(key: bytes, stored: bytes, ttl_ms: int | None) -> Steps:
     if not (yield "add", (key, stored, ttl_ms)):
         return None
     fence = yield "incr", (key + FENCE_SUFFIX, 1, True)
-    if (yield "get", (key,)) != stored:
-        return None  # it expired before the incr and is someone else's now
+    # Still ours? Asked of the primary with a compare-and-write (a replica's GET may lag): it
+    # expired before the incr and may be someone else's now if the token is gone.
+    if not (yield "expire_if", (key, stored, ttl_ms)):
+        return None
     return fence
 
 

@@ -28,7 +28,7 @@ def test_lock_lost_between_add_and_incr_is_not_taken() -> None:
     clock.advance(2)  # A's lock expires before its incr is seen...
     assert backend.add(b"job", b"B", 1000)  # ...and B takes it
     name, args, reply = _step(steps, backend, reply)
-    assert name == "get"
+    assert name == "expire_if" and reply is False
     with pytest.raises(StopIteration) as stop:
         steps.send(reply)
     assert stop.value.value is None  # A does not hold it
