@@ -280,6 +280,7 @@ class AsyncLock(_LockBase):
         blocking_timeout: float | None = None,
         token: str | bytes | None = None,
     ) -> int | bool:
+        """See ``Lock.acquire`` (sleeps with ``asyncio.sleep``)."""
         wait, deadline = self._deadline(blocking, blocking_timeout)
         raw, stored = self._new(token)
         while True:
@@ -297,18 +298,21 @@ class AsyncLock(_LockBase):
             await asyncio.sleep(pause)
 
     async def release(self) -> None:
+        """See ``Lock.release``."""
         stored = self._held("release")
         self.local.token = None
         if not await self._b.delete_if(self.name, stored):
             raise self._not_owned("release")
 
     async def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
+        """See ``Lock.extend``."""
         stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
         if not await self._run(extend_steps(self.name, stored, ms, replace_ttl)):
             raise self._not_owned("extend")
         return True
 
     async def reacquire(self) -> bool:
+        """See ``Lock.reacquire``."""
         stored = self._held("reacquire")
         if self.timeout is None:
             raise LockError(f"Cannot reacquire a lock with no timeout ({shown(self.name)})")
@@ -317,9 +321,11 @@ class AsyncLock(_LockBase):
         return True
 
     async def locked(self) -> bool:
+        """See ``Lock.locked``."""
         return bool(await self._b.exists(self.name))
 
     async def owned(self) -> bool:
+        """See ``Lock.owned``."""
         return self.local.token is not None and await self._b.get(self.name) == self.local.stored
 
     async def __aenter__(self) -> AsyncLock:

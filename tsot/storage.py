@@ -596,9 +596,11 @@ class AsyncStorage(_Core):
             yield listing.user_key(key, prefix)
 
     async def keys(self, pattern: str = "*") -> list[str]:
+        """See ``Storage.keys``."""
         return list(dict.fromkeys([k async for k in self.iter_keys(pattern)]))
 
     async def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
+        """See ``Storage.delete_pattern``."""
         size = listing.check_itersize(itersize) or listing.DELETE_BATCH
         found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
         count, batch = 0, []

@@ -102,6 +102,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_ttl(key, version, ms=False))
 
     async def attl(self, key: Any, version: int | None = None) -> int | None:
+        """See ``ttl``."""
         return await self._arun(self.op_ttl(key, version, ms=False))
 
     def pttl(self, key: Any, version: int | None = None) -> int | None:
@@ -109,6 +110,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_ttl(key, version, ms=True))
 
     async def apttl(self, key: Any, version: int | None = None) -> int | None:
+        """See ``pttl``."""
         return await self._arun(self.op_ttl(key, version, ms=True))
 
     def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
@@ -117,6 +119,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_expire(key, self.tsot_ttl(timeout), version))
 
     async def aexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """See ``expire``."""
         return await self._arun(self.op_expire(key, self.tsot_ttl(timeout), version))
 
     def pexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
@@ -124,6 +127,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_expire(key, self.tsot_ttl(_ms_ttl(timeout)), version))
 
     async def apexpire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """See ``pexpire``."""
         return await self._arun(self.op_expire(key, self.tsot_ttl(_ms_ttl(timeout)), version))
 
     def expire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
@@ -131,6 +135,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_expire(key, seconds_until(when, 1), version))
 
     async def aexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
+        """See ``expire_at``."""
         return await self._arun(self.op_expire(key, seconds_until(when, 1), version))
 
     def pexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
@@ -138,6 +143,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_expire(key, seconds_until(when, 1000), version))
 
     async def apexpire_at(self, key: Any, when: Any, version: int | None = None) -> bool:
+        """See ``pexpire_at``."""
         return await self._arun(self.op_expire(key, seconds_until(when, 1000), version))
 
     def persist(self, key: Any, version: int | None = None) -> bool:
@@ -145,6 +151,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_persist(key, version))
 
     async def apersist(self, key: Any, version: int | None = None) -> bool:
+        """See ``persist``."""
         return await self._arun(self.op_persist(key, version))
 
     # -- listing keys (memcached: tsot.NotSupportedError) -------------------------------------
@@ -153,6 +160,7 @@ class RedisApi(CacheOps):
         return self._run(self.op_keys(search, version))
 
     async def akeys(self, search: str, version: int | None = None) -> list[str]:
+        """See ``keys``."""
         return await self._arun(self.op_keys(search, version))
 
     def iter_keys(
@@ -197,6 +205,7 @@ class RedisApi(CacheOps):
         prefix: str | None = None,
         itersize: int | None = None,
     ) -> int:
+        """See ``delete_pattern``."""
         return await self._arun(self.op_delete_pattern(pattern, version, prefix, itersize))
 
     # -- locks --------------------------------------------------------------------------------
