@@ -4,14 +4,15 @@ Only a storage that asks for it is wrapped, so the plain backend's paths stay as
 Reads look in the process-wide ``LocalStore`` of the URL and namespace first; a miss reads
 ``GET`` and ``PTTL`` in one round trip and keeps the value under the coherence rules of
 ``redis_local``. Every write drops the key locally before it is sent and again after its reply,
-so this process reads its own writes and a read that overlapped a write keeps nothing. The
+so this process reads its own writes and a read that overlapped a write keeps nothing
+(``delete_if`` and ``expire_if`` count as writes; ``scan`` lists keys on the server). The
 listeners of ``redis_tracking`` apply everyone else's writes. Sync and asyncio share the store
 and the listeners; the steps they share are the functions below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import drop_shared, shared, shared_keys
@@ -130,6 +131,15 @@ class LocalCachedSync:
         finally:
             self._s.flush()
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
+        return self._b.scan(prefix, pattern, count)  # type: ignore[no-any-return]
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        return self._write((key,), "delete_if", key, value)  # type: ignore[no-any-return]
+
+    def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._write((key,), "expire_if", key, value, ttl_ms)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Nothing to release: the store and its listeners serve the whole process."""
 
@@ -211,6 +221,15 @@ class LocalCachedAsync:
             await self._b.clear(prefix)
         finally:
             self._s.flush()
+
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
+        return self._b.scan(prefix, pattern, count)  # type: ignore[no-any-return]
+
+    async def delete_if(self, key: bytes, value: bytes) -> bool:
+        return await self._write((key,), "delete_if", key, value)  # type: ignore[no-any-return]
+
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._write((key,), "expire_if", key, value, ttl_ms)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Nothing to release: the store and its listeners serve the whole process."""
