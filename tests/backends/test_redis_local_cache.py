@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 import warnings
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.faults.proxy import FaultProxy
 from tests.helpers import FakeClock, LoopThread, SyncView
 from tests.servers.proc import Server
 from tests.servers.redis import PROGRAMS, Program, start_single
@@ -425,3 +427,31 @@ def test_a_user_who_may_not_track_reads_the_server_and_is_told_why(
     assert store.load("k") == "v"
     assert stat(store, "live") == 0
     assert stat(store, "hits") == 0
+
+
+def test_a_reply_overtaken_by_its_keys_invalidation_is_not_kept(
+    opener: Callable[..., Any], program: Program, server: Server
+) -> None:
+    """The data connection goes through a proxy that holds the reply of one GET + PTTL while
+    another client overwrites the key and the invalidation arrives: the old reply is returned
+    (it was the value when it was read) but not kept."""
+    space = ns()
+    client = raw(server)
+    client.set(f"{space}:k".encode(), b"sold")
+    with FaultProxy(server.port).start() as proxy:
+        url = f"{program.name}://127.0.0.1:{proxy.port}/0"
+        store = live(opener(url, space, socket_timeout=10))
+        held = proxy.delay(2.0, match=b"PTTL")
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(store.load("k")))
+        reader.start()
+        until(lambda: held.hits == 1, "the read reaching the proxy")
+        invalidations = stat(store, "invalidations")
+        client.set(f"{space}:k".encode(), b"snew")
+        until(lambda: stat(store, "invalidations") > invalidations, "the invalidation")
+        assert reader.is_alive(), "the reply was not held long enough to be overtaken"
+        reader.join(10)
+        assert result == ["old"]
+        assert stat(store, "refused") == 1
+        assert stat(store, "entries") == 0
+        assert store.load("k") == "new"
