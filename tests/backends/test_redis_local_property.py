@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = 3.0
 FAILOVER_SECONDS = 7.0  # down-after-milliseconds 1000, the election, then writes again
-RAW_KEYS, TSOT_KEYS = ["a0", "a1", "a2"], ["b0", "b1", "b2"]
+RAW_KEYS, MORE_RAW_KEYS, TSOT_KEYS = ["a0", "a1", "a2"], ["c0", "c1"], ["b0", "b1", "b2"]
 DELIVERY = 0.25
 """The delivery wait granted after an acknowledged write: generous, for a loaded test machine
 (benchmarks/redis_local.py measures the real delay, well under a millisecond when idle)."""
@@ -141,7 +141,7 @@ def run(
 ) -> tuple[list[str], list[str]]:
     """Start the readers, then the writers, inject the faults; every process's output."""
     ns = f"prop{uuid.uuid4().hex[:6]}"
-    everything = RAW_KEYS + TSOT_KEYS
+    everything = RAW_KEYS + MORE_RAW_KEYS + TSOT_KEYS
     readers = [
         worker("reader", url, ns, seed + 1, everything),
         worker("reader", url, ns, seed + 2, everything),
@@ -153,6 +153,7 @@ def run(
             ready(r)
         writers = [
             worker("raw-writer", url, ns, seed + 4, RAW_KEYS, seconds),
+            worker("raw-writer", url, ns, seed + 6, MORE_RAW_KEYS, seconds),
             worker("tsot-writer", url, ns, seed + 5, TSOT_KEYS, seconds),
         ]
         started += writers
