@@ -60,6 +60,12 @@ def _connection_class(cfg: RedisConfig, kwargs: dict[str, Any]) -> Any:
     return redis.connection.SSLConnection if ssl else redis.connection.Connection
 
 
+def _nodes(conn: Any) -> str:
+    conn.send_command("CLUSTER", "NODES")
+    text = conn.read_response()
+    return text.decode() if isinstance(text, bytes) else str(text)
+
+
 class Listener:
     """One node's tracking connection and the daemon thread that reads it."""
 
@@ -177,6 +183,7 @@ class Tracking:
         self._supervisor: threading.Thread | None = None
         if cfg.topology == "cluster":
             self._seen: Any = None
+            self._control: Any = None  # the supervisor's connection for CLUSTER NODES
             self._supervisor = threading.Thread(
                 target=self._supervise, name=f"tsot-tracking {cfg.name}", daemon=True
             )
@@ -247,6 +254,15 @@ class Tracking:
             self._closed.wait(REFRESH)
 
     def _refresh(self) -> None:
+        """Read ``CLUSTER NODES`` over the kept control connection, or a new one to a node we
+        know (a listener's, or a URL's host)."""
+        conn = self._control
+        if conn is not None:
+            try:
+                return self._apply(_nodes(conn))
+            except (RedisError, OSError):
+                conn.disconnect()
+                self._control = None
         kwargs = {k: v for k, v in _listener_kwargs(self.cfg).items() if k != "db"}
         known = [tuple(label.rsplit(":", 1)) for label in self._listeners]
         candidates = dict.fromkeys([(h, int(p)) for h, p in known] + list(self.cfg.hosts))
@@ -254,15 +270,13 @@ class Tracking:
         for host, port in candidates:
             conn = _connection_class(self.cfg, kwargs)(**{**kwargs, "host": host, "port": port})
             try:
-                conn.send_command("CLUSTER", "NODES")
-                text = conn.read_response()
+                text = _nodes(conn)
             except (RedisError, OSError) as exc:
+                conn.disconnect()
                 last = exc
                 continue
-            finally:
-                conn.disconnect()
-            self._apply(text.decode() if isinstance(text, bytes) else str(text))
-            return
+            self._control = conn
+            return self._apply(text)
         raise last or OSError("no Cluster node to ask")
 
     def _apply(self, text: str) -> None:
@@ -314,6 +328,8 @@ class Tracking:
             listener.join(5)
         if self._supervisor is not None:
             self._supervisor.join(5)
+            if self._control is not None:
+                self._control.disconnect()
 
 
 _hubs: weakref.WeakSet[Tracking] = weakref.WeakSet()
