@@ -21,6 +21,7 @@ from . import locations
 from .ops import CacheOps, Op, translate_error
 from .options import default_timeout, translate
 from .stores import Stores, fingerprint, stores_for
+from .toolbar import ToolbarAware
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ def _secrets() -> list[str | bytes]:
     return [s for s in given if isinstance(s, str | bytes)]
 
 
-class TsotCache(CacheOps):
+class TsotCache(ToolbarAware, CacheOps):
     """A Django cache on any tsot storage; LOCATION is a tsot URL (``redis://h:6379/0``, ...).
 
     Construction checks LOCATION, TIMEOUT and OPTIONS and raises ImproperlyConfigured naming
