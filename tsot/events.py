@@ -80,9 +80,10 @@ class Source:
         return cls(label, system, address or None, port, namespace)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Event:
-    """One thing a storage did; see the module docstring for the kinds."""
+    """One thing a storage did; see the module docstring for the kinds (treat it as read-only:
+    every listener gets the same object)."""
 
     source: Source
     kind: str

@@ -64,3 +64,13 @@ def test_a_failing_listener_never_fails_the_call(opener: Callable[..., Any]) -> 
     store.store("k", 1)
     assert store.load("k") == 1
     assert [e.operation for e in seen] == ["set", "get"]
+
+
+def test_without_a_listener_the_backend_is_not_wrapped(opener: Callable[..., Any]) -> None:
+    """The hook costs nothing until used: the storage calls the backend object it opened."""
+    store = opener()
+    backend = store.backend
+    assert type(backend).__name__ not in ("Observed", "AsyncObserved")
+    assert store.stats().get("operations") is None
+    store.listen(lambda event: None)
+    assert store.backend is not backend

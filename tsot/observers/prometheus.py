@@ -45,6 +45,7 @@ class PrometheusListener:
     def __init__(self, registry: Any) -> None:
         pc: Any = require("prometheus_client", "prometheus-client", "prometheus", "metrics")
         self.registry = registry
+        self._cache: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         c, h, g = pc.Counter, pc.Histogram, pc.Gauge
         self.get_total = _collector(
             registry, c, GET_TOTAL, "Total get requests on cache", ["backend"]
@@ -91,25 +92,47 @@ class PrometheusListener:
         if fail_open:
             self.breaker.labels(storage=source.name).set(0)
 
+    def _children(self, source: Source, op: str) -> tuple[Any, ...]:
+        """The labelled children an op event of ``source`` updates, looked up once."""
+        key = (source.name, source.system, op)
+        found = self._cache.get(key)
+        if found is None:
+            labels = {"storage": source.name, "operation": op}
+            backend = {"backend": source.system}
+            is_get = op == "get"
+            found = (
+                self.seconds.labels(**labels),
+                self.hits.labels(**labels) if op in READS else None,
+                self.misses.labels(**labels) if op in READS else None,
+                self.get_total.labels(**backend) if is_get else None,
+                self.get_hits.labels(**backend) if is_get else None,
+                self.get_misses.labels(**backend) if is_get else None,
+                self.get_fail.labels(**backend) if is_get else None,
+            )
+            self._cache[key] = found
+        return found
+
     def __call__(self, event: Event) -> None:
         name = event.source.name
         if event.kind == "op":
-            op = event.operation
-            self.seconds.labels(storage=name, operation=op).observe(event.duration)
-            if op == "get":
-                backend = event.source.system
-                self.get_total.labels(backend=backend).inc()
-                if event.error is not None:
-                    self.get_fail.labels(backend=backend).inc()
-                elif event.hits:
-                    self.get_hits.labels(backend=backend).inc()
-                else:
-                    self.get_misses.labels(backend=backend).inc()
+            seconds, hits, misses, total, get_hits, get_misses, get_fail = self._children(
+                event.source, event.operation
+            )
+            seconds.observe(event.duration)
             if event.error is not None:
-                self.errors.labels(storage=name, operation=op, error=event.error).inc()
-            elif op in READS and event.hits is not None:
-                self.hits.labels(storage=name, operation=op).inc(event.hits)
-                self.misses.labels(storage=name, operation=op).inc(event.keys - event.hits)
+                self.errors.labels(storage=name, operation=event.operation, error=event.error).inc()
+                if total is not None:
+                    total.inc()
+                    get_fail.inc()
+                return
+            if total is not None:
+                total.inc()
+                (get_hits if event.hits else get_misses).inc()
+            if hits is not None and event.hits is not None:
+                if event.hits:
+                    hits.inc(event.hits)
+                if event.keys > event.hits:
+                    misses.inc(event.keys - event.hits)
         elif event.kind == "breaker":
             self.breaker.labels(storage=name).set(1 if event.fields["state"] == "open" else 0)
         elif event.kind == "skip":
