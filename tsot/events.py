@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from .backends.base import TTL_MISSING
@@ -48,6 +49,8 @@ PRIMITIVES: Final = (
 """The backend calls an Observed backend times (``close`` and ``stats`` are not operations)."""
 
 READS: Final = frozenset({"get", "get_many", "exists", "ttl"})
+
+_NO_FIELDS: Final[Mapping[str, Any]] = MappingProxyType({})
 
 _SYSTEMS: Final = {"rediss": "redis", "unix": "redis", "valkeys": "valkey"}
 
@@ -96,7 +99,7 @@ class Event:
     error: str | None = None
     """The class name of the exception the call raised (it is re-raised after the event)."""
     exception: BaseException | None = field(default=None, repr=False)
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=lambda: _NO_FIELDS)
     end_ns: int = 0
     """Wall-clock end of the call (``time.time_ns``), so a tracer can place the span."""
 
@@ -190,29 +193,36 @@ class Hub:
 
 
 def _size(data: Any) -> int:
-    return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+    return len(data) if data is not None else 0  # values are bytes (the backend protocol)
+
+
+Measure = Callable[[Sequence[Any], Any], tuple[int, int | None, int]]
+
+_MEASURES: Final[dict[str, Measure]] = {
+    "get": lambda args, result: (1, 0, 0) if result is None else (1, 1, len(result)),
+    "get_many": lambda args, result: (
+        len(args[0]),
+        sum(r is not None for r in result),
+        sum(len(r) for r in result if r is not None),
+    ),
+    "set": lambda args, result: (1, None, len(args[1])),
+    "add": lambda args, result: (1, None, len(args[1])),
+    "set_many": lambda args, result: (len(args[0]), None, sum(len(v) for _, v in args[0])),
+    "exists": lambda args, result: (1, int(bool(result)), 0),
+    "ttl": lambda args, result: (1, int(result != TTL_MISSING), 0),
+    "delete_many": lambda args, result: (len(args[0]), None, 0),
+    "clear": lambda args, result: (0, None, 0),
+}
+
+
+def _one_key(args: Sequence[Any], result: Any) -> tuple[int, int | None, int]:
+    return 1, None, 0
 
 
 def measure(operation: str, args: Sequence[Any], result: Any) -> tuple[int, int | None, int]:
     """``(keys, hits, bytes)`` of a finished call (hits None for writes)."""
-    if operation == "get":
-        return 1, int(result is not None), _size(result)
-    if operation == "get_many":
-        found = [r for r in result if r is not None]
-        return len(args[0]), len(found), sum(map(_size, found))
-    if operation in ("set", "add"):
-        return 1, None, _size(args[1])
-    if operation == "set_many":
-        return len(args[0]), None, sum(_size(v) for _, v in args[0])
-    if operation == "exists":
-        return 1, int(bool(result)), 0
-    if operation == "ttl":
-        return 1, int(result != TTL_MISSING), 0
-    if operation == "delete_many":
-        return len(args[0]), None, 0
-    if operation == "clear":
-        return 0, None, 0
-    return 1, None, 0  # delete, expire, incr
+    found = _MEASURES.get(operation)
+    return (found or _one_key)(args, result)  # delete, expire, incr: one key, no bytes
 
 
 def _failed(operation: str, args: Sequence[Any]) -> tuple[int, int]:
@@ -234,6 +244,7 @@ class _Observed:
         self.hub = hub
         for name in PRIMITIVES:
             setattr(self, name, self._wrap(getattr(backend, name), name))
+        self._measures = {name: _MEASURES.get(name, _one_key) for name in PRIMITIVES}
 
     def __getattr__(self, name: str) -> Any:  # close, stats, backend-specific extras
         if name.startswith("__"):
@@ -245,7 +256,7 @@ class _Observed:
 
     def _done(self, name: str, args: Sequence[Any], result: Any, started: float) -> None:
         duration = time.perf_counter() - started
-        keys, hits, size = measure(name, args, result)
+        keys, hits, size = self._measures[name](args, result)
         self.hub.emit(
             Event(self.hub.source, "op", name, keys, hits, size, duration, end_ns=time.time_ns())
         )
