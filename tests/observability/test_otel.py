@@ -67,13 +67,15 @@ def test_one_span_per_operation(otel: dict[str, Any], redis_to_stop: Server) -> 
 
 
 @pytest.mark.server
+@pytest.mark.parametrize("server", ["redis_url", "memcached_url"])
 def test_each_task_gets_its_own_span_over_the_pipelined_connection(
-    otel: dict[str, Any], redis_url: str
+    otel: dict[str, Any], server: str, request: pytest.FixtureRequest
 ) -> None:
     tracer = otel["tracer"]
+    url = str(request.getfixturevalue(server))
 
     async def main() -> dict[str, int]:
-        store = AsyncStorage.from_url(redis_url, tracing=True, namespace="pipe", secret=None)
+        store = AsyncStorage.from_url(url, tracing=True, namespace="pipe", secret=None)
         parents: dict[str, int] = {}
 
         async def task(name: str) -> None:
