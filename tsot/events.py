@@ -317,6 +317,23 @@ class AsyncObserved(_Observed):
         return observed
 
 
+_attach_lock = threading.Lock()
+
+
+def attach(storage: Any, listener: Listener, asynchronous: bool) -> Callable[[], None]:
+    """``storage.listen``: give ``storage`` its Hub and instrumented backend on first use (once,
+    even when threads race), then add ``listener``."""
+    hub: Hub | None = storage._hub
+    if hub is None:
+        with _attach_lock:
+            hub = storage._hub
+            if hub is None:
+                hub = Hub(Source.of(storage.location, storage.namespace, storage._label))
+                storage._b = instrument(storage._b, hub, asynchronous)
+                storage._hub = hub
+    return hub.add(listener)
+
+
 def instrument(backend: Any, hub: Hub, asynchronous: bool) -> Any:
     """``backend`` with every primitive observed by ``hub`` (inside a fail-open guard, whose
     skips and breaker transitions go to ``hub`` too)."""

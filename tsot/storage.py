@@ -161,10 +161,7 @@ class _Core:
         The first call instruments the backend (docs/observability.md); until then a Storage
         pays nothing for the hook.
         """
-        if self._hub is None:
-            self._hub = events.Hub(events.Source.of(self.location, self.namespace, self._label))
-            self._b = events.instrument(self._b, self._hub, isinstance(self, AsyncStorage))
-        return self._hub.add(listener)
+        return events.attach(self, listener, isinstance(self, AsyncStorage))
 
     # pure steps
     def _ttl(self, ttl: TTLArg) -> int | None:
