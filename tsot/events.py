@@ -317,6 +317,15 @@ class AsyncObserved(_Observed):
         return observed
 
 
+def notify(storage: Any, kind: str, operation: str = "", **fields: Any) -> None:
+    """Report an event of a new ``kind`` (stampede protection, local-cache invalidations, ...)
+    to ``storage``'s listeners; nothing happens, at the cost of one attribute read, when it has
+    none."""
+    hub: Hub | None = storage._hub
+    if hub is not None:
+        hub.notify(kind, operation, **fields)
+
+
 _attach_lock = threading.Lock()
 
 

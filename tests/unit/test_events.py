@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tsot import Storage
-from tsot.events import Event, Observed, Source
+from tsot.events import Event, Observed, Source, notify
 
 
 def test_racing_listeners_instrument_once() -> None:
@@ -42,7 +42,8 @@ def test_later_kinds_are_counted_and_delivered() -> None:
     store.listen(seen.append)
     hub = store._hub
     assert hub is not None and hub.source == Source("lbl", "memory", None, None, "")
-    hub.notify("stampede", "get", reason="waited")
+    notify(store, "stampede", "get", reason="waited")
+    notify(Storage.new_imc(), "stampede", "get", reason="waited")  # no listener: nothing
     assert [(e.kind, e.operation, dict(e.fields)) for e in seen] == [
         ("stampede", "get", {"reason": "waited"})
     ]
