@@ -98,3 +98,42 @@ def test_a_cache_the_toolbar_never_touched_is_untouched() -> None:
     cache = caches["default"]
     assert not hasattr(cache, "_djdt_panel")
     assert "aget" not in vars(cache)  # the class's own method, no wrapper
+
+
+@pytest.fixture
+def toolbar_requests(toolbar_site: None) -> Iterator[None]:
+    """The toolbar's middleware in front of tests/django/toolbar_site's pages."""
+    with override_settings(
+        MIDDLEWARE=["debug_toolbar.middleware.DebugToolbarMiddleware"],
+        ROOT_URLCONF="tests.django.toolbar_site.urls",
+        DEBUG_TOOLBAR_CONFIG={"SHOW_TOOLBAR_CALLBACK": lambda request: True},
+        TEMPLATES=[{**settings.TEMPLATES[0], "APP_DIRS": True}],  # the toolbar's templates
+    ):
+        yield
+
+
+def _last_cache_panel() -> Any:
+    from debug_toolbar.store import get_store
+
+    store = get_store()
+    request_id = list(store.request_ids())[-1]
+    return store.panel(request_id, "CachePanel")
+
+
+@pytest.mark.usefixtures("toolbar_requests")
+def test_requests_through_the_toolbar_middleware() -> None:
+    from django.test import AsyncClient, Client
+
+    assert Client().get("/sync/").status_code == 200
+    stats = _last_cache_panel()
+    assert [c["name"] for c in stats["calls"]] == ["set", "get", "get"]
+    assert (stats["hits"], stats["misses"]) == (1, 1)
+
+    response = asyncio.run(AsyncClient().get("/async/"))
+    assert response.status_code == 200
+    stats = _last_cache_panel()
+    assert [(c["name"], c["backend"]) for c in stats["calls"]] == [
+        ("aset", "default (TsotCache)"),
+        ("aget_many", "default (TsotCache)"),
+    ]
+    assert (stats["hits"], stats["misses"]) == (1, 1)
