@@ -126,27 +126,39 @@ class Hub:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.listeners: tuple[Listener, ...] = ()
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._ops: dict[str, OpStats] = {}
         self._kinds: dict[str, int] = {}
+
+    def op_stats(self, operation: str) -> OpStats:
+        """The counters of ``operation`` (made on first use)."""
+        with self.lock:
+            found = self._ops.get(operation)
+            if found is None:
+                found = self._ops[operation] = OpStats()
+            return found
 
     def add(self, listener: Listener) -> Callable[[], None]:
         """Attach ``listener``; return the function that detaches it."""
         if not callable(listener):
             raise TypeError(f"a listener must be callable, not {type(listener).__name__}")
-        with self._lock:
+        with self.lock:
             self.listeners = (*self.listeners, listener)
 
         def remove() -> None:
-            with self._lock:
+            with self.lock:
                 self.listeners = tuple(x for x in self.listeners if x is not listener)
 
         return remove
 
     def emit(self, event: Event) -> None:
-        """Count ``event`` and hand it to every listener; a failing listener is logged (at a
-        bounded rate) and never fails the cache call."""
+        """Count ``event`` and hand it to every listener."""
         self._count(event)
+        self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Hand ``event`` to every listener; a failing listener is logged (at a bounded rate)
+        and never fails the cache call."""
         for listener in self.listeners:
             try:
                 listener(event)
@@ -163,14 +175,13 @@ class Hub:
         self.emit(Event(self.source, kind, operation, fields=fields, end_ns=time.time_ns()))
 
     def _count(self, event: Event) -> None:
-        with self._lock:
-            if event.kind != "op":
-                key = f"{event.kind}:{event.fields.get('state') or event.fields.get('reason', '')}"
+        if event.kind != "op":
+            key = f"{event.kind}:{event.fields.get('state') or event.fields.get('reason', '')}"
+            with self.lock:
                 self._kinds[key] = self._kinds.get(key, 0) + 1
-                return
-            ops = self._ops.get(event.operation)
-            if ops is None:
-                ops = self._ops[event.operation] = OpStats()
+            return
+        ops = self.op_stats(event.operation)
+        with self.lock:
             ops.calls += 1
             ops.seconds += event.duration
             ops.bytes += event.bytes
@@ -182,9 +193,9 @@ class Hub:
 
     def snapshot(self) -> dict[str, Any]:
         """``{"operations": {op: counters}, "events": {"kind:detail": count}}``."""
-        with self._lock:
+        with self.lock:
             return {
-                "operations": {op: s.as_dict() for op, s in sorted(self._ops.items())},
+                "operations": {op: s.as_dict() for op, s in sorted(self._ops.items()) if s.calls},
                 "events": dict(sorted(self._kinds.items())),
             }
 
@@ -219,12 +230,6 @@ def _one_key(args: Sequence[Any], result: Any) -> tuple[int, int | None, int]:
     return 1, None, 0
 
 
-def measure(operation: str, args: Sequence[Any], result: Any) -> tuple[int, int | None, int]:
-    """``(keys, hits, bytes)`` of a finished call (hits None for writes)."""
-    found = _MEASURES.get(operation)
-    return (found or _one_key)(args, result)  # delete, expire, incr: one key, no bytes
-
-
 def _failed(operation: str, args: Sequence[Any]) -> tuple[int, int]:
     """``(keys, bytes)`` of a call that raised: what it tried."""
     if operation in ("get_many", "delete_many"):
@@ -244,7 +249,6 @@ class _Observed:
         self.hub = hub
         for name in PRIMITIVES:
             setattr(self, name, self._wrap(getattr(backend, name), name))
-        self._measures = {name: _MEASURES.get(name, _one_key) for name in PRIMITIVES}
 
     def __getattr__(self, name: str) -> Any:  # close, stats, backend-specific extras
         if name.startswith("__"):
@@ -254,12 +258,27 @@ class _Observed:
     def _wrap(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
         raise NotImplementedError
 
-    def _done(self, name: str, args: Sequence[Any], result: Any, started: float) -> None:
-        duration = time.perf_counter() - started
-        keys, hits, size = self._measures[name](args, result)
-        self.hub.emit(
-            Event(self.hub.source, "op", name, keys, hits, size, duration, end_ns=time.time_ns())
-        )
+    def _finisher(self, name: str) -> Callable[[Sequence[Any], Any, float], None]:
+        """What runs after a successful call of ``name``: count it, then (only if someone
+        listens) build its Event and deliver it. Shared by the sync and async twins."""
+        hub, lock = self.hub, self.hub.lock
+        measure, counts = _MEASURES.get(name, _one_key), hub.op_stats(name)
+
+        def done(args: Sequence[Any], result: Any, started: float) -> None:
+            duration = time.perf_counter() - started
+            keys, hits, size = measure(args, result)
+            with lock:
+                counts.calls += 1
+                counts.seconds += duration
+                counts.bytes += size
+                if hits is not None:
+                    counts.hits += hits
+                    counts.misses += keys - hits
+            if hub.listeners:
+                end = time.time_ns()
+                hub.deliver(Event(hub.source, "op", name, keys, hits, size, duration, end_ns=end))
+
+        return done
 
     def _raised(self, name: str, args: Sequence[Any], exc: BaseException, started: float) -> None:
         duration = time.perf_counter() - started
@@ -284,6 +303,8 @@ class Observed(_Observed):
     """The sync twin."""
 
     def _wrap(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
+        done = self._finisher(name)
+
         def observed(*args: Any) -> Any:
             started = time.perf_counter()
             try:
@@ -291,7 +312,7 @@ class Observed(_Observed):
             except Exception as exc:
                 self._raised(name, args, exc, started)
                 raise
-            self._done(name, args, result, started)
+            done(args, result, started)
             return result
 
         return observed
@@ -304,6 +325,8 @@ class AsyncObserved(_Observed):
     def _wrap(
         self, call: Callable[..., Awaitable[Any]], name: str
     ) -> Callable[..., Awaitable[Any]]:
+        done = self._finisher(name)
+
         async def observed(*args: Any) -> Any:
             started = time.perf_counter()
             try:
@@ -311,7 +334,7 @@ class AsyncObserved(_Observed):
             except Exception as exc:
                 self._raised(name, args, exc, started)
                 raise
-            self._done(name, args, result, started)
+            done(args, result, started)
             return result
 
         return observed
@@ -329,9 +352,9 @@ def notify(storage: Any, kind: str, operation: str = "", **fields: Any) -> None:
 _attach_lock = threading.Lock()
 
 
-def attach(storage: Any, listener: Listener, asynchronous: bool) -> Callable[[], None]:
+def attach(storage: Any, listener: Listener | None, asynchronous: bool) -> Callable[[], None]:
     """``storage.listen``: give ``storage`` its Hub and instrumented backend on first use (once,
-    even when threads race), then add ``listener``."""
+    even when threads race), then add ``listener`` (None: only the counters of ``stats()``)."""
     hub: Hub | None = storage._hub
     if hub is None:
         with _attach_lock:
@@ -340,7 +363,11 @@ def attach(storage: Any, listener: Listener, asynchronous: bool) -> Callable[[],
                 hub = Hub(Source.of(storage.location, storage.namespace, storage._label))
                 storage._b = instrument(storage._b, hub, asynchronous)
                 storage._hub = hub
-    return hub.add(listener)
+    return hub.add(listener) if listener is not None else _nothing
+
+
+def _nothing() -> None:
+    """Detaching no listener."""
 
 
 def instrument(backend: Any, hub: Hub, asynchronous: bool) -> Any:

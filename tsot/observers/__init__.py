@@ -6,21 +6,18 @@ module imports its library only when used (``tsot[prometheus]``, ``tsot[otel]``)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from ..events import Event
-
-
-def _count_only(event: Event) -> None:
-    """metrics=stats: the Storage's own counters (stats()) and nothing else."""
+from ..events import attach as attach_hub
 
 
 def attach(storage: Any, core: Mapping[str, Any]) -> None:
     """Attach to ``storage`` the listeners its options name."""
     metrics = core["metrics"] or ()
-    if "stats" in metrics:
-        storage.listen(_count_only)
+    if "stats" in metrics:  # the counters of stats() only: instrumented, no listener
+        attach_hub(storage, None, inspect.iscoroutinefunction(storage.load))
     if "prometheus" in metrics:
         from .prometheus import PrometheusListener
 
