@@ -48,6 +48,10 @@ PRIMITIVES: Final = (
 )
 """The backend calls an Observed backend times (``close`` and ``stats`` are not operations)."""
 
+OPTIONAL: Final = ("delete_if", "expire_if")
+"""Primitives timed when the backend has them (a lock's owner-checked release and extension);
+``scan`` (an iterator) passes through untimed."""
+
 READS: Final = frozenset({"get", "get_many", "exists", "ttl"})
 
 _NO_FIELDS: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -249,6 +253,9 @@ class _Observed:
         self.hub = hub
         for name in PRIMITIVES:
             setattr(self, name, self._wrap(getattr(backend, name), name))
+        for name in OPTIONAL:
+            if hasattr(backend, name):  # a third-party backend may predate them
+                setattr(self, name, self._wrap(getattr(backend, name), name))
 
     def __getattr__(self, name: str) -> Any:  # close, stats, backend-specific extras
         if name.startswith("__"):

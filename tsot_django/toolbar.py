@@ -155,8 +155,11 @@ def _patch(cache: Any) -> None:
         if callable(getattr(cache, name, None)):
             _wrap_sync(cache, name, alias)
     for name in (*PANEL_METHODS, *EXTRAS):
-        if callable(getattr(cache, f"a{name}", None)):
+        method = getattr(cache, f"a{name}", None)
+        if inspect.iscoroutinefunction(method):
             _wrap_async(cache, f"a{name}", alias)
+        elif callable(method):  # aiter_keys, alock: plain calls returning async objects
+            _wrap_sync(cache, f"a{name}", alias)
 
 
 class ToolbarAware:

@@ -56,6 +56,7 @@ def test_the_panel_lists_sync_and_async_calls() -> None:
         cache.set("a", 1)
         assert cache.get("a") == 1
         assert cache.get("missing") is None
+        assert cache.ttl("a") == 300 and cache.keys("a*") == ["a"]  # django-redis extras
         second = caches["second"]  # opened during the request: patched when created
 
         async def run() -> None:
@@ -65,6 +66,10 @@ def test_the_panel_lists_sync_and_async_calls() -> None:
             assert await cache.aget_many(["a", "b", "c"]) == {"a": 1, "b": 2}
             assert await cache.aget_or_set("c", 3) == 3  # one call: its inner calls not listed
             assert await second.aincr("n", 5) if await second.aadd("n", 0) else False
+            assert await cache.apersist("a") is True
+            assert [k async for k in cache.aiter_keys("b*")] == ["b"]
+            async with cache.alock("job", timeout=5):
+                pass
 
         asyncio.run(run())
     finally:
@@ -76,6 +81,8 @@ def test_the_panel_lists_sync_and_async_calls() -> None:
         ("set", "default (TsotCache)"),
         ("get", "default (TsotCache)"),
         ("get", "default (TsotCache)"),
+        ("ttl", "default (TsotCache)"),
+        ("keys", "default (TsotCache)"),
         ("aset", "default (TsotCache)"),
         ("aget", "default (TsotCache)"),
         ("aget", "default (TsotCache)"),
@@ -83,14 +90,17 @@ def test_the_panel_lists_sync_and_async_calls() -> None:
         ("aget_or_set", "default (TsotCache)"),
         ("aadd", "second (TsotCache)"),
         ("aincr", "second (TsotCache)"),
+        ("apersist", "default (TsotCache)"),
+        ("aiter_keys", "default (TsotCache)"),
+        ("alock", "default (TsotCache)"),
     ]
     # get a: hit, missing: miss; aget b: hit, nope: miss; aget_many 2 of 3; aget_or_set: hit
     assert (stats["hits"], stats["misses"]) == (5, 3)
     assert stats["counts"]["aget"] == 2 and stats["counts"]["get"] == 2
-    assert stats["calls"][4]["args"] == ("b",)
+    assert stats["calls"][6]["args"] == ("b",)
     # after the request: no recording, the methods still work
     assert cache.get("a") == 1
-    assert len(panel.calls) == 10
+    assert len(panel.calls) == 15
 
 
 @pytest.mark.usefixtures("toolbar_site")

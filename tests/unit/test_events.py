@@ -57,3 +57,14 @@ def test_source_of_a_url_hides_credentials_and_query() -> None:
     assert Source.of(loc, "ns", "") == Source(
         "rediss://cache.example:6380/2", "redis", "cache.example", 6380, "ns"
     )
+
+
+def test_lock_primitives_are_observed() -> None:
+    store = Storage.new_imc()
+    seen: list[Event] = []
+    store.listen(seen.append)
+    with store.lock("job", timeout=5):
+        pass
+    ops = [e.operation for e in seen]
+    assert ops[0] == "add" and ops[-1] == "delete_if"  # taken, then released by its owner
+    assert store.stats()["operations"]["delete_if"]["calls"] == 1
