@@ -24,6 +24,7 @@ from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace, shown
+from .lazy import Deferred, resolved
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -109,6 +110,28 @@ class _Closed:
 
     def __repr__(self) -> str:
         return f"<closed backend of {self._what}>"
+
+
+def _backend(
+    bcls: Any, location: config.Location, core: Mapping[str, Any], opts: Any, aio: bool
+) -> Any:
+    """The backend for ``from_url`` (fail-open wrapped if asked), opened on first use when its
+    class can check the configuration without I/O (``check``: tsot.lazy), else now."""
+    prefix = KeySpace(core["namespace"]).prefix
+
+    def open_backend() -> Any:
+        backend = (bcls.open_async if aio else bcls.open)(location, opts, prefix)
+        if core["fail_open"]:
+            guard = AsyncFailOpen if aio else FailOpen
+            invalidation = core["fail_open_invalidation"]
+            backend = guard(backend, _breaker(location, core), location.masked, invalidation)
+        return backend
+
+    check = getattr(bcls, "check", None)
+    if check is None:
+        return open_backend()
+    check(location, opts)
+    return Deferred(open_backend)
 
 
 def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
@@ -246,22 +269,19 @@ class Storage(_Core):
     def from_url(cls, url: str, **options: Any) -> Storage:
         """Open the storage a URL names (docs/architecture.md#urls); options may be query values.
 
-        Raises ConfigurationError naming a bad URL or option, MissingDependency naming the
-        extra to install.
+        The configuration is checked now; the connection (or the RocksDB directory) is opened
+        on first use, so a Storage that is never used holds no socket and no lock. Raises
+        ConfigurationError naming a bad URL or option, MissingDependency naming the extra to
+        install.
         """
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open(location, opts, prefix)
-        if core["fail_open"]:
-            backend = FailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=False)
         _opened(location, core)
-        return cls(backend, core, location)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return storage
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
@@ -271,7 +291,8 @@ class Storage(_Core):
 
     @property
     def backend(self) -> Backend:
-        return self._b
+        """The backend (opened now if this Storage has not been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     # any object
     def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
@@ -426,17 +447,12 @@ class AsyncStorage(_Core):
         """Open the storage a URL names; see ``Storage.from_url``."""
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open_async(location, opts, prefix)
-        if core["fail_open"]:
-            backend = AsyncFailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=True)
         _opened(location, core)
-        return cls(backend, core, location)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return storage
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
@@ -448,7 +464,8 @@ class AsyncStorage(_Core):
 
     @property
     def backend(self) -> AsyncBackend:
-        return self._b
+        """The backend (opened now if this Storage has not been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         k = self._keys.make(key)
