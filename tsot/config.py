@@ -423,6 +423,38 @@ def parse_url(url: str) -> Location:
     )
 
 
+_MEMCACHED_SERVER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],;@?#]+)(:\d{1,5})?\Z")
+_SOCKET_PREFIXES = ("unix:", "/")
+
+
+def memcached_url(servers: Iterable[object]) -> str:
+    """The ``memcached://`` URL of a server list as Django and Flask-Caching settings write it.
+
+    Each entry is ``host`` or ``host:port`` (``[::1]:11211`` for IPv6), or the list is one unix
+    socket path, ``/run/memcached.sock`` or ``unix:/run/memcached.sock`` (pymemcache's forms).
+    Raises ConfigurationError naming the entry that is none of these.
+    """
+    given = list(servers)
+    if not given:
+        raise ConfigurationError("the memcached server list is empty")
+    if any(isinstance(s, str) and s.startswith(_SOCKET_PREFIXES) for s in given):
+        if len(given) != 1:
+            raise ConfigurationError(
+                "a memcached socket path must be the only server, not one of "
+                f"{len(given)} (tsot reaches one memcached over a unix socket)"
+            )
+        path = "/" + str(given[0]).removeprefix("unix:").lstrip("/")
+        return "memcached://" + quote(path)
+    for server in given:
+        if not isinstance(server, str) or not _MEMCACHED_SERVER.match(server.strip()):
+            shown = repr(mask_url(server)) if isinstance(server, str) else type(server).__name__
+            raise ConfigurationError(
+                f"memcached server {shown} is not host, host:port or a socket path "
+                "(/run/memcached.sock or unix:/run/memcached.sock)"
+            )
+    return "memcached://" + ",".join(str(s).strip() for s in given)
+
+
 # -- backend registry ------------------------------------------------------------------------
 
 _BUILTIN: dict[str, str] = {

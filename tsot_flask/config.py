@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
+from tsot import config as core
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
 from tsot.config import default_sign, split_url
 from tsot.secrets import secret_keys
@@ -315,21 +316,10 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
             f"must be a non-empty list of 'host:port' strings, not "
             f"{'an empty' if isinstance(servers, list | tuple) else 'a'} {type(servers).__name__}",
         )
-    if any(isinstance(s, str) and s.startswith(("unix:", "/")) for s in servers):
-        if len(servers) != 1:
-            raise fail(key, cache_type, "a socket path must be the only server")
-        url = "memcached://" + quote("/" + servers[0].removeprefix("unix:").lstrip("/"))
-        _check_url(url, key, cache_type)
-        return url, key
-    for server in servers:
-        if not isinstance(server, str) or not server or any(c in server for c in "/@?#, "):
-            raise fail(
-                key,
-                cache_type,
-                "every server must be a 'host:port' string, not "
-                + (repr(mask_url(server)) if isinstance(server, str) else type(server).__name__),
-            )
-    url = "memcached://" + ",".join(servers)
+    try:
+        url = core.memcached_url(servers)
+    except ConfigurationError as exc:
+        raise fail(key, cache_type, str(exc)) from exc
     _check_url(url, key, cache_type)
     return url, key
 
