@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -54,6 +54,8 @@ class Settings:
     origins: dict[str, str] = field(default_factory=dict)
     unsigned_by_default: bool = False
     """No SECRET_KEY and no CACHE_OPTIONS secret: objects are stored unsigned (warned once)."""
+    prefix_callable: Callable[[], object] | None = None
+    """A callable CACHE_KEY_PREFIX (tsot_flask.prefixes); ``options["namespace"]`` is then ""."""
 
     @property
     def masked_url(self) -> str | None:
@@ -108,16 +110,18 @@ def default_timeout(value: object, cache_type: str) -> int:
     return value
 
 
-def key_prefix(value: object, cache_type: str) -> str:
-    """CACHE_KEY_PREFIX as the tsot namespace ("" for None)."""
+def key_prefix(value: object, cache_type: str) -> str | Callable[[], object]:
+    """CACHE_KEY_PREFIX as the tsot namespace ("" for None), or a callable asked on every call
+    (cachelib's ``key_prefix``: tsot_flask.prefixes)."""
     if value is None:
         return ""
+    if callable(value):
+        return value
     if not isinstance(value, str):
         raise fail(
             "CACHE_KEY_PREFIX",
             cache_type,
-            f"must be a str, not {type(value).__name__} (callable prefixes are not supported: "
-            "the prefix is the namespace that clear() removes)",
+            f"must be a str or a callable returning one, not {type(value).__name__}",
         )
     return value
 
@@ -178,7 +182,8 @@ def read(
             )
         options[name] = value
         origins[name] = "CACHE_OPTIONS"
-    options["namespace"] = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
+    prefix = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
+    options["namespace"] = prefix if isinstance(prefix, str) else ""
     origins["namespace"] = "CACHE_KEY_PREFIX"
     unsigned = False
     if "secret" not in options:
@@ -191,7 +196,9 @@ def read(
     if "sign" not in options:  # cached pages are str: signed too on a network store
         scheme = url.partition("://")[0] if url else "memory"
         options["sign"] = default_sign(scheme, options["secret"] is not None)
-    return Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
+    found = Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
+    found.prefix_callable = None if isinstance(prefix, str) else prefix
+    return found
 
 
 def no_args(args: Sequence[Any], cache_type: str) -> None:
