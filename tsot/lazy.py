@@ -30,8 +30,10 @@ class Deferred:
         self._owner: Any = None
 
     def bind(self, owner: Any) -> None:
-        """Tell this stand-in which object's ``_b`` to replace once the backend is open."""
-        self._owner = owner
+        """Tell this stand-in which object's ``_b`` to replace once the backend is open (None:
+        none, e.g. when the owner closes; waits for an open in progress)."""
+        with self._lock:
+            self._owner = owner
 
     @property
     def opened(self) -> bool:
@@ -46,7 +48,7 @@ class Deferred:
             if self._real is None:
                 self._real = self._open()
                 owner = self._owner
-                if owner is not None and owner._b is self:  # not once closed
+                if owner is not None and owner._b is self:
                     owner._b = self._real
             return self._real
 
@@ -57,6 +59,12 @@ class Deferred:
 
     def __repr__(self) -> str:
         return f"<backend opened on first use{' (open)' if self.opened else ''}>"
+
+
+def detach(backend: Any) -> None:
+    """Before its owner closes: a Deferred ``backend`` will no longer replace the owner's ``_b``."""
+    if isinstance(backend, Deferred):
+        backend.bind(None)
 
 
 def resolved(backend: Any) -> Any:

@@ -24,7 +24,7 @@ from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace, shown
-from .lazy import Deferred, resolved
+from .lazy import Deferred, detach, resolved
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -417,6 +417,7 @@ class Storage(_Core):
         """
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("Backend", _Closed(repr(self)))
 
     def __enter__(self) -> Storage:
@@ -561,6 +562,7 @@ class AsyncStorage(_Core):
         """See ``Storage.close``."""
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("AsyncBackend", _Closed(repr(self)))
 
     async def __aenter__(self) -> AsyncStorage:

@@ -16,14 +16,15 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from tsot import Storage, TsotError, mask_url
-from tsot.config import backend_class
+from tsot import Storage, TsotError, mask_url, parse_url
+from tsot.config import backend_class, memcached_url
 from tsot.secrets import LOCAL_SCHEMES
 
 from . import locations, migration
@@ -250,7 +251,7 @@ def reachability(entry: Entry) -> list[checks.CheckMessage]:
     options = {**entry.options, "fail_open": False}
     options.update({k: v for k, v in SHORT_TIMEOUTS.items() if k in known})
     found: list[checks.CheckMessage] = []
-    for url in entry.urls:
+    for url in _each_server(entry.urls):
         storage = Storage.from_url(url, **options)
         try:
             storage.exists("tsot-deploy-check")
@@ -267,6 +268,22 @@ def reachability(entry: Entry) -> list[checks.CheckMessage]:
         finally:
             storage.close()
     return found
+
+
+def _each_server(urls: list[str]) -> list[str]:
+    """The URLs to try: memcached's servers one by one (a dead one is skipped, not reported,
+    by a read through the whole list); Redis URLs as they are."""
+    out: list[str] = []
+    for url in urls:
+        location = parse_url(url)
+        if location.scheme == "memcached" and len(location.hosts) > 1:
+            query = f"?{urlencode(location.query)}" if location.query else ""
+            for host, port in location.hosts:
+                server = f"[{host}]" if ":" in host else host
+                out.append(memcached_url([f"{server}:{port or 11211}"]) + query)
+        else:
+            out.append(url)
+    return out
 
 
 _WORKERS = re.compile(r"^(?:-w|--workers)(?:=)?(\d+)?$")

@@ -120,6 +120,15 @@ def test_deploy_reports_an_unreachable_server_and_not_a_live_one(redis_url: str)
     assert "did not answer" in found[0].msg
 
 
+def test_deploy_tries_each_memcached_server(memcached_url: str) -> None:
+    live = memcached_url.removeprefix("memcached://")
+    dead = f"127.0.0.1:{free_port()}"
+    entry = {"BACKEND": "tsot_django.MemcachedCache", "LOCATION": [live, dead]}
+    found = run(deploy=True, mc=entry)
+    assert [m.id for m in found] == ["tsot.W010"]
+    assert dead in found[0].msg and live not in found[0].msg
+
+
 def test_deploy_reports_rocksdb_under_several_processes(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
