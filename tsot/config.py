@@ -430,29 +430,37 @@ _SOCKET_PREFIXES = ("unix:", "/")
 def memcached_url(servers: Iterable[object]) -> str:
     """The ``memcached://`` URL of a server list as Django and Flask-Caching settings write it.
 
-    Each entry is ``host`` or ``host:port`` (``[::1]:11211`` for IPv6), or the list is one unix
-    socket path, ``/run/memcached.sock`` or ``unix:/run/memcached.sock`` (pymemcache's forms).
-    Raises ConfigurationError naming the entry that is none of these.
+    Each entry is ``host`` or ``host:port`` (``[::1]:11211`` for IPv6) or a unix socket path,
+    ``/run/memcached.sock`` or ``unix:/run/memcached.sock`` (pymemcache's forms). One socket
+    alone becomes ``memcached:///run/memcached.sock``; in a list, a socket is a percent-encoded
+    host (``memcached://%2Frun%2Fmc.sock,h2:11211``). Raises ConfigurationError naming the entry
+    that is none of these.
+
+    >>> memcached_url(["unix:/run/mc.sock"])
+    'memcached:///run/mc.sock'
+    >>> memcached_url(["a:11211", "/run/mc.sock"])
+    'memcached://a:11211,%2Frun%2Fmc.sock'
     """
     given = list(servers)
     if not given:
         raise ConfigurationError("the memcached server list is empty")
-    if any(isinstance(s, str) and s.startswith(_SOCKET_PREFIXES) for s in given):
-        if len(given) != 1:
-            raise ConfigurationError(
-                "a memcached socket path must be the only server, not one of "
-                f"{len(given)} (tsot reaches one memcached over a unix socket)"
-            )
-        path = "/" + str(given[0]).removeprefix("unix:").lstrip("/")
-        return "memcached://" + quote(path)
+    hosts: list[str] = []
     for server in given:
-        if not isinstance(server, str) or not _MEMCACHED_SERVER.match(server.strip()):
+        text = server.strip() if isinstance(server, str) else None
+        if text is not None and text.startswith(_SOCKET_PREFIXES):
+            path = "/" + text.removeprefix("unix:").lstrip("/")
+            if len(given) == 1:
+                return "memcached://" + quote(path)
+            hosts.append(quote(path, safe=""))
+        elif text is not None and _MEMCACHED_SERVER.match(text):
+            hosts.append(text)
+        else:
             shown = repr(mask_url(server)) if isinstance(server, str) else type(server).__name__
             raise ConfigurationError(
                 f"memcached server {shown} is not host, host:port or a socket path "
                 "(/run/memcached.sock or unix:/run/memcached.sock)"
             )
-    return "memcached://" + ",".join(str(s).strip() for s in given)
+    return "memcached://" + ",".join(hosts)
 
 
 # -- backend registry ------------------------------------------------------------------------

@@ -307,8 +307,8 @@ def _complete_redis_url(url: str, location: Location, db: int, password: str | N
 def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
     """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str).
 
-    One server given as a socket path (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's
-    forms) becomes ``memcached:///run/memcached.sock``.
+    Socket paths (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's forms) are servers
+    too; the URL is built by ``tsot.config.memcached_url``, as Django's MemcachedCache does.
     """
     key = "CACHE_MEMCACHED_SERVERS"
     servers = config.get(key)

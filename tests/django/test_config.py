@@ -101,7 +101,7 @@ def test_odd_names_and_paths_really_open(tmp_path: Path) -> None:
         (RedisCache, "valkeyy://a/0", "must use the redis or"),
         (RedisCache, "", "empty"),
         (RedisCache, 42, "string or a list"),
-        (MemcachedCache, "unix:/a.sock;/b.sock", "socket path must be the only server"),
+        (MemcachedCache, "a.sock:x", "not host, host:port or a socket path"),
         (MemcachedCache, "host:port:x", "not host, host:port or a socket path"),
         (MemcachedCache, "redis://h/0", "must use the memcached"),
         (RocksDBCache, "", "directory path"),

@@ -3,12 +3,18 @@ message that names the tsot form; memcached LOCATIONs as Django's PyMemcacheCach
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from tests.servers.proc import need_program, wait_for
 from tsot_django import MemcachedCache, RedisCache
 from tsot_django.migration import CLIENT_CLASSES, DEFAULT_CLIENT, NOT_NEEDED, POOL_NOT_NEEDED
 from tsot_django.options import translate
@@ -109,6 +115,7 @@ def test_max_entries_on_memory_still_bounds_it() -> None:
         ("/run/memcached.sock", "memcached:///run/memcached.sock"),
         ("a:11211;b:11212", "memcached://a:11211,b:11212"),
         (["[::1]:11211", "b"], "memcached://[::1]:11211,b"),
+        ("unix:/a.sock;b:1", "memcached://%2Fa.sock,b:1"),  # as pymemcache's HashClient
     ],
 )
 def test_memcached_locations_as_pymemcache_cache(location: Any, url: str) -> None:
@@ -135,3 +142,36 @@ def test_redis_cache_with_django_redis_options_builds() -> None:
             },
         )
     assert cache.storage.url == "redis://127.0.0.1:1/0"  # built without connecting
+
+
+@pytest.fixture
+def memcached_socket(tmp_path: Path) -> Iterator[str]:
+    """A memcached listening on a unix socket only (stopped by its process)."""
+    path = str(tmp_path / "mc.sock")
+    argv = [need_program("memcached"), "-s", path, "-a", "0700", "-m", "16"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    with open(tmp_path / "mc.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+        return True
+
+    try:
+        wait_for(ready, 10, "memcached on a unix socket")
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("form", ["unix:{}", "{}"])
+def test_memcached_cache_on_a_unix_socket(memcached_socket: str, form: str) -> None:
+    with override_settings(SECRET_KEY="k" * 32):
+        cache = MemcachedCache(form.format(memcached_socket), {})
+    cache.set("k", {"v": 1})
+    assert cache.get("k") == {"v": 1}
+    assert cache.add("n", 1)
+    assert cache.incr("n") == 2
