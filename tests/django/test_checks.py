@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.core.cache import caches as django_caches
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -34,8 +36,13 @@ def redis(location: str = "redis://127.0.0.1:1/0", **options: Any) -> dict[str, 
 def test_bad_options_make_check_report_not_raise() -> None:
     out = StringIO()
     caches = {"default": MEMORY, "sessions": redis(SOCKET_TIMEOUT="soon")}
-    with override_settings(CACHES=caches), pytest.raises(SystemCheckError) as info:
-        call_command("check", stdout=out, stderr=out)
+    with override_settings(CACHES=caches):
+        with pytest.raises(SystemCheckError) as info:
+            call_command("check", stdout=out, stderr=out)
+        # Django's own checks built the cache: it exists, and any use raises the error
+        broken = django_caches["sessions"]
+        with pytest.raises(ImproperlyConfigured, match="SOCKET_TIMEOUT"):
+            broken.get("k")
     text = str(info.value)
     assert "tsot.E005" in text
     assert "CACHES['sessions']" in text and "OPTIONS['SOCKET_TIMEOUT']" in text
