@@ -70,7 +70,9 @@ REDIS = Program("redis", lambda: need_program("redis-server"))
 VALKEY = Program("valkey", _valkey_server)
 PROGRAMS = (REDIS, VALKEY)
 
-each_program = pytest.mark.parametrize("server_program", PROGRAMS, ids=[p.name for p in PROGRAMS])
+each_program = pytest.mark.parametrize(
+    "server_program", PROGRAMS, ids=[p.name for p in PROGRAMS]
+)
 """Run a test once per server program: it (or its fixtures) takes ``server_program``."""
 
 
