@@ -33,7 +33,7 @@ from typing import Any
 
 from django.core import checks
 
-from . import diagnose
+from . import deploy, diagnose
 
 
 @checks.register(checks.Tags.caches, checks.Tags.security)
@@ -53,6 +53,6 @@ def check_caches_deploy(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     """W010 for a server that does not answer, W011 for RocksDB under several processes."""
     found: list[checks.CheckMessage] = []
     for entry in map(diagnose.configuration, diagnose.tsot_entries()):
-        found += diagnose.reachability(entry)
-        found += diagnose.rocksdb_processes(entry)
+        found += deploy.reachability(entry)
+        found += deploy.rocksdb_processes(entry)
     return found

@@ -15,7 +15,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from tests.servers.proc import free_port
-from tsot_django.diagnose import worker_processes
+from tsot_django.deploy import worker_processes
 
 MEMORY = {"BACKEND": "tsot_django.MemoryCache", "LOCATION": "checks"}
 
