@@ -45,7 +45,7 @@ def reachability(entry: Entry) -> list[checks.CheckMessage]:
         except TsotError as exc:
             found.append(
                 checks.Warning(
-                    f"{entry.obj}: {mask_url(url)} did not answer: {exc}",
+                    f"{mask_url(url)} did not answer: {exc}",
                     hint="Check that the server runs and this host may reach it; with "
                     "OPTIONS['FAIL_OPEN'] = True the site serves misses while it is down.",
                     obj=entry.obj,

@@ -61,9 +61,7 @@ class Entry:
         try:
             return run()
         except (ImproperlyConfigured, TsotError) as exc:
-            text = str(exc)
-            if not text.startswith(self.obj):
-                text = f"{self.obj}: {text}"
+            text = str(exc).removeprefix(f"{self.obj}: ")  # Django shows obj before the id
             self.found.append(
                 checks.Error(
                     text, hint=f"Fix {STEPS[check_id]} of this cache.", obj=self.obj, id=check_id
@@ -76,16 +74,22 @@ _DJANGO_CHECKS = os.path.join("django", "core", "checks", "")
 
 
 def in_system_checks() -> bool:
-    """True when called (at any depth) from one of Django's own system checks.
+    """True when called (at any depth) from a Django system-check run that includes tsot's.
 
     Django's cache checks build every cache (``caches[alias]``) to look at its class; a tsot
     cache with a configuration error then stays unusable instead of raising, so that the tsot
-    checks can report the error as a message rather than a traceback.
+    checks of the same run report the error as a message rather than a traceback. When tsot's
+    checks are not part of the run (tsot_django first imported during it, or other tags), the
+    error raises as usual: never silently.
     """
+    from .checks import check_caches
+
     frame = sys._getframe(1)
     while frame is not None:
-        if _DJANGO_CHECKS in frame.f_code.co_filename:
-            return True
+        code = frame.f_code
+        if code.co_name == "run_checks" and _DJANGO_CHECKS in code.co_filename:
+            planned = frame.f_locals.get("checks")  # the functions this run calls
+            return isinstance(planned, list) and check_caches in planned
         frame = frame.f_back  # type: ignore[assignment]
     return False
 
@@ -136,7 +140,16 @@ def configuration(entry: Entry) -> Entry:
     options = entry.params.get("OPTIONS") or {}
     if _signing(options) and entry.step("tsot.E004", lambda: signing_secrets(where)) is None:
         return entry
-    translated = entry.step("tsot.E005", lambda: Translator(entry.scheme, where).translate(options))
+    if isinstance(options, Mapping) and len(options) > 1:  # one message per bad key
+        for name, value in options.items():
+            entry.step(
+                "tsot.E005", functools.partial(_translate, entry.scheme, where, {name: value})
+            )
+        if entry.found:
+            return entry
+    translated = entry.step(
+        "tsot.E005", functools.partial(_translate, entry.scheme, where, options)
+    )
     if translated is None or entry.found:
         return entry
     for url in urls:  # the URL with its options: checked, not connected (tsot.lazy)
@@ -144,6 +157,10 @@ def configuration(entry: Entry) -> Entry:
             return entry
     entry.options = translated
     return entry
+
+
+def _translate(scheme: str, where: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    return Translator(scheme, where).translate(options)
 
 
 def _location(entry: Entry) -> Any:
@@ -219,7 +236,7 @@ def ignored_globals(entries: list[Entry]) -> list[checks.CheckMessage]:
             found.append(
                 checks.Warning(
                     f"{name} is a django-redis setting that tsot ignores.",
-                    hint=instead[:1].upper() + instead[1:] + ".",
+                    hint=f"Instead: {instead}.",
                     obj=name,
                     id=check_id,
                 )

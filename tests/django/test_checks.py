@@ -64,7 +64,7 @@ def test_each_step_has_its_error(entry: dict[str, Any], check_id: str, needle: s
     found = run(broken=entry)
     assert [m.id for m in found] == [check_id]
     assert found[0].level == checks.ERROR
-    assert "CACHES['broken']" in found[0].msg and needle in found[0].msg
+    assert found[0].obj == "CACHES['broken']" and needle in found[0].msg
 
 
 def test_short_secret_key_is_e004() -> None:
@@ -75,6 +75,13 @@ def test_short_secret_key_is_e004() -> None:
         ("tsot.E004", "CACHES['r']"),
     ]
     assert "SECRET_KEY" in found[0].msg and "SIGNING" in found[0].msg
+
+
+def test_each_bad_options_key_is_its_own_error() -> None:
+    found = run(r=redis(SOCKET_TIMEOUT="x", MAX_ENTRIES=5, PARSER_CLASS="p", db=0))
+    assert [m.id for m in found] == ["tsot.E005"] * 3
+    assert ["SOCKET_TIMEOUT" in found[0].msg, "MAX_ENTRIES" in found[1].msg] == [True, True]
+    assert "PARSER_CLASS" in found[2].msg
 
 
 def test_errors_of_several_aliases_are_all_reported() -> None:
@@ -162,3 +169,33 @@ def test_deploy_reports_rocksdb_under_several_processes(
 )
 def test_worker_processes(environ: dict[str, str], expected: Any) -> None:
     assert worker_processes(environ) == expected
+
+
+LATE_IMPORT = """
+import django
+from django.conf import settings
+settings.configure(
+    SECRET_KEY="k" * 32,
+    INSTALLED_APPS=[],
+    CACHES={"default": {"BACKEND": "tsot_django.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
+                        "OPTIONS": {"SOCKET_TIMEOUT": "soon"}}},
+)
+django.setup()
+from django.core.management import call_command
+call_command("check")
+"""
+
+
+def test_without_tsot_checks_in_the_run_the_error_still_raises() -> None:
+    """tsot_django first imported by Django's own cache check: no tsot message in that run, so
+    the configuration error must raise as before, never pass silently."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_IMPORT], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "SOCKET_TIMEOUT" in done.stderr and "no issues" not in done.stdout
