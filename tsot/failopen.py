@@ -127,6 +127,10 @@ KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
 }
 """Each primitive's kind and what it returns when it fails open. ``incr`` has no fallback."""
 
+PASSED: Final = ("scan", "delete_if", "expire_if")
+"""Primitives that go to the backend unguarded: a key listing or a lock's owner check has no
+fallback that would not lie (an empty listing, "not your lock")."""
+
 _SKIPPED: Final[dict[Kind, str]] = {
     "read": "outage_misses",
     "write": "skipped_writes",
@@ -150,6 +154,9 @@ class _Guard:
                 fallback = None
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
+        for name in PASSED:  # no fallback is honest: an outage raises, as without fail_open
+            if hasattr(backend, name):  # a third-party backend may predate them
+                setattr(self, name, getattr(backend, name))
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
@@ -214,6 +221,13 @@ class _Guard:
             exc,
         )
         return fallback(*args)
+
+
+def unguarded(backend: Any) -> Any:
+    """The backend behind a fail-open wrapper (``backend`` itself if it has none), for callers
+    that must see an outage as an error: a lock's ``add`` failing open would report the lock as
+    someone else's, forever."""
+    return backend.inner if isinstance(backend, _Guard) else backend
 
 
 class FailOpen(_Guard):

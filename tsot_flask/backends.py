@@ -19,6 +19,7 @@ from tsot.secrets import warn_unsigned
 
 from . import config as cfg
 from .prefixes import PrefixedStorages
+from .redis_api import RedisApi
 from .serializers import SerializingStorage, adopt
 from .timeouts import Timeout, default_ttl, to_core
 
@@ -26,12 +27,13 @@ Store = Storage | SerializingStorage | PrefixedStorages
 """What a TsotCache calls: a Storage, or one seen through CACHE_SERIALIZER / a callable prefix."""
 
 
-class TsotCache(BaseCache):
+class TsotCache(RedisApi, BaseCache):
     """A Flask-Caching backend on any tsot storage; ``CACHE_TYPE = "tsot_flask.TsotCache"``.
 
     The storage URL is ``CACHE_TSOT_URL``; CACHE_KEY_PREFIX is the tsot namespace, so
     ``clear()`` removes this cache's keys and nothing else. Build one directly with
-    ``TsotCache(Storage.from_url(url, namespace="app"))``.
+    ``TsotCache(Storage.from_url(url, namespace="app"))``. django-redis's extra methods
+    (``ttl``, ``keys``, ``lock``...) come from ``RedisApi``: ``cache.cache.ttl(key)``.
     """
 
     def __init__(
@@ -45,7 +47,8 @@ class TsotCache(BaseCache):
         )
         # a constructor argument only from Flask-Caching 2.5 (which needs Python 3.11)
         self.ignore_delete_many_errors = ignore_delete_many_errors
-        self.storage: Store = storage
+        # a Storage, or a stand-in with its methods (CACHE_SERIALIZER, a callable prefix)
+        self.storage = cast("Storage", storage)
         self._default_ttl = default_ttl(self.default_timeout)
         self.settings_used: cfg.Settings | None = None  # set by factory
         self._serializer: Any = None
@@ -58,7 +61,7 @@ class TsotCache(BaseCache):
     @serializer.setter
     def serializer(self, serializer: Any) -> None:
         # Flask-Caching 2.5 sets CACHE_SERIALIZER here once it has built the cache
-        self.storage = adopt(self, serializer)
+        self.storage = cast("Storage", adopt(self, serializer))
         self._serializer = serializer
 
     # -- construction from Flask-Caching config ----------------------------------------------
