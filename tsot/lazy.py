@@ -35,6 +35,15 @@ class Deferred:
         with self._lock:
             self._owner = owner
 
+    def compose(self, wrap: Callable[[Any], Any]) -> bool:
+        """Open into ``wrap(backend)`` from now on; False (nothing done) if already open."""
+        with self._lock:
+            if self._real is not None:
+                return False
+            inner = self._open
+            self._open = lambda: wrap(inner())
+            return True
+
     @property
     def opened(self) -> bool:
         return self._real is not None
@@ -65,6 +74,14 @@ def detach(backend: Any) -> None:
     """Before its owner closes: a Deferred ``backend`` will no longer replace the owner's ``_b``."""
     if isinstance(backend, Deferred):
         backend.bind(None)
+
+
+def wrapped(backend: Any, wrap: Callable[[Any], Any]) -> Any:
+    """``wrap(backend)``; for a Deferred not yet open, the Deferred itself, now opening into
+    ``wrap(opened backend)`` (an observer stays outside fail-open and inside nothing else)."""
+    if isinstance(backend, Deferred) and backend.compose(wrap):
+        return backend
+    return wrap(resolved(backend))
 
 
 def resolved(backend: Any) -> Any:

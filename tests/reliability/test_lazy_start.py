@@ -210,3 +210,19 @@ def test_closed_before_first_use_stays_closed(tmp_path: Path) -> None:
     storage.close()
     with pytest.raises(Exception, match="closed"):
         storage.load("k")
+
+
+def test_listener_attached_before_first_use_opens_nothing_and_sees_it(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    storage = Storage.from_url(f"rocksdb://{path}", fail_open=True)
+    seen: list[str] = []
+    storage.listen(lambda event: seen.append(event.operation))
+    assert isinstance(storage._b, Deferred) and not path.exists()  # still nothing opened
+    try:
+        storage.store("k", 1)
+        assert storage.load("k") == 1
+        assert seen == ["set", "get"]
+        assert not isinstance(storage._b, Deferred)
+        assert type(storage._b).__name__ == "FailOpen"  # the observer sits inside the guard
+    finally:
+        close_database(str(path))
