@@ -411,6 +411,11 @@ class RedisBackend:
         return parse(location, options)
 
     @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without connecting (open connects on first use)."""
+        settings(options, parse(location, options).name)
+
+    @classmethod
     def open(
         cls, location: Location, options: Mapping[str, Any], prefix: bytes
     ) -> RedisSync | LocalCachedSync:
