@@ -98,7 +98,8 @@ class Listener:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         delay = _BACKOFF[0]
@@ -214,10 +215,12 @@ class Tracking:
         return Listener(self, lambda: cls(**kwargs), f"{host}:{port}")
 
     def _add(self, listener: Listener) -> None:
-        with self._lock:
+        with self._lock:  # started under the lock, so close() never meets an unstarted one
+            if self._closed.is_set():
+                return
             self._listeners[listener.label] = listener
             self.store.set_live(False)
-        listener.start()
+            listener.start()
 
     # -- listener state ------------------------------------------------------------------------
 
