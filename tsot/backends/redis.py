@@ -30,6 +30,7 @@ from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_info import stats_steps  # noqa: E402
 from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
@@ -107,10 +108,11 @@ def _async(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 class RedisSync:
     """The sync backend protocol over a process-wide transport."""
 
-    __slots__ = ("_cluster", "_read", "_t", "_x", "name")
+    __slots__ = ("_cluster", "_db", "_read", "_t", "_x", "name")
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, db: int = 0) -> None:
         self._t = transport
+        self._db = db
         self._x = transport.execute
         self._read = transport.execute_read
         self._cluster = transport.cluster
@@ -186,6 +188,11 @@ class RedisSync:
     def clear(self, prefix: bytes) -> None:
         for node in self._t.primaries():
             self._drive(ops.clear_steps(prefix, node, self._cluster))
+
+    @_sync
+    def stats(self) -> dict[str, int | None]:
+        """The server's INFO counters (summed over the primaries of a Cluster)."""
+        return self._drive(stats_steps(self._t.primaries(), self._db))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Nothing to release: the pool is shared by every Storage of this URL."""
@@ -323,6 +330,12 @@ class RedisAsync:
         for node in await t.primaries():
             await self._drive(ops.clear_steps(prefix, node, t.cluster))
 
+    @_async
+    async def stats(self) -> dict[str, int | None]:
+        """See ``RedisSync.stats``."""
+        t = await self._tp()
+        return await self._drive(stats_steps(await t.primaries(), self._family.cfg.db))  # type: ignore[no-any-return]
+
     async def close(self) -> None:
         """Nothing to release: connections belong to the loop and the URL, not to a Storage."""
 
@@ -340,7 +353,7 @@ class RedisBackend:
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
         cfg = parse(location, options)
-        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)))
+        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)), cfg.db)
 
     @classmethod
     def open_async(
