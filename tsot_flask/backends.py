@@ -17,6 +17,7 @@ from tsot.keys import Key
 from tsot.secrets import warn_unsigned
 
 from . import config as cfg
+from .cli import add_commands
 from .timeouts import Timeout, default_ttl, to_core
 
 
@@ -54,6 +55,7 @@ class TsotCache(BaseCache):
         masked), or MissingDependency naming the extra to install.
         """
         settings = cls.settings(config, args, kwargs)
+        add_commands(app)
         return cls(
             open_storage(settings), settings.default_timeout, settings.ignore_delete_many_errors
         )
