@@ -55,6 +55,7 @@ def _run(req: cli.Request) -> None:
         label = f"Flask cache {storage.namespace!r} ({storage.url})"
         outcome = cli.run(cli.Surface(storage, label=label), req, out)
     if outcome.code is not cli.Exit.OK:
+        sys.stdout.flush()
         click.echo(f"Error: {outcome.message}", err=True)
         ctx.exit(int(outcome.code))
 

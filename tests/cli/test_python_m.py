@@ -190,3 +190,26 @@ def test_clear_asks_on_a_terminal(ns_url: str) -> None:
     code, _ = _answer(ns_url, b"y\n")
     assert code == 0
     assert store.load("k") is None
+
+
+def _on_terminal(url: str, env: dict[str, str]) -> bytes:
+    """``ping`` with a terminal as stdout; what it printed."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tsot", url, "ping"],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=subprocess.DEVNULL,
+            env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, **env},
+        )
+        assert proc.wait(timeout=60) == 0
+        return os.read(leader, 65536)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_colour_only_on_a_terminal(redis_url: str) -> None:
+    assert b"\033[32mPONG" in _on_terminal(redis_url, {})
+    assert b"\033[" not in _on_terminal(redis_url, {"NO_COLOR": "1"})
