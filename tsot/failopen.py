@@ -127,6 +127,10 @@ KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
 }
 """Each primitive's kind and what it returns when it fails open. ``incr`` has no fallback."""
 
+PASSED: Final = ("scan", "delete_if", "expire_if")
+"""Primitives that go to the backend unguarded: a key listing or a lock's owner check has no
+fallback that would not lie (an empty listing, "not your lock")."""
+
 _SKIPPED: Final[dict[Kind, str]] = {
     "read": "outage_misses",
     "write": "skipped_writes",
@@ -150,6 +154,8 @@ class _Guard:
                 fallback = None
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
+        for name in PASSED:  # no fallback is honest: an outage raises, as without fail_open
+            setattr(self, name, getattr(backend, name))
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None

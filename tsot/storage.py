@@ -7,11 +7,11 @@ Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, cast
 
-from . import config, secrets
+from . import config, listing, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -24,6 +24,7 @@ from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace, shown
+from .locks import AsyncLock, Lock
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -389,6 +390,49 @@ class Storage(_Core):
         """Remove every key of this namespace (of the whole location if the namespace is "")."""
         self._b.clear(self._keys.prefix)
 
+    # listing keys (memcached cannot: NotSupportedError) and locks
+    def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> Iterator[str]:
+        """The keys of this namespace matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``,
+        ``\\x``), fetched ``itersize`` at a time; each present key at least once (Redis's SCAN
+        may repeat one). Raises NotSupportedError at once on memcached."""
+        prefix = self._keys.prefix
+        found = self._b.scan(
+            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
+        )
+        return (listing.user_key(k, prefix) for k in found)
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """The keys of this namespace matching ``pattern``, each once (see ``iter_keys``)."""
+        return list(dict.fromkeys(self.iter_keys(pattern)))
+
+    def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
+        """Delete the keys matching ``pattern`` in batches of ``itersize``; return how many."""
+        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
+        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
+        count, batch = 0, []
+        for key in found:
+            batch.append(key)
+            if len(batch) >= size:
+                count += self._b.delete_many(batch)
+                batch = []
+        return count + (self._b.delete_many(batch) if batch else 0)
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> Lock:
+        """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
+        tokens (tsot.locks.Lock)."""
+        k = self._keys.make(name)
+        return Lock(
+            self._b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local
+        )
+
     def close(self) -> None:
         """Release this Storage: every later call raises StorageClosed (closing twice is fine).
 
@@ -539,6 +583,48 @@ class AsyncStorage(_Core):
 
     async def clear(self) -> None:
         await self._b.clear(self._keys.prefix)
+
+    def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> AsyncIterator[str]:
+        """See ``Storage.iter_keys``: ``async for key in storage.iter_keys("user:*")``."""
+        prefix = self._keys.prefix
+        found = self._b.scan(
+            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
+        )
+        return self._user_keys(found, prefix)
+
+    @staticmethod
+    async def _user_keys(found: AsyncIterator[bytes], prefix: bytes) -> AsyncIterator[str]:
+        async for key in found:
+            yield listing.user_key(key, prefix)
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        return list(dict.fromkeys([k async for k in self.iter_keys(pattern)]))
+
+    async def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
+        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
+        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
+        count, batch = 0, []
+        async for key in found:
+            batch.append(key)
+            if len(batch) >= size:
+                count += await self._b.delete_many(batch)
+                batch = []
+        return count + (await self._b.delete_many(batch) if batch else 0)
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> AsyncLock:
+        """See ``Storage.lock``: ``async with storage.lock("name", timeout=10): ...``."""
+        k = self._keys.make(name)
+        return AsyncLock(
+            self._b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local
+        )
 
     async def close(self) -> None:
         """See ``Storage.close``."""
