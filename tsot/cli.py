@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from .config import parse_url
-from .errors import BackendUnavailable, ConfigurationError, InvalidKey, TsotError
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidKey,
+    NotSupportedError,
+    TsotError,
+)
 from .keys import KeySpace, shown
 from .secrets import LOCAL_SCHEMES
 from .storage import Storage
@@ -37,18 +43,6 @@ class Exit(enum.IntEnum):
     UNSUPPORTED = 4  # the backend cannot do it (keys on memcached)
     DECLINED = 5  # clear: the confirmation was answered no
     ERROR = 6  # any other tsot error (a value of the wrong type, a refused write, ...)
-
-
-def _not_supported() -> tuple[type[BaseException], ...]:
-    """``tsot.errors.NotSupportedError`` in versions that have it."""
-    from . import errors
-
-    found = getattr(errors, "NotSupportedError", None)
-    return (found,) if isinstance(found, type) else ()
-
-
-class Unsupported(TsotError):
-    """This storage cannot run the command (raised when the Storage has no such method)."""
 
 
 @dataclass
@@ -150,14 +144,13 @@ def run(surface: Surface, req: Request, out: Output, confirm: Confirm = ask) -> 
 
     With ``--json`` a failure writes ``{"ok": false, "exit": code, "error": message}`` too.
     """
-    unsupported: tuple[type[BaseException], ...] = (Unsupported, *_not_supported())
     try:
         outcome = _COMMANDS[req.command](surface, req, out, confirm)
     except (ConfigurationError, InvalidKey) as exc:
         outcome = Outcome(Exit.USAGE, str(exc))
     except BackendUnavailable as exc:
         outcome = Outcome(Exit.UNREACHABLE, str(exc))
-    except unsupported as exc:
+    except NotSupportedError as exc:
         outcome = Outcome(Exit.UNSUPPORTED, str(exc))
     except TsotError as exc:
         outcome = Outcome(Exit.ERROR, f"{type(exc).__name__}: {exc}")
@@ -260,10 +253,7 @@ def _ttl(s: Surface, req: Request, out: Output, confirm: Confirm) -> Outcome:
 
 
 def _iter_keys(s: Surface, pattern: str) -> Iterator[str]:
-    iter_keys = getattr(s.storage, "iter_keys", None)
-    if iter_keys is None:
-        raise Unsupported(f"{s.url}: this version of tsot cannot list keys")
-    for key in iter_keys(s.pattern(pattern)):
+    for key in s.storage.iter_keys(s.pattern(pattern)):
         user = s.user_key(key)
         if user is not None:
             yield user

@@ -213,3 +213,28 @@ def _on_terminal(url: str, env: dict[str, str]) -> bytes:
 def test_colour_only_on_a_terminal(redis_url: str) -> None:
     assert b"\033[32mPONG" in _on_terminal(redis_url, {})
     assert b"\033[" not in _on_terminal(redis_url, {"NO_COLOR": "1"})
+
+
+def test_keys_of_the_namespace_only(ns_url: str, redis_url: str) -> None:
+    store = writer(ns_url)
+    store.store_many({"user:1": "a", "user:2": "b", "item:1": "c"})
+    writer(f"{redis_url}?namespace=elsewhere-{uuid.uuid4().hex}").store("user:3", "x")
+    done = tsot(ns_url, "keys", "user:*")
+    assert done.returncode == 0
+    assert sorted(done.stdout.split()) == ["user:1", "user:2"]
+    assert sorted(tsot(ns_url, "keys").stdout.split()) == ["item:1", "user:1", "user:2"]
+    limited = json.loads(tsot(ns_url, "keys", "--limit", "2", "--json").stdout)
+    assert limited["count"] == 2
+    assert set(limited["keys"]) <= {"item:1", "user:1", "user:2"}
+
+
+def test_keys_on_memcached_is_not_supported() -> None:
+    """memcached cannot list keys: exit 4 and a message naming the alternatives (no server is
+    needed to say so)."""
+    done = tsot(f"memcached://127.0.0.1:{free_port()}", "keys")
+    assert done.returncode == 4
+    assert "memcached cannot list its keys" in done.stderr
+    assert (
+        json.loads(tsot(f"memcached://127.0.0.1:{free_port()}", "keys", "--json").stdout)["exit"]
+        == 4
+    )

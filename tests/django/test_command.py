@@ -139,3 +139,14 @@ def test_django_admin_process_exit_codes(redis_url: str, tmp_path: Path) -> None
     assert run("stats").returncode == 0
     assert run("clear").returncode == 2
     assert run("nosuchcommand").returncode != 0
+
+
+def test_keys_lists_this_version_without_prefix(redis_caches: dict[str, Any]) -> None:
+    caches["shared"].set_many({"user:1": 1, "user:2": 2, "item": 3})
+    caches["other_version"].set("user:9", 9)
+    assert sorted(tsot("--alias", "shared", "keys", "user:*").split()) == ["user:1", "user:2"]
+    listed = json.loads(tsot("--alias", "shared", "keys", "--json"))
+    assert sorted(listed["keys"]) == ["item", "user:1", "user:2"]
+    for key in listed["keys"]:  # a listed key is what get takes
+        assert tsot("--alias", "shared", "get", key).strip() in ("1", "2", "3")
+    caches["other_version"].clear()

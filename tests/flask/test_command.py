@@ -101,3 +101,14 @@ def test_unreachable_exits_3_without_the_password() -> None:
     assert "flask-pw-hidden" not in done.output
     (line,) = [line for line in done.output.splitlines() if line.startswith("{")]
     assert json.loads(line)["exit"] == 3
+
+
+def test_keys(app_cache: tuple[Flask, Cache]) -> None:
+    app, cache = app_cache
+    with app.app_context():
+        cache.set_many({"view/a": 1, "view/b": 2, "memo": 3})
+    done = invoke(app, "keys", "view/*")
+    assert done.exit_code == 0
+    assert sorted(done.output.split()) == ["view/a", "view/b"]
+    with app.app_context():
+        cache.clear()
