@@ -6,6 +6,7 @@ Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -21,9 +22,9 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
-from .errors import StorageClosed, WrongType
+from .errors import StorageClosed, TsotError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
-from .keys import Key, KeySpace, shown
+from .keys import Key, KeySpace, rekey, shown
 from .locks import AsyncLock, Lock
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
@@ -135,6 +136,7 @@ class _Core:
             accept=core["accept"],
             sign=core["sign"],
             accept_unbound=core["accept_unbound"],
+            key_prefix=self._keys.prefix,
         )
         self._default_ms = to_ms(core["default_ttl"])
         self.location = location
@@ -206,6 +208,14 @@ class _Core:
             k = make(key)
             items.append((k, encode(value, k)))
         return items
+
+    def _pairs(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, Key]]:
+        """(final key, caller's key) of every valid key of ``mapping``: for error messages."""
+        pairs = []
+        for key in mapping:
+            with contextlib.suppress(TsotError):  # an invalid key's own error names it
+                pairs.append((self._keys.make(key), key))
+        return pairs
 
     def _delta(self, delta: int) -> int:
         if type(delta) is not int:
@@ -287,11 +297,15 @@ class Storage(_Core):
         (a TTL that is not a number), BackendUnavailable.
         """
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            self._b.delete(k)
-        else:
-            self._b.set(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                self._b.delete(k)
+            else:
+                self._b.set(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])  # name the caller's key, not the namespaced one
+            raise
 
     def load(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, of exactly the stored type, or ``default``.
@@ -310,10 +324,14 @@ class Storage(_Core):
         the key was absent. Raises as ``store``.
         """
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            return not self._b.exists(k)
-        return self._b.add(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                return not self._b.exists(k)
+            return self._b.add(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     # typed forms
     def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
@@ -356,7 +374,11 @@ class Storage(_Core):
         changes nothing. The key's TTL is kept.
         """
         k, d = self._keys.make(key), self._delta(delta)
-        return self._incr_result(self._b.incr(k, d, create), key)
+        try:
+            return self._incr_result(self._b.incr(k, d, create), key)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
         """Subtract ``delta`` atomically and return the new value: ``incr(key, -delta)``."""
@@ -412,13 +434,17 @@ class Storage(_Core):
         Every key and value is checked and encoded before anything is written, so a bad one
         writes nothing. Raises as ``store``.
         """
-        items, ms = self._items(mapping), self._ttl(ttl)
-        if not items:
-            return
-        if ms == EXPIRED:
-            self._b.delete_many([k for k, _ in items])
-        else:
-            self._b.set_many(items, ms)
+        try:
+            items, ms = self._items(mapping), self._ttl(ttl)
+            if not items:
+                return
+            if ms == EXPIRED:
+                self._b.delete_many([k for k, _ in items])
+            else:
+                self._b.set_many(items, ms)
+        except TsotError as exc:
+            rekey(exc, self._pairs(mapping))
+            raise
 
     def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
@@ -547,11 +573,15 @@ class AsyncStorage(_Core):
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         """Store ``value`` under ``key``; see ``Storage.store`` (TTL, errors)."""
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            await self._b.delete(k)
-        else:
-            await self._b.set(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                await self._b.delete(k)
+            else:
+                await self._b.set(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def load(self, key: Key, default: Any = None) -> Any:
         """The value under ``key`` or ``default``; see ``Storage.load``."""
@@ -561,10 +591,14 @@ class AsyncStorage(_Core):
     async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """Store only if ``key`` is absent; True if stored. See ``Storage.add``."""
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            return not await self._b.exists(k)
-        return await self._b.add(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                return not await self._b.exists(k)
+            return await self._b.add(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
         """Store a str; any other type raises WrongType."""
@@ -597,7 +631,11 @@ class AsyncStorage(_Core):
         """Add ``delta`` atomically and return the new value; see ``Storage.incr`` (missing
         keys, WrongType, the TTL is kept)."""
         k, d = self._keys.make(key), self._delta(delta)
-        return self._incr_result(await self._b.incr(k, d, create), key)
+        try:
+            return self._incr_result(await self._b.incr(k, d, create), key)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
         """Subtract ``delta`` atomically and return the new value: ``incr(key, -delta)``."""
@@ -638,13 +676,17 @@ class AsyncStorage(_Core):
 
     async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
         """Store every item with one ``ttl``; nothing is written if one is bad."""
-        items, ms = self._items(mapping), self._ttl(ttl)
-        if not items:
-            return
-        if ms == EXPIRED:
-            await self._b.delete_many([k for k, _ in items])
-        else:
-            await self._b.set_many(items, ms)
+        try:
+            items, ms = self._items(mapping), self._ttl(ttl)
+            if not items:
+                return
+            if ms == EXPIRED:
+                await self._b.delete_many([k for k, _ in items])
+            else:
+                await self._b.set_many(items, ms)
+        except TsotError as exc:
+            rekey(exc, self._pairs(mapping))
+            raise
 
     async def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
