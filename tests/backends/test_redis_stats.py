@@ -140,3 +140,18 @@ def test_memory_backend_reports_its_size() -> None:
         assert store.stats()["memory_bytes"] == 0
         store.store("k", "value")
         assert store.stats()["memory_bytes"] > 0
+
+
+def test_a_user_without_info_gets_unknown_counts(own: Server) -> None:
+    """An ACL user that may not run INFO: stats() says None (unknown), it does not fail."""
+    admin = redis.Redis(host="127.0.0.1", port=own.port, socket_timeout=5)
+    admin.execute_command("ACL", "SETUSER", "noinfo", "on", ">noinfo-pw", "~*", "+@all", "-info")
+    admin.close()
+    url = f"redis://noinfo:noinfo-pw@127.0.0.1:{own.port}/0"
+    stats = Storage.from_url(url, namespace="acl").stats()
+    assert (stats["hits"], stats["misses"], stats["keys"], stats["clients"]) == (None,) * 4
+
+    async def main() -> dict[str, Any]:
+        return await AsyncStorage.from_url(url, namespace="acl").stats()
+
+    assert asyncio.run(main())["keys"] is None

@@ -31,7 +31,7 @@ from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
-from .redis_info import stats_steps  # noqa: E402
+from .redis_info import UNKNOWN, stats_steps  # noqa: E402
 from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
@@ -193,7 +193,10 @@ class RedisSync:
     @_sync
     def stats(self) -> dict[str, int | None]:
         """The server's INFO counters (summed over the primaries of a Cluster)."""
-        return self._drive(stats_steps(self._t.primaries(), self._db))  # type: ignore[no-any-return]
+        try:
+            return self._drive(stats_steps(self._t.primaries(), self._db))  # type: ignore[no-any-return]
+        except NoPermissionError:  # an ACL user without INFO: the counts are unknown
+            return UNKNOWN.copy()
 
     def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""
@@ -368,7 +371,10 @@ class RedisAsync:
     async def stats(self) -> dict[str, int | None]:
         """See ``RedisSync.stats``."""
         t = await self._tp()
-        return await self._drive(stats_steps(await t.primaries(), self._family.cfg.db))  # type: ignore[no-any-return]
+        try:
+            return await self._drive(stats_steps(await t.primaries(), self._family.cfg.db))  # type: ignore[no-any-return]
+        except NoPermissionError:
+            return UNKNOWN.copy()
 
     async def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""

@@ -21,6 +21,8 @@ FIELDS: Final = {
     "clients": "connected_clients",
 }
 """tsot's stats name -> the INFO field summed into it (``keys`` comes from the ``db<N>`` line)."""
+UNKNOWN: Final[dict[str, int | None]] = dict.fromkeys(("keys", *FIELDS))
+"""The stats of a user the server does not allow to run INFO (an ACL without ``+info``)."""
 
 
 def info_fields(reply: Any) -> Mapping[str, Any]:
