@@ -30,8 +30,6 @@ from .keys import KeySpace, shown
 from .secrets import LOCAL_SCHEMES
 from .storage import Storage
 
-COMMANDS = ("stats", "ping", "get", "ttl", "keys", "clear")
-
 
 class Exit(enum.IntEnum):
     """The exit codes every front end returns (scripts may rely on them)."""
@@ -93,7 +91,8 @@ class Output:
     def __init__(self, out: Writer, json_mode: bool, color: bool | None = None) -> None:
         self.out = out
         self.json = json_mode
-        self.color = is_tty(out) and "NO_COLOR" not in os.environ if color is None else color
+        self.tty = is_tty(out)
+        self.color = self.tty and "NO_COLOR" not in os.environ if color is None else color
 
     def line(self, text: str, style: str = "") -> None:
         if not self.json:
@@ -221,8 +220,14 @@ def _get(s: Surface, req: Request, out: Output, confirm: Confirm) -> Outcome:
             "value": value if _jsonable(value) else repr(value),
         }
     )
-    out.line(value if isinstance(value, str) else repr(value))
+    out.line(value if isinstance(value, str) and _printable(value, out) else repr(value))
     return Outcome(Exit.OK)
+
+
+def _printable(text: str, out: Output) -> bool:
+    """Whether a stored str may go to the output as it is: on a terminal, one holding control
+    characters (escape sequences a writer of the store could plant) is shown as its repr."""
+    return not out.tty or all(c.isprintable() or c in "\n\t" for c in text)
 
 
 def _jsonable(value: Any) -> bool:
@@ -265,7 +270,7 @@ def _keys(s: Surface, req: Request, out: Output, confirm: Confirm) -> Outcome:
         if req.limit is not None and len(found) >= req.limit:
             break
         found.append(key)
-        out.line(key)  # streamed: a large keyspace shows as it is scanned
+        out.line(key if _printable(key, out) else repr(key))  # streamed, as they are scanned
     out.data(
         {"ok": True, "command": "keys", "pattern": req.pattern, "count": len(found), "keys": found}
     )

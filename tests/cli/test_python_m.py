@@ -192,12 +192,12 @@ def test_clear_asks_on_a_terminal(ns_url: str) -> None:
     assert store.load("k") is None
 
 
-def _on_terminal(url: str, env: dict[str, str]) -> bytes:
-    """``ping`` with a terminal as stdout; what it printed."""
+def _on_terminal(url: str, env: dict[str, str], *args: str) -> bytes:
+    """``ping`` (or ``args``) with a terminal as stdout; what it printed."""
     leader, follower = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tsot", url, "ping"],
+            [sys.executable, "-m", "tsot", url, *(args or ("ping",))],
             stdin=subprocess.DEVNULL,
             stdout=follower,
             stderr=subprocess.DEVNULL,
@@ -238,3 +238,14 @@ def test_keys_on_memcached_is_not_supported() -> None:
         json.loads(tsot(f"memcached://127.0.0.1:{free_port()}", "keys", "--json").stdout)["exit"]
         == 4
     )
+
+
+def test_control_characters_never_reach_a_terminal(ns_url: str) -> None:
+    """A value (or key) planted with escape sequences is shown as its repr on a terminal."""
+    store = writer(ns_url)
+    store.store("evil\x1b[2J", "\x1b]0;owned\x07text")
+    shown = _on_terminal(ns_url, {"NO_COLOR": "1"}, "get", "evil\x1b[2J")
+    assert b"\x1b" not in shown
+    assert b"'\\x1b]0;owned\\x07text'" in shown
+    assert b"\x1b" not in _on_terminal(ns_url, {"NO_COLOR": "1"}, "keys")
+    assert tsot(ns_url, "get", "evil\x1b[2J").stdout == "\x1b]0;owned\x07text\n"  # a pipe: as is
