@@ -150,3 +150,13 @@ def test_keys_lists_this_version_without_prefix(redis_caches: dict[str, Any]) ->
     for key in listed["keys"]:  # a listed key is what get takes
         assert tsot("--alias", "shared", "get", key).strip() in ("1", "2", "3")
     caches["other_version"].clear()
+
+
+def test_a_misconfigured_alias_is_a_usage_error() -> None:
+    entry = {"BACKEND": "tsot_django.TsotCache", "LOCATION": "redis://:hidden-pw@127.0.0.1/0"}
+    entry["OPTIONS"] = {"socket_timeout": "soon"}
+    with override_settings(CACHES={"default": entry}):
+        err = fails("stats")
+    assert err.returncode == 2
+    assert "socket_timeout" in str(err)
+    assert "hidden-pw" not in str(err)

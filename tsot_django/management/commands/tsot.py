@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tsot import cli
@@ -80,7 +81,10 @@ class Command(BaseCommand):
                 f"no cache alias {alias!r} in CACHES (there are: {', '.join(caches.settings)})",
                 returncode=int(cli.Exit.USAGE),
             )
-        return caches[alias]
+        try:
+            return caches[alias]
+        except ImproperlyConfigured as exc:  # a bad LOCATION or OPTIONS: usage, not a traceback
+            raise CommandError(str(exc), returncode=int(cli.Exit.USAGE)) from exc
 
     def _color(self, options: dict[str, Any]) -> bool:
         if options.get("no_color") or "NO_COLOR" in os.environ:
