@@ -18,17 +18,20 @@ from .errors import (
     WriteRefused,
     WrongType,
 )
+from .locks import AsyncLock, Lock
 from .storage import DEFAULT, AsyncStorage, Storage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "AsyncLock",
     "AsyncStorage",
     "BackendUnavailable",
     "ConfigurationError",
     "InvalidKey",
     "Location",
+    "Lock",
     "LockError",
     "LockNotOwnedError",
     "MissingDependency",

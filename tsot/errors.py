@@ -9,9 +9,9 @@
     ├── SerializationError (ValueError)      a value that cannot be encoded (unpicklable, ...)
     ├── WriteRefused                         the server is up but refused to store (full, ACL)
     ├── StorageClosed (RuntimeError)         a Storage used after ``close()``
-    ├── NotSupportedError (NotImplementedError) the backend cannot do it (memcached listing keys)
+    ├── NotSupportedError (NotImplementedError)  the backend cannot (memcached listing keys)
     ├── LockError                            a lock used in a way its state forbids
-    │   └── LockNotOwnedError                release/extend of a lock this owner no longer holds
+    │   └── LockNotOwnedError                release/extend of a lock another owner now holds
     ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
     │   └── OutcomeUnknown                   the reply of a command not safe to resend was lost
     └── StorageLocked (BackendUnavailable)   a local database is held by another process

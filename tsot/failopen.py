@@ -155,7 +155,8 @@ class _Guard:
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
         for name in PASSED:  # no fallback is honest: an outage raises, as without fail_open
-            setattr(self, name, getattr(backend, name))
+            if hasattr(backend, name):  # a third-party backend may predate them
+                setattr(self, name, getattr(backend, name))
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
@@ -220,6 +221,13 @@ class _Guard:
             exc,
         )
         return fallback(*args)
+
+
+def unguarded(backend: Any) -> Any:
+    """The backend behind a fail-open wrapper (``backend`` itself if it has none), for callers
+    that must see an outage as an error: a lock's ``add`` failing open would report the lock as
+    someone else's, forever."""
+    return backend.inner if isinstance(backend, _Guard) else backend
 
 
 class FailOpen(_Guard):

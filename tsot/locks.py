@@ -1,7 +1,8 @@
 """Locks over any backend, with redis-py's Lock interface, fencing tokens and safe release.
 
 Acquiring is ``add`` (Redis ``SET NX PX``) of a random token, then ``incr`` of the lock's fence
-counter (``<name>:fence``), then a read that checks the token is still there. A holder that
+counter (``<name>:fence``), then ``expire_if`` (the token's TTL set again, only if the token is
+still there: a check made on the primary). A holder that
 passes the check held the lock through its ``incr``, so fencing tokens grow in the order the
 lock was held, even when a holder stalls and its lock expires. Release and extend compare the
 token and act in one atomic step (``delete_if`` / ``expire_if``: a Lua script on Redis, CAS on
@@ -15,6 +16,7 @@ The steps are generators of backend calls, run by a sync or an async driver: ``L
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import Any, Final
 from .backends.base import TTL_PERSISTENT
 from .codec import Codec
 from .errors import ConfigurationError, LockError, LockNotOwnedError
+from .keys import shown
 from .ttl import to_ms
 
 Call = tuple[str, tuple[Any, ...]]
@@ -47,8 +50,10 @@ def acquire_steps(key: bytes, stored: bytes, ttl_ms: int | None) -> Steps:
     if not (yield "add", (key, stored, ttl_ms)):
         return None
     fence = yield "incr", (key + FENCE_SUFFIX, 1, True)
-    if (yield "get", (key,)) != stored:
-        return None  # it expired before the incr and is someone else's now
+    # Still ours? Asked of the primary with a compare-and-write (a replica's GET may lag): it
+    # expired before the incr and may be someone else's now if the token is gone.
+    if not (yield "expire_if", (key, stored, ttl_ms)):
+        return None
     return fence
 
 
@@ -63,6 +68,14 @@ def extend_steps(key: bytes, stored: bytes, add_ms: int, replace: bool) -> Steps
     if new_ms <= 0:
         return False
     return (yield "expire_if", (key, stored, new_ms))
+
+
+class _PerThread(threading.local):
+    """A lock's owner state, one per thread; the class attributes are every thread's start."""
+
+    token: bytes | None = None
+    stored: bytes | None = None
+    fence: int | None = None
 
 
 class _LockBase:
@@ -95,17 +108,23 @@ class _LockBase:
             else _seconds(blocking_timeout, "blocking_timeout", False)
         )
         self.thread_local = bool(thread_local)
-        local = thread_local and self.PER_THREAD
-        self.local: Any = threading.local() if local else SimpleNamespace()
-        self.local.token = None
+        per_thread = thread_local and self.PER_THREAD
+        self.local: Any = (
+            _PerThread() if per_thread else SimpleNamespace(token=None, stored=None, fence=None)
+        )
+
+    @property
+    def _shown(self) -> str:
+        """The lock's name for messages: the key the caller gave, without the namespace."""
+        return shown(self.name, self._codec.key_prefix)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} timeout={self.timeout}>"
+        return f"<{type(self).__name__} {self._shown} timeout={self.timeout}>"
 
     @property
     def fence(self) -> int | None:
         """The fencing token of the current acquisition by this owner (None if not held)."""
-        return getattr(self.local, "fence", None) if self.local.token is not None else None
+        return self.local.fence if self.local.token is not None else None
 
     def _new(self, token: str | bytes | None) -> tuple[bytes, bytes]:
         """(token, stored bytes) for an attempt."""
@@ -145,18 +164,18 @@ class _LockBase:
 
     def _held(self, what: str) -> bytes:
         if self.local.token is None:
-            raise LockError(f"Cannot {what} an unlocked lock ({self.name!r})")
+            raise LockError(f"Cannot {what} an unlocked lock ({self._shown})")
         return self.local.stored  # type: ignore[no-any-return]
 
-    def _extend_args(self, additional_time: float) -> int:
+    def _extend_args(self, additional_time: float, replace: bool) -> int:
         if self.timeout is None:
-            raise LockError(f"Cannot extend a lock with no timeout ({self.name!r})")
-        ms = to_ms(_seconds(additional_time, "additional_time", False))
+            raise LockError(f"Cannot extend a lock with no timeout ({self._shown})")
+        ms = to_ms(_seconds(additional_time, "additional_time", replace))
         return 0 if ms is None else ms
 
     def _not_owned(self, what: str) -> LockNotOwnedError:
         return LockNotOwnedError(
-            f"Cannot {what} a lock that's no longer owned ({self.name!r}: it expired and "
+            f"Cannot {what} a lock that's no longer owned ({self._shown}: it expired and "
             "another owner may hold it)"
         )
 
@@ -188,7 +207,12 @@ class Lock(_LockBase):
         wait, deadline = self._deadline(blocking, blocking_timeout)
         raw, stored = self._new(token)
         while True:
-            fence = self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            try:
+                fence = self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            except Exception:
+                with contextlib.suppress(Exception):  # undo an add that went through
+                    self._b.delete_if(self.name, stored)
+                raise
             if fence is not None:
                 return self._took(raw, stored, fence)
             pause = self._pause(wait, deadline)
@@ -205,7 +229,7 @@ class Lock(_LockBase):
 
     def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """Add ``additional_time`` seconds to the TTL (or set it, ``replace_ttl``); True."""
-        stored, ms = self._held("extend"), self._extend_args(additional_time)
+        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
         if not self._run(extend_steps(self.name, stored, ms, replace_ttl)):
             raise self._not_owned("extend")
         return True
@@ -214,7 +238,7 @@ class Lock(_LockBase):
         """Reset the TTL to ``timeout``; True (LockNotOwnedError if no longer owned)."""
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self.name!r})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
         if not self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
@@ -225,13 +249,12 @@ class Lock(_LockBase):
 
     def owned(self) -> bool:
         """True if this owner holds it (its token is still stored)."""
-        stored = getattr(self.local, "stored", None)
-        return self.local.token is not None and self._b.get(self.name) == stored
+        return self.local.token is not None and self._b.get(self.name) == self.local.stored
 
     def __enter__(self) -> Lock:
         if self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {self.name!r} within the time specified")
+        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -262,10 +285,16 @@ class AsyncLock(_LockBase):
         blocking_timeout: float | None = None,
         token: str | bytes | None = None,
     ) -> int | bool:
+        """See ``Lock.acquire`` (sleeps with ``asyncio.sleep``)."""
         wait, deadline = self._deadline(blocking, blocking_timeout)
         raw, stored = self._new(token)
         while True:
-            fence = await self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            try:
+                fence = await self._run(acquire_steps(self.name, stored, self._ttl_ms))
+            except Exception:
+                with contextlib.suppress(Exception):  # undo an add that went through
+                    await self._b.delete_if(self.name, stored)
+                raise
             if fence is not None:
                 return self._took(raw, stored, fence)
             pause = self._pause(wait, deadline)
@@ -274,36 +303,40 @@ class AsyncLock(_LockBase):
             await asyncio.sleep(pause)
 
     async def release(self) -> None:
+        """See ``Lock.release``."""
         stored = self._held("release")
         self.local.token = None
         if not await self._b.delete_if(self.name, stored):
             raise self._not_owned("release")
 
     async def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
-        stored, ms = self._held("extend"), self._extend_args(additional_time)
+        """See ``Lock.extend``."""
+        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
         if not await self._run(extend_steps(self.name, stored, ms, replace_ttl)):
             raise self._not_owned("extend")
         return True
 
     async def reacquire(self) -> bool:
+        """See ``Lock.reacquire``."""
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self.name!r})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
         if not await self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
 
     async def locked(self) -> bool:
+        """See ``Lock.locked``."""
         return bool(await self._b.exists(self.name))
 
     async def owned(self) -> bool:
-        stored = getattr(self.local, "stored", None)
-        return self.local.token is not None and await self._b.get(self.name) == stored
+        """See ``Lock.owned``."""
+        return self.local.token is not None and await self._b.get(self.name) == self.local.stored
 
     async def __aenter__(self) -> AsyncLock:
         if await self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {self.name!r} within the time specified")
+        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

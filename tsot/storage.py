@@ -23,7 +23,7 @@ from .backends.base import (
 )
 from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, TsotError, WrongType
-from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
+from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
 from .keys import Key, KeySpace, rekey, shown
 from .locks import AsyncLock, Lock
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
@@ -503,10 +503,8 @@ class Storage(_Core):
     ) -> Lock:
         """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
         tokens (tsot.locks.Lock)."""
-        k = self._keys.make(name)
-        return Lock(
-            self._b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local
-        )
+        k, b = self._keys.make(name), unguarded(self._b)  # a lock never fails open
+        return Lock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     def close(self) -> None:
         """Release this Storage: every later call raises StorageClosed (closing twice is fine).
@@ -743,10 +741,8 @@ class AsyncStorage(_Core):
         thread_local: bool = True,
     ) -> AsyncLock:
         """See ``Storage.lock``: ``async with storage.lock("name", timeout=10): ...``."""
-        k = self._keys.make(name)
-        return AsyncLock(
-            self._b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local
-        )
+        k, b = self._keys.make(name), unguarded(self._b)  # a lock never fails open
+        return AsyncLock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     async def close(self) -> None:
         """See ``Storage.close``."""

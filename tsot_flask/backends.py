@@ -18,15 +18,17 @@ from tsot.secrets import warn_unsigned
 
 from . import config as cfg
 from .cli import add_commands
+from .redis_api import RedisApi
 from .timeouts import Timeout, default_ttl, to_core
 
 
-class TsotCache(BaseCache):
+class TsotCache(RedisApi, BaseCache):
     """A Flask-Caching backend on any tsot storage; ``CACHE_TYPE = "tsot_flask.TsotCache"``.
 
     The storage URL is ``CACHE_TSOT_URL``; CACHE_KEY_PREFIX is the tsot namespace, so
     ``clear()`` removes this cache's keys and nothing else. Build one directly with
-    ``TsotCache(Storage.from_url(url, namespace="app"))``.
+    ``TsotCache(Storage.from_url(url, namespace="app"))``. django-redis's extra methods
+    (``ttl``, ``keys``, ``lock``...) come from ``RedisApi``: ``cache.cache.ttl(key)``.
     """
 
     def __init__(

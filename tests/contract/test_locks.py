@@ -173,3 +173,41 @@ def test_fencing_tokens_with_asyncio_tasks(target: Target, mode: str, opener: An
     held = loop.run(run())
     assert len(held) == 20
     assert held == sorted(held) and len(set(held)) == len(held)
+
+
+def test_failed_acquire_leaves_no_lock(store: Any) -> None:
+    store.store("job:fence", "not a counter")
+    lock = lock_of(store, timeout=30)
+    with pytest.raises(TypeError):
+        lock.acquire(blocking=False)
+    assert not lock.locked()
+    assert store.load("job:fence") == "not a counter"
+
+
+def test_thread_local_token(mode: str, store: Any) -> None:
+    if mode != "sync":
+        pytest.skip("an AsyncLock keeps its token on the object")
+    lock = lock_of(store, timeout=30)
+    assert lock.acquire(blocking=False)
+    seen: list[Any] = []
+
+    def elsewhere() -> None:
+        seen.append(lock.owned())
+        seen.append(lock.fence)
+        try:
+            lock.release()
+        except LockError as exc:
+            seen.append(type(exc))
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    t.join(30)
+    assert seen == [False, None, LockError]  # another thread does not hold this thread's lock
+    assert lock.owned()
+    shared = lock_of(store, "other", timeout=30, thread_local=False)
+    assert shared.acquire(blocking=False)
+    t = threading.Thread(target=shared.release)
+    t.start()
+    t.join(30)
+    assert not shared.locked()
+    lock.release()

@@ -1,77 +1,70 @@
 """Redis's glob syntax (``*``, ``?``, ``[abc]``, ``[^a-z]``, ``\\x``) for backends that scan
-their own keys, so ``keys("user:*")`` matches the same keys on memory and RocksDB as on Redis."""
+their own keys, so ``keys("user:*")`` matches the same keys on memory and RocksDB as on Redis.
+
+The pattern is read the way Redis's ``stringmatchlen`` reads it, edge cases included: a class
+left open at the end of the pattern is closed there, ``[a-]`` is the range from ``a`` to ``]``,
+a reversed range is accepted, ``[]`` matches nothing and ``[^]`` any one byte.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
+_BACKSLASH, _CLOSE, _CARET, _DASH = b"\\"[0], b"]"[0], b"^"[0], b"-"[0]
+
+
+def _byte(b: int) -> bytes:
+    return re.escape(bytes((b,)))
+
+
+def _class(pattern: bytes, i: int) -> tuple[bytes, int]:
+    """The regex of the class whose body starts at ``i`` (after ``[``), and where it ends."""
+    n = len(pattern)
+    negate = i < n and pattern[i] == _CARET
+    i += negate
+    ranges: list[tuple[int, int]] = []
+    while i < n:
+        c = pattern[i]
+        if c == _BACKSLASH and n - i >= 2:
+            i += 1
+            ranges.append((pattern[i], pattern[i]))
+        elif c == _CLOSE:
+            i += 1
+            break
+        elif n - i >= 3 and pattern[i + 1] == _DASH:
+            lo, hi = sorted((c, pattern[i + 2]))
+            ranges.append((lo, hi))
+            i += 2
+        else:
+            ranges.append((c, c))
+        i += 1
+    if not ranges:
+        return (b"." if negate else b"(?!)"), i
+    body = b"".join(_byte(lo) if lo == hi else _byte(lo) + b"-" + _byte(hi) for lo, hi in ranges)
+    return b"[" + (b"^" if negate else b"") + body + b"]", i
+
 
 def _translate(pattern: bytes) -> bytes:
     out = bytearray()
     i, n = 0, len(pattern)
     while i < n:
-        c = pattern[i : i + 1]
+        c = pattern[i]
         i += 1
-        if c == b"*":
-            out += b".*"
-        elif c == b"?":
+        if c == b"*"[0]:
+            if not out.endswith(b".*"):
+                out += b".*"
+        elif c == b"?"[0]:
             out += b"."
-        elif c == b"\\" and i < n:
-            out += re.escape(pattern[i : i + 1])
+        elif c == _BACKSLASH and i < n:
+            out += _byte(pattern[i])
             i += 1
-        elif c == b"[":
-            end = _class_end(pattern, i)
-            if end < 0:  # no closing bracket: a literal "["
-                out += re.escape(c)
-                continue
-            out += _class(pattern[i:end])
-            i = end + 1
+        elif c == b"["[0]:
+            part, i = _class(pattern, i)
+            out += part
         else:
-            out += re.escape(c)
+            out += _byte(c)
     return bytes(out)
-
-
-def _class_end(pattern: bytes, i: int) -> int:
-    """Index of the ``]`` closing a class that starts at ``i`` (after ``[``), or -1."""
-    n = len(pattern)
-    if i < n and pattern[i : i + 1] == b"^":
-        i += 1
-    while i < n:
-        c = pattern[i : i + 1]
-        if c == b"\\":
-            i += 2
-            continue
-        if c == b"]":
-            return i
-        i += 1
-    return -1
-
-
-def _class(body: bytes) -> bytes:
-    out = bytearray(b"[")
-    i, n = 0, len(body)
-    if body[:1] == b"^":
-        out += b"^"
-        i = 1
-    if i == n:  # "[]" or "[^]": Redis matches nothing / any byte
-        return b"(?!)" if out == b"[" else b"."
-    while i < n:
-        c = body[i : i + 1]
-        if c == b"\\" and i + 1 < n:
-            i += 1
-            c = body[i : i + 1]
-        if i + 2 < n and body[i + 1 : i + 2] == b"-":
-            lo, hi = c, body[i + 2 : i + 3]
-            if hi == b"\\" and i + 3 < n:
-                hi, i = body[i + 3 : i + 4], i + 1
-            lo, hi = min(lo, hi), max(lo, hi)  # Redis accepts a reversed range
-            out += re.escape(lo) + b"-" + re.escape(hi)
-            i += 3
-        else:
-            out += re.escape(c)
-            i += 1
-    return bytes(out + b"]")
 
 
 def matcher(pattern: bytes) -> Callable[[bytes], bool]:
