@@ -130,6 +130,27 @@ class Option:
         return out
 
 
+OBSERVABILITY_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "metrics",
+        tuple,
+        None,
+        "Export operation metrics: stats (counters in stats() only), prometheus, otel.",
+        choices=("stats", "prometheus", "otel"),
+        nullable=True,
+    ),
+    Option("tracing", bool, False, "One OpenTelemetry span per backend operation."),
+    Option("label", str, "", "Name of this storage in metrics and traces (default: its URL)."),
+    Option(
+        "prometheus_registry",
+        object,
+        None,
+        "The prometheus_client CollectorRegistry for metrics=prometheus (default: REGISTRY).",
+        nullable=True,
+    ),
+)
+"""docs/observability.md: the options that attach tsot.events listeners when a storage opens."""
+
 CORE_OPTIONS: tuple[Option, ...] = (
     Option("namespace", str, "", "Prefix (plus ':') of every key; clear() removes only it."),
     Option(
@@ -207,6 +228,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "With fail_open: seconds between probes of a dead backend.",
         minimum=0.0,
     ),
+    *OBSERVABILITY_OPTIONS,
 )
 
 

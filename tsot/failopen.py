@@ -86,20 +86,28 @@ class CircuitBreaker:
             self.counts["short_circuited"] += 1
             return False
 
-    def success(self) -> None:
-        if self._open_until is not None:
-            with self._lock:
-                self._open_until = None
-            limited.warning(
-                f"breaker-closed:{self.name}",
-                "tsot: %s is reachable again; fail_open: the cache is used again",
-                self.name,
-            )
+    def success(self) -> bool:
+        """Close the breaker; True for the one call that closed it."""
+        if self._open_until is None:
+            return False
+        with self._lock:
+            if self._open_until is None:
+                return False
+            self._open_until = None
+        limited.warning(
+            f"breaker-closed:{self.name}",
+            "tsot: %s is reachable again; fail_open: the cache is used again",
+            self.name,
+        )
+        return True
 
-    def failure(self) -> None:
+    def failure(self) -> bool:
+        """Open the breaker (again) for ``probe_interval``; True if it was closed."""
         with self._lock:
             self.failures += 1
+            was_closed = self._open_until is None
             self._open_until = self._clock() + self.probe_interval
+        return was_closed
 
     def count(self, counter: str) -> None:
         with self._lock:
@@ -149,6 +157,7 @@ class _Guard:
         self.breaker = breaker
         self._where = where
         self._invalidation = invalidation
+        self.notify: Callable[..., None] | None = None  # tsot.events: skips and transitions
         for name, (kind, fallback) in KINDS.items():
             if kind == "invalidation" and not invalidation:
                 fallback = None
@@ -162,6 +171,18 @@ class _Guard:
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
     ) -> Any:
         raise NotImplementedError
+
+    def rewrap(self, make: Callable[[Any], Any]) -> Any:
+        """The same guard (breaker, options) around ``make(inner)`` (tsot.events instruments
+        the backend inside the breaker)."""
+        return type(self)(make(self.inner), self.breaker, self._where, self._invalidation)
+
+    def _event(self, kind: str, operation: str, **fields: Any) -> None:
+        if self.notify is not None:
+            self.notify(kind, operation, **fields)
+
+    def _closed_again(self, operation: str) -> None:
+        self._event("breaker", operation, state="closed")
 
     def _open_error(self, name: str, kind: Kind) -> BackendUnavailable:
         """The error of a call that has no fallback, while the breaker is open."""
@@ -177,19 +198,23 @@ class _Guard:
         self, name: str, kind: Kind, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
     ) -> Any:
         if fallback is None:
+            self._event("skip", name, reason="short_circuited", counter=None)
             raise self._open_error(name, kind)
         self.breaker.count(_SKIPPED[kind])
+        self._event("skip", name, reason="short_circuited", counter=_SKIPPED[kind])
         return fallback(*args)
 
     def _failed(
         self,
         exc: BackendUnavailable,
+        name: str,
         kind: Kind,
         fallback: Callable[..., Any] | None,
         args: tuple[Any, ...],
     ) -> Any:
         breaker = self.breaker
-        breaker.failure()
+        if breaker.failure():
+            self._event("breaker", name, state="open", error=type(exc).__name__)
         limited.warning(
             f"fail-open:{self._where}",
             "tsot: %s failed (%s); fail_open: reads miss and writes are skipped until it answers",
@@ -199,6 +224,7 @@ class _Guard:
         if fallback is None or isinstance(exc, OutcomeUnknown):
             raise exc  # an add that may have run is not a skipped write (nor an incr a miss)
         breaker.count(_SKIPPED[kind])
+        self._event("skip", name, reason="outage", counter=_SKIPPED[kind])
         return fallback(*args)
 
     def _refused(
@@ -209,10 +235,12 @@ class _Guard:
         fallback: Callable[..., Any] | None,
         args: tuple[Any, ...],
     ) -> Any:
-        self.breaker.success()  # it answered: up, whatever it thinks of this command
+        if self.breaker.success():  # it answered: up, whatever it thinks of this command
+            self._closed_again(name)
         if fallback is None or kind == "read":
             raise exc
         self.breaker.count("refused_writes")
+        self._event("skip", name, reason="refused", counter="refused_writes")
         limited.warning(
             f"refused:{self._where}",
             "tsot: %s refused %s (%s); fail_open: skipped, the server stays in use",
@@ -257,10 +285,11 @@ class FailOpen(_Guard):
             try:
                 result = call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, kind, fallback, args)
+                return self._failed(exc, name, kind, fallback, args)
             except WriteRefused as exc:
                 return self._refused(exc, name, kind, fallback, args)
-            breaker.success()
+            if breaker.success():
+                self._closed_again(name)
             return result
 
         return guarded
@@ -302,10 +331,11 @@ class AsyncFailOpen(_Guard):
             try:
                 result = await call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, kind, fallback, args)
+                return self._failed(exc, name, kind, fallback, args)
             except WriteRefused as exc:
                 return self._refused(exc, name, kind, fallback, args)
-            breaker.success()
+            if breaker.success():
+                self._closed_again(name)
             return result
 
         return guarded

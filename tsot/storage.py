@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, cast, overload
 
-from . import config, listing, secrets
+from . import config, events, listing, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -122,7 +122,8 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
 class _Core:
     """State and the pure steps shared by Storage and AsyncStorage."""
 
-    __slots__ = ("_closed", "_default_ms", "_keys", "codec", "location")
+    __slots__ = ("_closed", "_default_ms", "_hub", "_keys", "_label", "codec", "location")
+    _b: Any
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
         self._keys = KeySpace(core["namespace"])
@@ -141,6 +142,8 @@ class _Core:
         self._default_ms = to_ms(core["default_ttl"])
         self.location = location
         self._closed = False
+        self._hub: events.Hub | None = None  # set by the first listen()
+        self._label: str = core["label"]
 
     @property
     def namespace(self) -> str:
@@ -154,6 +157,15 @@ class _Core:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} namespace={self.namespace!r}>"
+
+    def listen(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` after every backend operation (and fail-open skip and
+        breaker change) of this Storage; return the function that detaches it.
+
+        The first call instruments the backend (docs/observability.md); until then a Storage
+        pays nothing for the hook.
+        """
+        return events.attach(self, listener, isinstance(self, AsyncStorage))
 
     # pure steps
     def _ttl(self, ttl: TTLArg) -> int | None:
@@ -185,6 +197,7 @@ class _Core:
             "namespace": self.namespace,
             **counts,
             "undecodable": self.codec.refused.value,
+            **(self._hub.snapshot() if self._hub is not None else {}),
         }
 
     def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
@@ -247,6 +260,7 @@ class Storage(_Core):
     """
 
     __slots__ = ("_b",)
+    _b: Backend
 
     def __init__(
         self, backend: Backend, core: Mapping[str, Any], location: config.Location | None = None
@@ -273,13 +287,13 @@ class Storage(_Core):
                 core["fail_open_invalidation"],
             )
         _opened(location, core)
-        return cls(backend, core, location)
+        return events.configure(cls(backend, core, location), core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
         """A new private in-memory store (not shared with any other Storage)."""
         bcls, _, core, opts = _prepare(None, options, memory=True)
-        return cls(bcls.private(opts), core, None)
+        return events.configure(cls(bcls.private(opts), core, None), core)
 
     @property
     def backend(self) -> Backend:
@@ -528,6 +542,7 @@ class AsyncStorage(_Core):
     """The asyncio twin of Storage: same methods, awaited, on native asyncio drivers."""
 
     __slots__ = ("_b",)
+    _b: AsyncBackend
 
     def __init__(
         self,
@@ -553,7 +568,7 @@ class AsyncStorage(_Core):
                 core["fail_open_invalidation"],
             )
         _opened(location, core)
-        return cls(backend, core, location)
+        return events.configure(cls(backend, core, location), core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
@@ -561,7 +576,7 @@ class AsyncStorage(_Core):
         from .backends.base import DirectAsync
 
         bcls, _, core, opts = _prepare(None, options, memory=True)
-        return cls(DirectAsync(bcls.private(opts)), core, None)
+        return events.configure(cls(DirectAsync(bcls.private(opts)), core, None), core)
 
     @property
     def backend(self) -> AsyncBackend:

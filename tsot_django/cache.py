@@ -22,6 +22,7 @@ from .ops import Op, translate_error
 from .options import default_timeout, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
+from .toolbar import ToolbarAware
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ def _secrets() -> list[str | bytes]:
     return [s for s in given if isinstance(s, str | bytes)]
 
 
-class TsotCache(RedisApi):
+class TsotCache(ToolbarAware, RedisApi):
     """A Django cache on any tsot storage; LOCATION is a tsot URL (``redis://h:6379/0``, ...).
 
     Construction checks LOCATION, TIMEOUT and OPTIONS and raises ImproperlyConfigured naming
