@@ -26,6 +26,7 @@ from .errors import (
     NotSupportedError,
     TsotError,
 )
+from .failopen import unguarded
 from .keys import KeySpace, shown
 from .secrets import LOCAL_SCHEMES
 from .storage import Storage
@@ -180,8 +181,7 @@ def _stats(s: Surface, req: Request, out: Output, confirm: Confirm) -> Outcome:
 
 def _ping(s: Surface, req: Request, out: Output, confirm: Confirm) -> Outcome:
     """One read round trip to the backend itself, past any fail_open circuit breaker."""
-    backend: Any = s.storage.backend
-    backend = getattr(backend, "inner", backend)  # FailOpen would answer an outage with a miss
+    backend = unguarded(s.storage.backend)  # fail_open would answer an outage with a miss
     probe = KeySpace(s.storage.namespace).make("tsot-cli-ping")
     start = time.perf_counter()
     backend.exists(probe)
