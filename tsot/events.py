@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from .backends.base import TTL_MISSING
+from .lazy import wrapped
 from .logs import limited
 
 PRIMITIVES: Final = (
@@ -368,7 +369,8 @@ def attach(storage: Any, listener: Listener | None, asynchronous: bool) -> Calla
             hub = storage._hub
             if hub is None:
                 hub = Hub(Source.of(storage.location, storage.namespace, storage._label))
-                storage._b = instrument(storage._b, hub, asynchronous)
+                # on a lazily opened backend: instrumented when it opens (tsot.lazy)
+                storage._b = wrapped(storage._b, lambda b: instrument(b, hub, asynchronous))
                 storage._hub = hub
     return hub.add(listener) if listener is not None else _nothing
 

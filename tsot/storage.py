@@ -25,6 +25,7 @@ from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, TsotError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
 from .keys import Key, KeySpace, rekey, shown
+from .lazy import Deferred, detach, resolved
 from .locks import AsyncLock, Lock
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
@@ -111,6 +112,28 @@ class _Closed:
 
     def __repr__(self) -> str:
         return f"<closed backend of {self._what}>"
+
+
+def _backend(
+    bcls: Any, location: config.Location, core: Mapping[str, Any], opts: Any, aio: bool
+) -> Any:
+    """The backend for ``from_url`` (fail-open wrapped if asked), opened on first use when its
+    class can check the configuration without I/O (``check``: tsot.lazy), else now."""
+    prefix = KeySpace(core["namespace"]).prefix
+
+    def open_backend() -> Any:
+        backend = (bcls.open_async if aio else bcls.open)(location, opts, prefix)
+        if core["fail_open"]:
+            guard = AsyncFailOpen if aio else FailOpen
+            invalidation = core["fail_open_invalidation"]
+            backend = guard(backend, _breaker(location, core), location.masked, invalidation)
+        return backend
+
+    check = getattr(bcls, "check", None)
+    if check is None:
+        return open_backend()
+    check(location, opts)
+    return Deferred(open_backend)
 
 
 def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
@@ -272,22 +295,19 @@ class Storage(_Core):
     def from_url(cls, url: str, **options: Any) -> Storage:
         """Open the storage a URL names (docs/architecture.md#urls); options may be query values.
 
-        Raises ConfigurationError naming a bad URL or option, MissingDependency naming the
-        extra to install.
+        The configuration is checked now; the connection (or the RocksDB directory) is opened
+        on first use, so a Storage that is never used holds no socket and no lock. Raises
+        ConfigurationError naming a bad URL or option, MissingDependency naming the extra to
+        install.
         """
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open(location, opts, prefix)
-        if core["fail_open"]:
-            backend = FailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=False)
         _opened(location, core)
-        return events.configure(cls(backend, core, location), core)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return events.configure(storage, core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
@@ -297,8 +317,9 @@ class Storage(_Core):
 
     @property
     def backend(self) -> Backend:
-        """The backend primitives this Storage calls (wrapped in FailOpen with ``fail_open``)."""
-        return self._b
+        """The backend primitives this Storage calls (wrapped in FailOpen with ``fail_open``;
+        opened now if this Storage has not been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     # any object
     def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
@@ -517,7 +538,7 @@ class Storage(_Core):
     ) -> Lock:
         """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
         tokens (tsot.locks.Lock)."""
-        k, b = self._keys.make(name), unguarded(self._b)  # a lock never fails open
+        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
         return Lock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     def close(self) -> None:
@@ -527,6 +548,7 @@ class Storage(_Core):
         """
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("Backend", _Closed(repr(self)))
 
     def __enter__(self) -> Storage:
@@ -558,17 +580,12 @@ class AsyncStorage(_Core):
         """Open the storage a URL names; see ``Storage.from_url``."""
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open_async(location, opts, prefix)
-        if core["fail_open"]:
-            backend = AsyncFailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=True)
         _opened(location, core)
-        return events.configure(cls(backend, core, location), core)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return events.configure(storage, core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
@@ -580,8 +597,9 @@ class AsyncStorage(_Core):
 
     @property
     def backend(self) -> AsyncBackend:
-        """The asyncio backend primitives this AsyncStorage calls."""
-        return self._b
+        """The asyncio backend primitives this AsyncStorage calls (opened now if it has not
+        been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         """Store ``value`` under ``key``; see ``Storage.store`` (TTL, errors)."""
@@ -756,13 +774,14 @@ class AsyncStorage(_Core):
         thread_local: bool = True,
     ) -> AsyncLock:
         """See ``Storage.lock``: ``async with storage.lock("name", timeout=10): ...``."""
-        k, b = self._keys.make(name), unguarded(self._b)  # a lock never fails open
+        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
         return AsyncLock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     async def close(self) -> None:
         """See ``Storage.close``."""
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("AsyncBackend", _Closed(repr(self)))
 
     async def __aenter__(self) -> AsyncStorage:

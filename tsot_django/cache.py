@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tsot import Storage, mask_url
 
-from . import locations
+from . import diagnose, locations
 from .ops import Op, translate_error
 from .options import default_timeout, translate
 from .redis_api import RedisApi
@@ -48,13 +48,19 @@ class TsotCache(ToolbarAware, RedisApi):
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         where = f"CACHES entry with BACKEND {self.backend_name()}"
-        default_timeout(params, where)
-        super().__init__(params)
         options = params.get("OPTIONS") or {}
-        key = fingerprint(type(self), location, options, secrets=_secrets())
-        self._stores = stores_for(key, lambda: self._build(location, options, where))
+        try:
+            default_timeout(params, where)
+            key = fingerprint(type(self), location, options, secrets=_secrets())
+            self._stores = stores_for(key, lambda: self._build(location, options, where))
+        except ImproperlyConfigured as exc:
+            if not diagnose.in_system_checks():
+                raise
+            self._stores = diagnose.Unusable(exc)  # type: ignore[assignment]  # tsot.E0xx say why
+        super().__init__(params)
         # the storage itself when there is only one (no replicas): get/set skip the op runner
-        self._only = self._stores.sync[0] if len(self._stores.sync) == 1 else None
+        only = isinstance(self._stores, Stores) and len(self._stores.sync) == 1
+        self._only = self._stores.sync[0] if only else None
 
     @property
     def storage(self) -> Storage:

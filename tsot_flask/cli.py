@@ -7,7 +7,7 @@ subcommands are tsot's own (``tsot.cli``); this module finds the app's tsot cach
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import click
 from flask import Flask, current_app
@@ -24,8 +24,10 @@ def add_commands(app: Flask) -> None:
 
 def _caches() -> list[Any]:
     """The tsot_flask backends of the current app's Flask-Caching ``Cache`` objects."""
+    from .backends import TsotCache  # imports this module: not at the top
+
     found = current_app.extensions.get("cache", {}).values()
-    return [backend for backend in found if isinstance(getattr(backend, "storage", None), Storage)]
+    return [backend for backend in found if isinstance(backend, TsotCache)]
 
 
 def _pick(namespace: str | None) -> Any:
@@ -51,7 +53,7 @@ def _run(req: cli.Request) -> None:
         outcome = picked
         out.data({"ok": False, "command": req.command, "exit": 2, "error": outcome.message})
     else:
-        storage = picked.storage
+        storage = cast("Storage", picked.storage)  # maybe seen through CACHE_SERIALIZER
         label = f"Flask cache {storage.namespace!r} ({storage.url})"
         outcome = cli.run(cli.Surface(storage, label=label), req, out)
     if outcome.code is not cli.Exit.OK:

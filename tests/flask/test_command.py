@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from cachelib.serializers import BaseSerializer
 from click.testing import Result
 from flask import Flask
 from flask_caching import Cache
@@ -112,3 +113,24 @@ def test_keys(app_cache: tuple[Flask, Cache]) -> None:
     assert sorted(done.output.split()) == ["view/a", "view/b"]
     with app.app_context():
         cache.clear()
+
+
+class UpperJSON(BaseSerializer):  # type: ignore[misc]
+    """A serializer of the app's own (CACHE_SERIALIZER): the command reads through it."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+def test_get_reads_through_cache_serializer(redis_url: str) -> None:
+    app, cache = make_app(redis_url, CACHE_SERIALIZER=UpperJSON)
+    with app.app_context():
+        cache.set("obj", {"a": [1, 2]})
+        assert cache.get("obj") == {"a": [1, 2]}
+    got = invoke(app, "get", "obj", "--json")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["value"] == {"a": [1, 2]}
+    assert invoke(app, "stats").exit_code == 0

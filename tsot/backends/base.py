@@ -97,7 +97,9 @@ class BackendType(Protocol):
     """What a backend class offers to ``Storage.from_url``.
 
     ``OPTIONS`` lists the backend's own options (URL query or keyword arguments); ``open`` and
-    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage).
+    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage). A class
+    may add ``check(location, options)``, which validates without any I/O: ``from_url`` then
+    calls it at once and defers ``open`` to the Storage's first call (``tsot.lazy``).
     """
 
     OPTIONS: ClassVar[tuple[Option, ...]]

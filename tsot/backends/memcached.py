@@ -491,6 +491,12 @@ class MemcachedBackend:
     )
 
     @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without connecting (open connects on first use)."""
+        _servers(location)
+        require("pymemcache", "pymemcache", "memcached", "the memcached backend")
+
+    @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> MemcachedSync:
         return MemcachedSync(_shared_location(location, options), prefix)
 

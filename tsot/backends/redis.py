@@ -416,6 +416,11 @@ class RedisBackend:
         return parse(location, options)
 
     @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without connecting (open connects on first use)."""
+        parse(location, options)
+
+    @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
         cfg = parse(location, options)
         return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)), cfg.db)

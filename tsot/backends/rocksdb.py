@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ..codec import decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, TsotError
+from ..errors import ConfigurationError, TsotError, require
 from ..ints import format_int
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
 from .glob import matcher
@@ -477,6 +477,14 @@ class RocksDBBackend:
                 "same database options"
             )
         return handle
+
+    @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without opening the directory (open does, on first use,
+        so a process that never uses the Storage never takes the database's lock)."""
+        cls.path_of(location)
+        cls._config(options)
+        require("rocksdict", "rocksdict", "rocksdb", "The rocksdb:// backend")
 
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RocksDBStore:
