@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import drop_shared, shared, shared_keys
+from ..errors import BackendUnavailable
+from .base import backend_stats, drop_shared, shared, shared_keys
 from .redis_config import RedisConfig
 from .redis_local import LocalSettings, LocalStore, Ticket
 from .redis_tracking import Tracking
@@ -144,7 +145,13 @@ class LocalCachedSync:
         """Nothing to release: the store and its listeners serve the whole process."""
 
     def stats(self) -> Mapping[str, int | None]:
-        return {"hits": None, "misses": None, "keys": None, **self._s.stats()}
+        """The server's counters (None for each while it is unreachable) and the local ones,
+        which this process keeps whatever the server's state."""
+        try:
+            server = self._b.stats()
+        except BackendUnavailable:
+            server = backend_stats(None)
+        return {**server, **self._s.stats()}
 
 
 class LocalCachedAsync:
@@ -235,4 +242,9 @@ class LocalCachedAsync:
         """Nothing to release: the store and its listeners serve the whole process."""
 
     async def stats(self) -> Mapping[str, int | None]:
-        return {"hits": None, "misses": None, "keys": None, **self._s.stats()}
+        """See ``LocalCachedSync.stats``."""
+        try:
+            server = await self._b.stats()
+        except BackendUnavailable:
+            server = backend_stats(None)
+        return {**server, **self._s.stats()}
