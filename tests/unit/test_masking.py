@@ -120,6 +120,10 @@ def test_password_never_shows(
         ("default:s3cret@cache:6379/0", "***@cache:6379/0"),
         ("redis://h/0?password=x&socket_timeout=1", "redis://h/0?password=***&socket_timeout=1"),
         ("rocksdb:///data/a@b", "rocksdb:///data/a@b"),
+        # a password starting with "?" or "/" cannot be told from a query or path: hidden anyway
+        ("redis://?Zq0;Zq1@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
+        ("redis:///pw@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
+        ("rocksdb:///data/x?token=1@b", "rocksdb://***@b"),
     ],
 )
 def test_mask_url_examples(url: str, masked: str) -> None:
