@@ -16,8 +16,10 @@ command's reply.
   which tells the retry policy they never reached the server.
 - At most ``max_inflight`` commands are written and unanswered; further requests wait, in
   order, unwritten (back-pressure: memory stays bounded whatever the callers do).
-- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives (a big
-  write whose replies keep coming is not cut short); one timer per connection.
+- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives or leaves
+  (a big write whose replies keep coming is not cut short); one timer per connection. The
+  clock starts when the request is written, so time the loop spends on other tasks before the
+  write never counts against the server.
 
 The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
 connection left behind by an event loop that was closed is released quietly when collected.
@@ -107,7 +109,7 @@ class Pipeline:
         self._scheduled = False
         self._burst = False  # many waiters were just woken: their requests will follow
         self._timer: asyncio.TimerHandle | None = None
-        self._last_read = 0.0  # loop time of the last bytes received
+        self._last_read = 0.0  # loop time of the last bytes received, or sent after a full socket
         self.inflight = 0
         """Commands queued or written and not answered yet."""
         self.peak_inflight = 0
@@ -222,10 +224,13 @@ class Pipeline:
             self.fail(exc)
             return
         del self._wbuf[:sent]
+        loop = self._loop()
+        if loop is None:
+            return
+        if sent:  # the server takes our bytes: progress, as replies are (a big write, a slow loop)
+            self._last_read = loop.time()
         if not self._wbuf:
-            loop = self._loop()
-            if loop is not None:
-                loop.remove_writer(self._fd)
+            loop.remove_writer(self._fd)
 
     def _on_readable(self) -> None:
         sock = self._sock
@@ -292,6 +297,12 @@ class Pipeline:
             self._flush()
 
     def _check_timeout(self) -> None:
+        """No byte in or out for ``timeout`` seconds since the oldest unanswered write = stalled.
+
+        It measures the server, not the loop: ``sent_at`` is the write itself, and asyncio polls
+        for I/O before it runs a timer that came due, then runs the I/O callbacks first, so
+        every byte that arrived before the deadline has been read when this runs.
+        """
         self._timer = None
         loop = self._loop()
         if not self._sent or loop is None or self.timeout is None:

@@ -49,6 +49,7 @@ Address = tuple[str, int] | str  # (host, port) or a unix socket path
 class NotSent(ConnectionError):
     """The connection was lost before a queued command was written: it did not run."""
 
+
 Cmd = Sequence[Any]
 
 _STATEFUL = [
@@ -124,7 +125,7 @@ class PipelinedConnection(asyncio.Protocol):
         self._waiters: collections.deque[Any] = collections.deque()  # Future | _Batch
         self._wbuf: list[bytes] = []
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._progress = 0.0  # loop time of the last reply, or of the first command after idle
+        self._progress = 0.0  # loop time of the last bytes received, or of the write after idle
         self._watchdog: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -162,9 +163,9 @@ class PipelinedConnection(asyncio.Protocol):
                     waiter.set_exception(error(reply))
                 else:
                     waiter.set_result(reply)
+        self._progress = self.loop.time()  # any byte is progress: a long reply is arriving
         if done:
             self.pending -= done
-            self._progress = self.loop.time()
             if self._room and self.pending < self.max_inflight:
                 self._wake_room()
 
@@ -177,8 +178,6 @@ class PipelinedConnection(asyncio.Protocol):
             raise ValueError(f"{args[0]!r} would block or change the shared connection")
         fut = self.loop.create_future()
         # _queue, inlined: this is the hot path of every single-key operation
-        if not self._waiters:
-            self._idle_ended()
         self._waiters.append(fut)
         self.pending += 1
         if not self._wbuf:
@@ -200,26 +199,30 @@ class PipelinedConnection(asyncio.Protocol):
         return fut
 
     def _queue(self, data: bytes, waiter: Any, n: int) -> None:
-        if not self._waiters:
-            self._idle_ended()
         self._waiters.append(waiter)
         self.pending += n
         if not self._wbuf:
             self.loop.call_soon(self._flush)
         self._wbuf.append(data)
 
-    def _idle_ended(self) -> None:
-        """The first command after idle starts the stall clock (and the watchdog, if off)."""
-        self._progress = self.loop.time()
-        if self._watchdog is None and self.timeout is not None:
-            self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
-
     def _flush(self) -> None:
         buf = self._wbuf
         if not buf or self._transport is None:
             return
         self._wbuf = []
+        if len(self._waiters) == len(buf):  # nothing written awaits a reply: idle until now
+            self._clock_starts()
         self._transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+
+    def _clock_starts(self) -> None:
+        """The first write after idle starts the stall clock (and the watchdog, if off).
+
+        At the write, not when the command was queued: the loop may run other tasks' blocking
+        code in between, and that time is the loop's, not the server's.
+        """
+        self._progress = self.loop.time()
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
 
     async def room(self) -> None:
         """Wait until fewer than ``max_inflight`` commands are in flight."""
@@ -238,10 +241,16 @@ class PipelinedConnection(asyncio.Protocol):
 
     # -- failure -------------------------------------------------------------------------------
     def _check(self) -> None:
-        """The watchdog: no reply for ``timeout`` seconds while commands wait = stalled."""
+        """The watchdog: no byte for ``timeout`` seconds while written commands wait = stalled.
+
+        It measures the server, not the loop: the clock starts at the write, and asyncio polls
+        for I/O before it runs a timer that came due, then runs the I/O callbacks first, so
+        every byte that arrived before the deadline has been read when this runs, however long
+        other tasks kept the loop busy.
+        """
         self._watchdog = None
-        if not self._waiters or self.lost is not None or self.timeout is None:
-            return
+        if len(self._waiters) == len(self._wbuf) or self.lost is not None or self.timeout is None:
+            return  # nothing written waits (the next write starts the clock again)
         deadline = self._progress + self.timeout
         if self.loop.time() >= deadline:
             self.abort(TimeoutError(f"Timeout reading from {self.name}"))

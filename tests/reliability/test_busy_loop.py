@@ -1,0 +1,91 @@
+"""asyncio on a busy event loop: a read timeout measures the server, not the loop.
+
+Async views block their loop now and then (a sync ORM call, template rendering, a CPU-heavy
+step). Requests queued meanwhile against a healthy server must not fail because the loop, not
+the server, was slow: the tests block the loop for three read timeouts with requests in flight
+(queued and not yet written, or written and not yet read) and require every one to succeed.
+A frozen server still fails them at the timeout: ``test_stalled_server_times_out_then_recovers``
+(tests/backends/test_redis_pipeline.py) and ``test_stopped_server_fails_every_waiter_at_the_
+timeout`` (tests/backends/test_memcached_pipeline.py) keep that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tsot import AsyncStorage
+
+pytestmark = pytest.mark.server
+
+TIMEOUT = 0.3
+STALL = 3 * TIMEOUT
+REQUESTS = 32
+
+
+def busy_loop() -> None:
+    """Blocking work on the event loop's thread: nothing else runs meanwhile."""
+    time.sleep(STALL)
+
+
+def open_store(scheme: str, request: pytest.FixtureRequest) -> AsyncStorage:
+    """A store on the shared healthy server with a short read timeout and no retries (a false
+    timeout must not be hidden by a second attempt)."""
+    options: dict[str, Any] = {"namespace": f"busy{uuid.uuid4().hex[:10]}", "retries": 0}
+    if scheme == "redis":
+        url = request.getfixturevalue("redis_url")
+        options["socket_timeout"] = TIMEOUT
+    else:
+        url = request.getfixturevalue("memcached_url")
+        options["timeout"] = TIMEOUT
+    return AsyncStorage.from_url(url, **options)
+
+
+@pytest.mark.parametrize("scheme", ["redis", "memcached"])
+@pytest.mark.parametrize("stall_at", ["before the write", "after the write"])
+async def test_a_busy_loop_is_not_a_server_timeout(
+    scheme: str, stall_at: str, request: pytest.FixtureRequest
+) -> None:
+    store = open_store(scheme, request)
+    await store.store_many({f"k{i}": i for i in range(REQUESTS)})  # connected, warm
+
+    reads = [asyncio.create_task(store.load(f"k{i}")) for i in range(REQUESTS)]
+    writes = [asyncio.create_task(store.store(f"w{i}", i)) for i in range(REQUESTS)]
+    await asyncio.sleep(0)  # every task ran to its first await: all requests are queued
+    if stall_at == "after the write":
+        await asyncio.sleep(0)  # one more turn: the queued requests went out in one write
+    busy_loop()
+    results = await asyncio.gather(*reads, *writes, return_exceptions=True)
+
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
+    assert results[:REQUESTS] == list(range(REQUESTS))
+    assert await store.load_many([f"w{i}" for i in range(REQUESTS)]) == {
+        f"w{i}": i for i in range(REQUESTS)
+    }
+
+
+@pytest.mark.parametrize("scheme", ["redis", "memcached"])
+async def test_a_loop_busy_again_and_again_never_fails_a_request(
+    scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """The issue's shape: tasks that each read, block the loop, then write, many turns in a row
+    (each stall shorter than the timeout, together far longer)."""
+    store = open_store(scheme, request)
+    await store.store("warm", 0)
+
+    async def view(i: int) -> int:
+        value = await store.load(f"v{i % 4}")
+        if value is None:
+            time.sleep(TIMEOUT / 4)  # the 'compute' step, blocking
+            value = i
+            await store.store(f"v{i % 4}", value, ttl=60)
+        return int(value)
+
+    results = await asyncio.gather(*(view(i) for i in range(REQUESTS)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
