@@ -1,4 +1,5 @@
-"""asyncio on a busy event loop: a read timeout measures the server, not the loop.
+"""asyncio on a busy event loop: a read timeout measures the server, not the loop, and a TTL
+counts from the call, not from when the loop got round to writing it.
 
 Async views block their loop now and then (a sync ORM call, template rendering, a CPU-heavy
 step). Requests queued meanwhile against a healthy server must not fail because the loop, not
@@ -89,3 +90,45 @@ async def test_a_loop_busy_again_and_again_never_fails_a_request(
     results = await asyncio.gather(*(view(i) for i in range(REQUESTS)), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
+
+
+# -- TTLs count from the call --------------------------------------------------------------------
+
+TTL = 4.0
+HELD = 2.0
+"""Seconds the loop is kept busy while the writes wait to go out."""
+
+
+def deadline_store(scheme: str, request: pytest.FixtureRequest) -> AsyncStorage:
+    fixture = {"redis": "redis_url", "cluster": "redis_cluster_url", "memcached": "memcached_url"}
+    url = request.getfixturevalue(fixture[scheme])
+    return AsyncStorage.from_url(url, namespace=f"held{uuid.uuid4().hex[:10]}")
+
+
+@pytest.mark.parametrize("scheme", ["redis", "cluster", "memcached"])
+async def test_a_write_held_back_by_a_busy_loop_expires_as_if_sent_at_the_call(
+    scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """Writes queued, then the loop is busy for HELD seconds before they go out: each one's TTL
+    still counts from the call, so HELD seconds of it are gone when it reaches the server."""
+    store = deadline_store(scheme, request)
+    await store.store("expire-me", "v")  # connected, generation known; no TTL yet
+
+    calls = [
+        store.load("busy"),  # memcached writes an idle connection's first request at once
+        store.store("set", "v", ttl=TTL),
+        store.add("add", "v", ttl=TTL),
+        store.store_many({"many1": 1, "many2": 2}, ttl=TTL),
+        store.expire("expire-me", TTL),
+    ]
+    tasks = [asyncio.create_task(call) for call in calls]
+    await asyncio.sleep(0)  # every call ran to its first await: the writes are queued
+    time.sleep(HELD)  # the loop is busy: nothing goes out meanwhile
+    await asyncio.gather(*tasks)
+
+    # Redis keeps milliseconds (PXAT); memcached counts whole seconds and reports the middle
+    # of its one-second window (remaining - 0.5 s), so HELD whole seconds must be gone.
+    limit = TTL - HELD + (0.0 if scheme != "memcached" else -0.5) + 0.01
+    for key in ("set", "add", "many1", "many2", "expire-me"):
+        left = await store.ttl(key)
+        assert left is not None and 0 < left <= limit, (key, left)

@@ -34,7 +34,7 @@ from collections import deque
 from typing import Final
 
 from .memcached_cluster import StaleConnection
-from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser
+from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser, retime
 from .memcached_stream import readable_now
 
 _RECV: Final = 256 * 1024
@@ -75,6 +75,7 @@ class Pipeline:
         "_queued_count",
         "_scheduled",
         "_sent",
+        "_since",
         "_sock",
         "_timer",
         "_wbuf",
@@ -104,9 +105,12 @@ class Pipeline:
         self._queued: list[Waiter] = []
         self._queued_count = 0
         self._heads: dict[bytes, int] = {}  # shared heads of the next write -> reply position
-        self._backlog: deque[tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]]]] = deque()
+        self._backlog: deque[
+            tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]], float]
+        ] = deque()  # (data, count, head, fut, loop time of the request)
         self._wbuf = bytearray()  # bytes the socket did not take yet
         self._scheduled = False
+        self._since = 0.0  # loop time the scheduled write was first asked for
         self._burst = False  # many waiters were just woken: their requests will follow
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0  # loop time of the last bytes received, or sent after a full socket
@@ -148,12 +152,13 @@ class Pipeline:
         fut = loop.create_future()
         inflight = self.inflight
         if self._backlog or (inflight and inflight + count + 1 > self.max_inflight):
-            self._backlog.append((data, count, head, fut))
+            self._backlog.append((data, count, head, fut, loop.time()))
             return fut
         self._queue(data, count, head, fut)
         if not self._scheduled:
             if self._sent or self._burst:  # gather what other tasks queue in this iteration
                 self._scheduled = True
+                self._since = loop.time()
                 loop.call_soon(self._flush)
             else:  # idle: nothing to wait for, write now (one task costs no extra turn)
                 self._flush()
@@ -192,7 +197,12 @@ class Pipeline:
         out = self._out
         out.append(MN)
         data = b"".join(out)
-        self._sent.append(_Write(self._queued, self._queued_count, loop.time()))
+        now = loop.time()
+        if self._since:
+            if now - self._since >= 1.0:  # the loop was busy: TTLs count from the request
+                data = retime(data, int(now - self._since))
+            self._since = 0.0
+        self._sent.append(_Write(self._queued, self._queued_count, now))
         self.writes += 1
         self._out, self._queued, self._queued_count = [], [], 0
         if self._heads:
@@ -282,8 +292,10 @@ class Pipeline:
     def _admit(self) -> None:
         """Queue backlogged requests while the in-flight bound allows (never reordered)."""
         backlog, queued = self._backlog, False
+        loop = self._loop()
+        now = loop.time() if loop is not None else 0.0
         while backlog:
-            data, count, head, fut = backlog[0]
+            data, count, head, fut, asked = backlog[0]
             if fut.done():  # cancelled before it was written: never sent
                 backlog.popleft()
                 continue
@@ -291,6 +303,8 @@ class Pipeline:
             if inflight and inflight + count + 1 > self.max_inflight:
                 break
             backlog.popleft()
+            if now - asked >= 1.0:  # held back that long: its TTLs count from the request
+                data = retime(data, int(now - asked))
             self._queue(data, count, head, fut)
             queued = True
         if queued and not self._scheduled:
