@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tsot import Storage, mask_url
 
 from . import locations
-from .ops import CacheOps, Op, translate_error
+from .ops import AWAIT, CacheOps, Op, translate_error
 from .options import default_timeout, translate
 from .stores import Stores, fingerprint, stores_for
 
@@ -96,6 +96,9 @@ class TsotCache(CacheOps):
         try:
             call = next(op)
             while True:
+                if call.method is AWAIT:  # the caller's own awaitable: its errors are its own
+                    call = op.send(await call.args[0])
+                    continue
                 storage = only or Stores.pick(storages, call.read)
                 try:
                     result = await getattr(storage, call.method)(*call.args, **call.kwargs)
@@ -196,7 +199,9 @@ class TsotCache(CacheOps):
     async def aget_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> Any:
-        return await self._arun(self.op_get_or_set(key, default, timeout, version))
+        """As ``get_or_set``; an awaitable ``default``, or one its callable returns, is awaited
+        (Django's base class would store the coroutine)."""
+        return await self._arun(self.op_get_or_set(key, default, timeout, version, awaits=True))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         """True if ``key`` is present and not expired."""
