@@ -4,9 +4,13 @@ calls the default without awaiting it and fails to pickle the coroutine)."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 import warnings
 
 import pytest
+from django.core.cache import caches
+from django.test import override_settings
 
 from tsot_django import TsotCache
 
@@ -74,3 +78,47 @@ async def test_an_async_default_awaited_on_a_timeout_of_zero_is_not_stored(
 
     assert await cache.aget_or_set("zero", compute, timeout=0) == "fresh"
     assert await cache.ahas_key("zero") is False
+
+
+# -- the load of issue #24: a hot key, blocking computes, a busy loop ----------------------------
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("fail_open", [False, True], ids=["raise", "fail_open"])
+@pytest.mark.parametrize("kind", ["redis", "memcached"])
+async def test_blocking_computes_on_a_hot_key_fail_no_request(
+    kind: str, fail_open: bool, request: pytest.FixtureRequest
+) -> None:
+    """32 tasks ``aget_or_set`` one key whose default blocks the loop for a quarter of the read
+    timeout: the adds queued meanwhile wait 8 read timeouts to be written, on a healthy server.
+    None may fail, and with fail_open the breaker must stay closed (a probe write is kept)."""
+    url = request.getfixturevalue(f"{kind}_url")
+    read_timeout = 0.3
+    options = {
+        "NAMESPACE": f"hot{uuid.uuid4().hex[:10]}",
+        "socket_timeout" if kind == "redis" else "timeout": read_timeout,
+        "retries": 0,
+        "FAIL_OPEN": fail_open,
+    }
+    setting = {"default": {"BACKEND": "tsot_django.TsotCache", "LOCATION": url, "OPTIONS": options}}
+    with override_settings(CACHES=setting):
+        cache = caches["default"]
+        assert await cache.aget("warm") is None  # connected: the 32 reads go out together
+        computed: list[int] = []
+
+        def compute() -> str:
+            computed.append(1)
+            time.sleep(read_timeout / 4)  # a sync ORM call, a template: the loop is blocked
+            return "fresh"
+
+        results = await asyncio.gather(
+            *(cache.aget_or_set("hot", compute, timeout=60) for _ in range(32)),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        assert not failures, f"{len(failures)} failed, first: {failures[0]!r}"
+        assert results == ["fresh"] * 32
+        assert len(computed) == 32  # every task missed: the stall was 32 computes long
+        await cache.aset("probe", "kept")
+        assert await cache.aget("probe") == "kept"  # no breaker opened: the write went through
+        await cache.aclear()
