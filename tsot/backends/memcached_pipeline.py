@@ -188,6 +188,7 @@ class Pipeline:
             self.peak_inflight = inflight
 
     def _flush(self) -> None:
+        since, self._since = self._since, 0.0
         self._scheduled = self._burst = False
         if self._sock is None or not self._queued:
             return
@@ -198,10 +199,8 @@ class Pipeline:
         out.append(MN)
         data = b"".join(out)
         now = loop.time()
-        if self._since:
-            if now - self._since >= 1.0:  # the loop was busy: TTLs count from the request
-                data = retime(data, int(now - self._since))
-            self._since = 0.0
+        if since and now - since >= 1.0:  # the loop was busy: TTLs count from the request
+            data = retime(data, int(now - since))
         self._sent.append(_Write(self._queued, self._queued_count, now))
         self.writes += 1
         self._out, self._queued, self._queued_count = [], [], 0
