@@ -97,6 +97,26 @@ async def test_a_loop_busy_again_and_again_never_fails_a_request(
     assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
 
 
+@pytest.mark.parametrize("scheme", ["redis", "memcached"])
+async def test_a_connection_opened_during_a_busy_loop_is_not_a_connect_timeout(
+    scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """The first requests start a connection, then the loop is busy for three connect timeouts:
+    the server accepted at once, so every request must succeed."""
+    url = request.getfixturevalue(f"{scheme}_url")
+    option = "socket_connect_timeout" if scheme == "redis" else "connect_timeout"
+    store = AsyncStorage.from_url(
+        url, namespace=f"conn{uuid.uuid4().hex[:10]}", retries=0, **{option: TIMEOUT}
+    )  # this test's own event loop: no connection yet
+    reads = [asyncio.create_task(store.load(f"k{i}")) for i in range(8)]
+    await asyncio.sleep(0)  # the first read is connecting
+    busy_loop()
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
+    assert results == [None] * 8
+
+
 # -- TTLs count from the call --------------------------------------------------------------------
 
 TTL = 4.0

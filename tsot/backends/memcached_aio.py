@@ -15,6 +15,7 @@ import weakref
 from asyncio import get_running_loop
 from typing import Any
 
+from .loop_lag import within
 from .memcached_cluster import Address, Cluster, StaleConnection, StepFailed
 from .memcached_ops import Replies, Step
 from .memcached_pipeline import Pipeline
@@ -106,7 +107,7 @@ class AsyncTransport:
         try:
             opening = _open(self.cluster.servers[server].address, loop)
             try:
-                sock = await asyncio.wait_for(opening, self.connect_timeout)
+                sock = await within(opening, self.connect_timeout)  # a busy loop is not counted
             except asyncio.TimeoutError as exc:  # say which timeout: this one is connect's
                 raise ConnectionError(
                     f"no connection within connect_timeout={self.connect_timeout:g} s"
