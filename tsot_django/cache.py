@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -201,7 +202,11 @@ class TsotCache(CacheOps):
     ) -> Any:
         """As ``get_or_set``; an awaitable ``default``, or one its callable returns, is awaited
         (Django's base class would store the coroutine)."""
-        return await self._arun(self.op_get_or_set(key, default, timeout, version, awaits=True))
+        try:
+            return await self._arun(self.op_get_or_set(key, default, timeout, version, awaits=True))
+        finally:  # a coroutine default that was not needed: no "never awaited" warning
+            if iscoroutine(default) and getcoroutinestate(default) == CORO_CREATED:
+                default.close()
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         """True if ``key`` is present and not expired."""

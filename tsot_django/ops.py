@@ -163,8 +163,6 @@ class CacheOps(BaseCache):
         k = self.tsot_key(key, version)
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
-            if awaits and inspect.iscoroutine(default):
-                default.close()  # not needed: no "coroutine was never awaited" warning
             return value
         if callable(default):
             default = default()
