@@ -161,6 +161,28 @@ async def test_a_write_held_back_by_a_busy_loop_expires_as_if_sent_at_the_call(
         assert left is not None and 0 < left <= limit, (key, left)
 
 
+@pytest.mark.parametrize("scheme", ["redis", "memcached"])
+async def test_the_first_writes_of_a_new_connection_count_from_the_call(
+    scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """No connection yet (memcached: nor a known namespace generation, so the full operation
+    runs: connect, read the generation, then write); the loop is busy meanwhile."""
+    store = deadline_store(scheme, request)  # this test's own event loop: nothing open yet
+    calls = [
+        store.store("set", "v", ttl=TTL),
+        store.store_many({"many1": 1, "many2": 2}, ttl=TTL),
+        store.add("add", "v", ttl=TTL),
+    ]
+    tasks = [asyncio.create_task(call) for call in calls]
+    await asyncio.sleep(0)  # every call has started (connecting)
+    time.sleep(HELD)
+    await asyncio.gather(*tasks)
+    limit = TTL - HELD + (0.0 if scheme != "memcached" else -0.5) + 0.01
+    for key in ("set", "many1", "many2", "add"):
+        left = await store.ttl(key)
+        assert left is not None and 0 < left <= limit, (key, left)
+
+
 @pytest.fixture
 def own_memcached(tmp_path: Path) -> Iterator[Server]:
     server = start_memcached(tmp_path, "held")
