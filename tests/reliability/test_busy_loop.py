@@ -161,6 +161,31 @@ async def test_a_write_held_back_by_a_busy_loop_expires_as_if_sent_at_the_call(
         assert left is not None and 0 < left <= limit, (key, left)
 
 
+@pytest.mark.parametrize("scheme", ["redis", "cluster", "memcached"])
+async def test_a_write_asked_for_after_the_busy_spell_keeps_its_whole_ttl(
+    scheme: str, request: pytest.FixtureRequest
+) -> None:
+    """Two writes go out together after one busy turn: the one asked for before the blocking
+    work loses that time, the one asked for after it keeps its whole TTL (each counts from its
+    own call, not from the first request of the write)."""
+    store = deadline_store(scheme, request)
+    await store.store_many({f"warm{i}": i for i in range(64)})  # connected (every node)
+
+    async def after_blocking_work() -> None:
+        time.sleep(HELD)  # a task's blocking step, in the same loop turn
+        await store.store("late", "v", ttl=TTL)
+
+    tasks = [
+        asyncio.create_task(store.load("busy")),  # memcached: the connection is busy
+        asyncio.create_task(store.store("early", "v", ttl=TTL)),
+        asyncio.create_task(after_blocking_work()),
+    ]
+    await asyncio.gather(*tasks)
+    early, late = await store.ttl("early"), await store.ttl("late")
+    assert early is not None and early <= TTL - HELD + 0.01, early
+    assert late is not None and late >= TTL - 1.5, late  # memcached: whole seconds, a tick
+
+
 @pytest.mark.parametrize("scheme", ["redis", "memcached"])
 async def test_the_first_writes_of_a_new_connection_count_from_the_call(
     scheme: str, request: pytest.FixtureRequest

@@ -62,6 +62,7 @@ class Pipeline:
 
     __slots__ = (
         "__weakref__",
+        "_asked",
         "_backlog",
         "_burst",
         "_fd",
@@ -75,7 +76,6 @@ class Pipeline:
         "_queued_count",
         "_scheduled",
         "_sent",
-        "_since",
         "_sock",
         "_timer",
         "_wbuf",
@@ -110,7 +110,7 @@ class Pipeline:
         ] = deque()  # (data, count, head, fut, loop time of the request)
         self._wbuf = bytearray()  # bytes the socket did not take yet
         self._scheduled = False
-        self._since = 0.0  # loop time the scheduled write was first asked for
+        self._asked: list[tuple[int, float]] = []  # (index in _out, loop time) of held requests
         self._burst = False  # many waiters were just woken: their requests will follow
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0  # loop time of the last bytes received, or sent after a full socket
@@ -154,19 +154,27 @@ class Pipeline:
         if self._backlog or (inflight and inflight + count + 1 > self.max_inflight):
             self._backlog.append((data, count, head, fut, loop.time()))
             return fut
-        self._queue(data, count, head, fut)
-        if not self._scheduled:
-            if self._sent or self._burst:  # gather what other tasks queue in this iteration
-                self._scheduled = True
-                self._since = loop.time()
-                loop.call_soon(self._flush)
-            else:  # idle: nothing to wait for, write now (one task costs no extra turn)
-                self._flush()
+        if self._scheduled:
+            self._queue(data, count, head, fut, loop.time())  # written on a later turn
+        elif self._sent or self._burst:  # gather what other tasks queue in this iteration
+            self._queue(data, count, head, fut, loop.time())
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        else:  # idle: nothing to wait for, write now (one task costs no extra turn)
+            self._queue(data, count, head, fut)
+            self._flush()
         return fut
 
     def _queue(
-        self, data: bytes, count: int, head: bytes | None, fut: asyncio.Future[list[Reply]]
+        self,
+        data: bytes,
+        count: int,
+        head: bytes | None,
+        fut: asyncio.Future[list[Reply]],
+        asked: float = 0.0,
     ) -> None:
+        """Add a request to the next write; ``asked`` (loop time of the request) if that write
+        may come later, so ``_flush`` can take the wait off its TTLs."""
         at = -1
         if head is not None:
             heads = self._heads
@@ -180,6 +188,8 @@ class Pipeline:
                 count_head = 0
         else:
             count_head = 0
+        if asked:
+            self._asked.append((len(self._out), asked))
         self._out.append(data)
         self._queued.append((self._queued_count, count, at, fut))
         self._queued_count += count
@@ -188,7 +198,7 @@ class Pipeline:
             self.peak_inflight = inflight
 
     def _flush(self) -> None:
-        since, self._since = self._since, 0.0
+        asked, self._asked = self._asked, []
         self._scheduled = self._burst = False
         if self._sock is None or not self._queued:
             return
@@ -196,11 +206,12 @@ class Pipeline:
         if loop is None:
             return
         out = self._out
+        now = loop.time()
+        for i, at in asked:  # held a second or more (a busy loop): TTLs count from the request
+            if now - at >= 1.0:
+                out[i] = retime(out[i], int(now - at))
         out.append(MN)
         data = b"".join(out)
-        now = loop.time()
-        if since and now - since >= 1.0:  # the loop was busy: TTLs count from the request
-            data = retime(data, int(now - since))
         self._sent.append(_Write(self._queued, self._queued_count, now))
         self.writes += 1
         self._out, self._queued, self._queued_count = [], [], 0
@@ -291,8 +302,6 @@ class Pipeline:
     def _admit(self) -> None:
         """Queue backlogged requests while the in-flight bound allows (never reordered)."""
         backlog, queued = self._backlog, False
-        loop = self._loop()
-        now = loop.time() if loop is not None else 0.0
         while backlog:
             data, count, head, fut, asked = backlog[0]
             if fut.done():  # cancelled before it was written: never sent
@@ -302,9 +311,7 @@ class Pipeline:
             if inflight and inflight + count + 1 > self.max_inflight:
                 break
             backlog.popleft()
-            if now - asked >= 1.0:  # held back that long: its TTLs count from the request
-                data = retime(data, int(now - asked))
-            self._queue(data, count, head, fut)
+            self._queue(data, count, head, fut, asked)  # _flush takes the wait off its TTLs
             queued = True
         if queued and not self._scheduled:
             self._flush()
@@ -332,6 +339,7 @@ class Pipeline:
         sent, queued, backlog = self._sent, self._queued, self._backlog
         self._sent, self._queued, self._backlog = deque(), [], deque()
         self._out, self._got, self._heads, self.inflight = [], [], {}, 0
+        self._asked = []
         for write in sent:
             for *_, fut in write.waiters:
                 if not fut.done():
