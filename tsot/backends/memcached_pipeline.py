@@ -20,6 +20,9 @@ command's reply.
   (a big write whose replies keep coming is not cut short); one timer per connection. The
   clock starts when the request is written, so time the loop spends on other tasks before the
   write never counts against the server.
+- A request written a second or more after it was made (the loop was busy, or back-pressure
+  held it) has those whole seconds taken off its relative TTLs (``retime``): expiry counts
+  from the call.
 
 The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
 connection left behind by an event loop that was closed is released quietly when collected.
