@@ -24,7 +24,8 @@ import pytest
 
 from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server, wait_for
-from tsot import AsyncStorage
+from tests.servers.redis import REDIS, start_single, url_of
+from tsot import AsyncStorage, BackendUnavailable
 
 pytestmark = pytest.mark.server
 
@@ -115,6 +116,46 @@ async def test_a_connection_opened_during_a_busy_loop_is_not_a_connect_timeout(
     failures = [r for r in results if isinstance(r, BaseException)]
     assert not failures, f"{len(failures)} of {len(results)} failed, first: {failures[0]!r}"
     assert results == [None] * 8
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[Server]:
+    server = start_single(tmp_path / "redis")
+    yield server
+    server.signal(signal.SIGCONT)
+    server.stop()
+
+
+BIG = 24 * 1024 * 1024
+"""A value the socket takes in many pieces: Redis answers only once the last byte is in."""
+BIG_TIMEOUT = 0.5  # moving 24 MB on a loaded 2-core machine: room for the server's share of CPU
+
+
+async def test_a_big_redis_write_on_a_busy_loop_is_not_a_timeout(
+    own_redis_server: Server,
+) -> None:
+    store = AsyncStorage.from_url(
+        url_of(own_redis_server, REDIS), namespace="big", socket_timeout=BIG_TIMEOUT, retries=0
+    )
+    await store.store("warm", 0)
+    write = asyncio.create_task(store.store_raw("big", b"x" * BIG))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the write has begun; most of it waits in the transport
+    time.sleep(3 * BIG_TIMEOUT)
+    await write
+    assert len(await store.load_raw("big") or b"") == BIG
+
+
+async def test_a_big_redis_write_to_a_frozen_server_still_times_out(
+    own_redis_server: Server,
+) -> None:
+    store = AsyncStorage.from_url(
+        url_of(own_redis_server, REDIS), namespace="big", socket_timeout=BIG_TIMEOUT, retries=0
+    )
+    await store.store("warm", 0)
+    own_redis_server.signal(signal.SIGSTOP)
+    with pytest.raises(BackendUnavailable, match="Timeout reading"):
+        await store.store_raw("big", b"x" * BIG)
 
 
 # -- TTLs count from the call --------------------------------------------------------------------

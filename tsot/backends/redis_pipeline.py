@@ -128,6 +128,8 @@ class PipelinedConnection(asyncio.Protocol):
         self._wbuf: list[bytes] = []
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
         self._progress = 0.0  # loop time of the last bytes received, or of the write after idle
+        self._paused = False  # the transport holds more than its high-water mark: a big write
+        self._unsent = 0  # bytes it held at the last write or check while paused
         self._watchdog: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -137,6 +139,19 @@ class PipelinedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection to {self.name} lost" + (f": {exc}" if exc else "")
         self._fail(ConnectionError(reason))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._unsent = self._unsent_now()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._progress = self.loop.time()  # the server took the big write: progress
+
+    def _unsent_now(self) -> int:
+        if not self._paused or self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size()
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -215,6 +230,8 @@ class PipelinedConnection(asyncio.Protocol):
         if len(self._waiters) == len(buf):  # nothing written awaits a reply: idle until now
             self._clock_starts()
         self._transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+        if self._paused:  # more for a big write in progress
+            self._unsent = self._unsent_now()
 
     def _clock_starts(self) -> None:
         """The first write after idle starts the stall clock (and the watchdog, if off).
@@ -243,7 +260,8 @@ class PipelinedConnection(asyncio.Protocol):
 
     # -- failure -------------------------------------------------------------------------------
     def _check(self) -> None:
-        """The watchdog: no byte for ``timeout`` seconds while written commands wait = stalled.
+        """The watchdog: no byte for ``timeout`` seconds while written commands wait = stalled
+        (bytes of a big write that the socket takes count as progress too).
 
         It measures the server, not the loop: the clock starts at the write, and asyncio polls
         for I/O before it runs a timer that came due, then runs the I/O callbacks first, so
@@ -254,10 +272,17 @@ class PipelinedConnection(asyncio.Protocol):
         if len(self._waiters) == len(self._wbuf) or self.lost is not None or self.timeout is None:
             return  # nothing written waits (the next write starts the clock again)
         deadline = self._progress + self.timeout
-        if self.loop.time() >= deadline:
-            self.abort(TimeoutError(f"Timeout reading from {self.name}"))
-        else:
-            self._watchdog = self.loop.call_at(deadline, self._check)
+        now = self.loop.time()
+        if now >= deadline:
+            # a big write the socket takes bit by bit (the loop was busy meanwhile): the server
+            # reads, so it is alive; it answers once the last byte is in
+            unsent = self._unsent_now()
+            if not unsent or unsent >= self._unsent:
+                self.abort(TimeoutError(f"Timeout reading from {self.name}"))
+                return
+            self._unsent, self._progress = unsent, now
+            deadline = now + self.timeout
+        self._watchdog = self.loop.call_at(deadline, self._check)
 
     def abort(self, exc: BaseException) -> None:
         """Fail every waiter with ``exc`` and close the connection for good."""
