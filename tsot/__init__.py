@@ -5,7 +5,10 @@ from .errors import (
     BackendUnavailable,
     ConfigurationError,
     InvalidKey,
+    LockError,
+    LockNotOwnedError,
     MissingDependency,
+    NotSupportedError,
     OutcomeUnknown,
     SerializationError,
     StorageClosed,
@@ -15,18 +18,24 @@ from .errors import (
     WriteRefused,
     WrongType,
 )
+from .locks import AsyncLock, Lock
 from .storage import DEFAULT, AsyncStorage, Storage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "AsyncLock",
     "AsyncStorage",
     "BackendUnavailable",
     "ConfigurationError",
     "InvalidKey",
     "Location",
+    "Lock",
+    "LockError",
+    "LockNotOwnedError",
     "MissingDependency",
+    "NotSupportedError",
     "Option",
     "OutcomeUnknown",
     "SerializationError",
