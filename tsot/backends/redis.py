@@ -322,8 +322,10 @@ class RedisAsync:
         """See ``RedisSync.get_ttl``."""
         return ops.pairs(await (await self._tp()).pipeline(ops.get_ttl_cmds(keys), read=True))
 
+    # Writes carry an absolute deadline (PXAT, PEXPIREAT) taken when the caller asked: the
+    # command may reach the server a loop turn later, or seconds later on a busy loop.
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        cmd = ops.set_cmd(key, value, ttl_ms)
+        cmd = ops.set_at_cmd(key, value, ttl_ms)
         try:
             await self._send(cmd)
         except RedisError as exc:
@@ -331,11 +333,12 @@ class RedisAsync:
 
     @_async
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        t = await self._tp()
-        await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
+        cluster = self._family.cfg.topology == "cluster"
+        cmds = ops.set_many_at_cmds(items, ttl_ms, cluster)  # the deadline: before any await
+        await (await self._tp()).pipeline(cmds)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
+        cmd = ops.set_at_cmd(key, value, ttl_ms, nx=True)
         try:
             return await self._send(cmd) is not None
         except RedisError as exc:
@@ -369,7 +372,8 @@ class RedisAsync:
 
     @_async
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
-        return bool((await (await self._tp()).pipeline(ops.expire_cmds(key, ttl_ms)))[-1])
+        cmds = ops.expire_at_cmds(key, ttl_ms)
+        return bool((await (await self._tp()).pipeline(cmds))[-1])
 
     @_async
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
