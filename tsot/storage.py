@@ -7,11 +7,11 @@ Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, cast
 
-from . import config, secrets
+from . import config, readthrough, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -24,6 +24,7 @@ from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
 from .keys import Key, KeySpace, shown
+from .stampede import Policy, Timing, policy_of
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -120,7 +121,7 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
 class _Core:
     """State and the pure steps shared by Storage and AsyncStorage."""
 
-    __slots__ = ("_closed", "_default_ms", "_keys", "codec", "location")
+    __slots__ = ("_closed", "_default_ms", "_keys", "codec", "location", "policy")
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
         self._keys = KeySpace(core["namespace"])
@@ -136,6 +137,7 @@ class _Core:
             accept_unbound=core["accept_unbound"],
         )
         self._default_ms = to_ms(core["default_ttl"])
+        self.policy: Policy = policy_of(core)
         self.location = location
         self._closed = False
 
@@ -295,6 +297,30 @@ class Storage(_Core):
         if ms == EXPIRED:
             return not self._b.exists(k)
         return self._b.add(k, data, ms)
+
+    def get_or_compute(
+        self,
+        key: Key,
+        fn: Callable[[], Any],
+        ttl: TTLArg = DEFAULT,
+        *,
+        stampede: bool | None = None,
+        grace: float | None = None,
+        beta: float | None = None,
+        lease_timeout: float | None = None,
+        timing: Timing | None = None,
+    ) -> Any:
+        """The value of ``key``; on a miss ``fn()``, stored for ``ttl``, computed by one caller
+        at a time, refreshed early when hot, stale within ``grace`` (docs/stampede.md).
+
+        The keyword options override the Storage's; ``timing`` injects a clock, a random source
+        and sleeps (tests). Raises what ``fn`` raises unless a value within grace is served.
+        """
+        policy = self.policy.with_overrides(
+            stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+        )
+        k = self._keys.make(key)
+        return readthrough.get_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 
     # typed forms
     def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
@@ -468,6 +494,25 @@ class AsyncStorage(_Core):
         if ms == EXPIRED:
             return not await self._b.exists(k)
         return await self._b.add(k, data, ms)
+
+    async def get_or_compute(
+        self,
+        key: Key,
+        fn: Callable[[], Any],
+        ttl: TTLArg = DEFAULT,
+        *,
+        stampede: bool | None = None,
+        grace: float | None = None,
+        beta: float | None = None,
+        lease_timeout: float | None = None,
+        timing: Timing | None = None,
+    ) -> Any:
+        """See ``Storage.get_or_compute``; an awaitable result of ``fn()`` is awaited."""
+        policy = self.policy.with_overrides(
+            stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+        )
+        k = self._keys.make(key)
+        return await readthrough.aget_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
         self._check(value, str, "store_string")

@@ -1,0 +1,207 @@
+"""Stampede protection as pure decisions: which read-through step comes next (docs/stampede.md).
+
+A read-through is a generator (``read_through``) that yields ``Step``s and receives their
+results; ``tsot.readthrough`` runs it against a ``Storage`` (sync) or an ``AsyncStorage``
+(asyncio), so the sync and async paths make the same decisions. Time and chance come from an
+injected ``Timing``, so tests drive every branch with a fake clock.
+
+The three mechanisms:
+
+- the *lease*: on a miss one caller (across threads, tasks and processes: the lease is a key
+  in the backend, written with ``add``) computes; the others wait for its value, at most
+  ``lease_timeout`` seconds, and take over when the lease expires;
+- *early refresh* (XFetch, Vattani et al., VLDB 2015): a hit with ``t`` seconds left refreshes
+  in the background with probability ``exp(-t / (delta * beta))``, ``delta`` being the
+  measured compute time, so a hot key is refreshed before it expires;
+- *grace* (RFC 5861 stale-while-revalidate, stale-if-error): an entry up to ``grace`` seconds
+  past its soft expiry is served while one caller refreshes it, or when the compute raises.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final, NamedTuple
+
+from .config import CORE_OPTIONS
+from .ttl import EXPIRED
+
+STAMPEDE_OPTIONS: Final = ("stampede", "grace", "beta", "lease_timeout")
+"""The core options (``tsot.config.CORE_OPTIONS``) a Policy is made of, in its field order."""
+
+
+class Policy(NamedTuple):
+    """The stampede options of one read-through (``OPTIONS``)."""
+
+    stampede: bool = True
+    grace: float = 0.0
+    beta: float = 1.0
+    lease_timeout: float = 10.0
+
+    def with_overrides(self, **given: Any) -> Policy:
+        """This policy with the options given (None: keep), each checked as the option is."""
+        specs = {o.name: o for o in CORE_OPTIONS}
+        changed = {n: specs[n].parse(v) for n, v in given.items() if v is not None}
+        return self._replace(**changed) if changed else self
+
+
+def policy_of(options: Mapping[str, Any]) -> Policy:
+    """The Policy of parsed core options."""
+    return Policy(*(options[name] for name in STAMPEDE_OPTIONS))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where time and chance come from; tests and benchmarks inject their own.
+
+    ``clock`` gives wall-clock seconds (soft expiries are shared by every process, so the
+    default is ``time.time``); ``random`` a float in [0, 1); ``sleep`` / ``asleep`` wait between
+    polls of a waiter, starting at ``poll`` seconds and doubling up to ``poll_max``.
+    """
+
+    clock: Callable[[], float] = time.time
+    random: Callable[[], float] = random.random
+    sleep: Callable[[float], None] = time.sleep
+    asleep: Callable[[float], Any] | None = None  # None: asyncio.sleep
+    poll: float = 0.005
+    poll_max: float = 0.05
+
+
+class Entry(NamedTuple):
+    """A stored value and its times: ``soft`` expiry (epoch seconds, None: never), ``delta``
+    (compute seconds, None: unknown, as for values written by ``store``)."""
+
+    value: Any
+    soft: float | None
+    delta: float | None
+
+
+def entry_of(decoded: tuple[Any, int, int]) -> Entry:
+    """The Entry of ``Codec.decode_entry``'s result."""
+    value, soft_ms, delta_ms = decoded
+    soft = soft_ms / 1000.0 if soft_ms else None
+    return Entry(value, soft, None if delta_ms < 0 else delta_ms / 1000.0)
+
+
+class Freshness(Enum):
+    FRESH = "fresh"  # serve it
+    EARLY = "early"  # serve it, refresh in the background (XFetch chose this read)
+    STALE = "stale"  # past its soft expiry, within grace: serve it, refresh
+    EXPIRED = "expired"  # past grace: a miss
+
+
+def freshness(entry: Entry, now: float, policy: Policy, rand: float) -> Freshness:
+    """Classify ``entry`` at ``now``; ``rand`` is uniform in [0, 1) (XFetch's draw)."""
+    soft = entry.soft
+    if soft is None:
+        return Freshness.FRESH
+    if now < soft:
+        delta = entry.delta
+        # XFetch: refresh when now - delta * beta * ln(u) >= expiry, u uniform in (0, 1]
+        if (
+            policy.stampede
+            and delta
+            and policy.beta > 0
+            and now - delta * policy.beta * math.log(1.0 - rand) >= soft
+        ):
+            return Freshness.EARLY
+        return Freshness.FRESH
+    if now < soft + policy.grace:
+        return Freshness.STALE
+    return Freshness.EXPIRED
+
+
+def entry_times(ttl_ms: int | None, grace: float, now: float) -> tuple[int, int | None]:
+    """``(soft expiry in epoch ms or 0 for none, the backend TTL in ms or None)`` of a value
+    written at ``now`` for ``ttl_ms``: the backend keeps it ``grace`` seconds longer."""
+    if ttl_ms is None:
+        return 0, None
+    return int(now * 1000) + ttl_ms, ttl_ms + math.ceil(grace * 1000)
+
+
+class Op(Enum):
+    GET = "get"  # -> Entry | None
+    LEASE = "lease"  # -> bool: the lease was taken
+    COMPUTE = "compute"  # -> (value, seconds it took); raises what the function raised
+    STORE = "store"  # arg (value, delta) -> None
+    RELEASE = "release"  # -> None: give the lease back (if still ours)
+    WAIT = "wait"  # arg seconds -> None
+    REFRESH = "refresh"  # -> None: run ``refresh()`` in the background (the lease is held)
+
+
+class Step(NamedTuple):
+    op: Op
+    arg: Any = None
+
+
+Flow = Generator[Step, Any, Any]
+
+_GET: Final = Step(Op.GET)
+_LEASE: Final = Step(Op.LEASE)
+_COMPUTE: Final = Step(Op.COMPUTE)
+_RELEASE: Final = Step(Op.RELEASE)
+_REFRESH: Final = Step(Op.REFRESH)
+
+
+def read_through(policy: Policy, ttl_ms: int | None, timing: Timing) -> Flow:
+    """The value of a key, computed at most once per expiry across callers (module docstring).
+
+    Returns the value; raises what the compute raised unless a stale value within grace can
+    be served instead.
+    """
+    if ttl_ms == EXPIRED:  # nothing would be stored: compute and return
+        value, _ = yield _COMPUTE
+        return value
+    stale: Entry | None = None
+    waited_since: float | None = None
+    pause = timing.poll
+    while True:
+        entry: Entry | None = yield _GET
+        now = timing.clock()
+        if entry is not None:
+            state = freshness(entry, now, policy, timing.random())
+            if state is Freshness.FRESH:
+                return entry.value
+            if state is not Freshness.EXPIRED:
+                if policy.stampede:
+                    if (yield _LEASE):
+                        yield _REFRESH
+                    return entry.value
+                stale = entry  # without the lease every caller recomputes; stale if it fails
+        if not policy.stampede:
+            return (yield from _compute(stale, leased=False))
+        if (yield _LEASE):
+            return (yield from _compute(stale, leased=True))
+        if waited_since is None:
+            waited_since = now
+        elif now - waited_since >= policy.lease_timeout:
+            # the holder is slow and the lease keeps being taken: stop waiting, compute
+            return (yield from _compute(stale, leased=False))
+        yield Step(Op.WAIT, pause)
+        pause = min(pause * 2, timing.poll_max)
+
+
+def _compute(stale: Entry | None, leased: bool) -> Flow:
+    try:
+        value, delta = yield _COMPUTE
+    except Exception:
+        if leased:
+            yield _RELEASE
+        if stale is not None:  # stale-if-error
+            return stale.value
+        raise
+    try:
+        yield Step(Op.STORE, (value, delta))
+    finally:
+        if leased:
+            yield _RELEASE
+    return value
+
+
+def refresh() -> Flow:
+    """Compute and store a value while holding the lease (a background refresh)."""
+    return _compute(None, leased=True)
