@@ -175,6 +175,15 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing) -> Flow:
         if not policy.stampede:
             return (yield from _compute(stale, leased=False))
         if (yield _LEASE):
+            # the previous holder may have stored its value and freed the lease between our
+            # read and our lease: read again before computing
+            entry = yield _GET
+            if entry is not None and freshness(entry, timing.clock(), policy, 0.0) in (
+                Freshness.FRESH,
+                Freshness.EARLY,
+            ):
+                yield _RELEASE
+                return entry.value
             return (yield from _compute(stale, leased=True))
         if waited_since is None:
             waited_since = now
