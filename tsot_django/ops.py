@@ -152,8 +152,12 @@ class CacheOps(BaseCache):
         yield Call("clear", ())
 
     def op_get_or_set(self, key: Any, default: Any, timeout: Any, version: int | None) -> Op[Any]:
-        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
         k = self.tsot_key(key, version)
+        if callable(default):
+            # a read-through: one caller computes a missing value, hot values are refreshed
+            # early, per the storage's stampede options (docs/stampede.md)
+            return (yield Call("get_or_compute", (k, default, self.tsot_ttl(timeout))))
+        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
             return value
