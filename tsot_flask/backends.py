@@ -15,8 +15,10 @@ from flask_caching.backends.base import BaseCache
 from tsot import ConfigurationError, MissingDependency, Storage
 from tsot.keys import Key
 from tsot.secrets import warn_unsigned
+from tsot.splitread import MISSING, SplitReadThrough
 
 from . import config as cfg
+from .stampede import read as read_stampede
 from .timeouts import Timeout, default_ttl, to_core
 
 
@@ -33,6 +35,7 @@ class TsotCache(BaseCache):
         storage: Storage,
         default_timeout: int = 300,
         ignore_delete_many_errors: bool = False,
+        stampede: bool = False,
     ) -> None:
         BaseCache.__init__(
             self, default_timeout=cfg.default_timeout(default_timeout, type(self).__name__)
@@ -41,6 +44,8 @@ class TsotCache(BaseCache):
         self.ignore_delete_many_errors = ignore_delete_many_errors
         self.storage = storage
         self._default_ttl = default_ttl(self.default_timeout)
+        # cached/memoize call get, compute, then set: protected in those two calls
+        self._split = SplitReadThrough(storage) if stampede else None
 
     # -- construction from Flask-Caching config ----------------------------------------------
 
@@ -54,8 +59,12 @@ class TsotCache(BaseCache):
         masked), or MissingDependency naming the extra to install.
         """
         settings = cls.settings(config, args, kwargs)
+        stampede = read_stampede(config, settings)
         return cls(
-            open_storage(settings), settings.default_timeout, settings.ignore_delete_many_errors
+            open_storage(settings),
+            settings.default_timeout,
+            settings.ignore_delete_many_errors,
+            stampede,
         )
 
     @classmethod
@@ -94,7 +103,14 @@ class TsotCache(BaseCache):
         return to_core(timeout, self._default_ttl)
 
     def get(self, key: str) -> Any:
-        """The cached value, or None when the key is missing, expired or fails its signature."""
+        """The cached value, or None when the key is missing, expired or fails its signature.
+
+        With CACHE_TSOT_STAMPEDE a None makes this thread the one that computes the value
+        (until its ``set`` of the key); others wait for it (docs/stampede.md#flask).
+        """
+        if self._split is not None:
+            value = self._split.get(key)
+            return None if value is MISSING else value
         return self.storage.load(key)
 
     def get_many(self, *keys: str) -> list[Any]:
@@ -106,6 +122,9 @@ class TsotCache(BaseCache):
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value``; True. Timeout None = the default, 0 = never expires, < 0 = expired."""
+        if self._split is not None:
+            self._split.set(key, value, self._ttl(timeout))
+            return True
         self.storage.store(key, value, self._ttl(timeout))
         return True
 
