@@ -15,6 +15,7 @@ from .errors import (
     WriteRefused,
     WrongType,
 )
+from .memoize import memoize
 from .storage import DEFAULT, AsyncStorage, Storage
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "WrongType",
     "__version__",
     "mask_url",
+    "memoize",
     "parse_url",
     "register_backend",
 ]

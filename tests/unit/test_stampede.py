@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -106,3 +107,37 @@ def test_the_options_are_checked_by_name() -> None:
             Storage.new_imc(**bad)
     with Storage.new_imc() as s, pytest.raises(ConfigurationError, match="grace"):
         s.get_or_compute("k", lambda: 1, 10, grace=-2)
+
+
+def test_memoize_sync_and_async() -> None:
+    import asyncio
+
+    from tsot import AsyncStorage, memoize
+
+    calls: list[int] = []
+    store = Storage.new_imc()
+
+    @memoize(store, ttl=60)
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    assert (square(3), square(3), square(4)) == (9, 9, 16)
+    assert calls == [3, 4]
+
+    astore = AsyncStorage.new_imc()
+
+    @memoize(astore, ttl=60, key=lambda n: f"cube:{n}")
+    async def cube(n: int) -> int:
+        calls.append(-n)
+        return n**3
+
+    async def run() -> tuple[int, int, Any]:
+        return await cube(2), await cube(2), await astore.load("cube:2")
+
+    assert asyncio.run(run()) == (8, 8, 8)
+    assert calls == [3, 4, -2]
+    with pytest.raises(ConfigurationError, match="AsyncStorage"):
+        memoize(store)(cube)
+    with pytest.raises(ConfigurationError, match="needs a Storage"):
+        memoize(astore)(square)
