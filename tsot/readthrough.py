@@ -137,7 +137,7 @@ def get_or_compute(
 ) -> Any:
     """``Storage.get_or_compute`` on final key ``k``."""
     run = _Run(k, fn, ttl_ms, policy, timing or DEFAULT_TIMING)
-    return run_sync(storage, run, read_through(policy, ttl_ms, run.timing))
+    return run_sync(storage, run, read_through(policy, ttl_ms, run.timing, k))
 
 
 # -- asyncio -----------------------------------------------------------------------------------
@@ -208,4 +208,4 @@ async def aget_or_compute(
 ) -> Any:
     """``AsyncStorage.get_or_compute`` on final key ``k``."""
     run = _Run(k, fn, ttl_ms, policy, timing or DEFAULT_TIMING)
-    return await run_async(storage, run, read_through(policy, ttl_ms, run.timing))
+    return await run_async(storage, run, read_through(policy, ttl_ms, run.timing, k))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import readthrough
 from .codec import MISS
 from .readthrough import LEASE_SUFFIX
-from .stampede import Entry, Freshness, Timing, entry_of, entry_times, freshness
+from .stampede import DRAWS, Entry, Freshness, Timing, entry_of, entry_times, freshness
 from .ttl import EXPIRED
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ class SplitReadThrough:
             entry = self._entry(k)
             now = timing.clock()
             if entry is not None:
-                state = freshness(entry, now, policy, timing.random())
+                rand = DRAWS.draw(k, now, entry.delta, timing.random)
+                state = freshness(entry, now, policy, rand)
                 if state is Freshness.FRESH:
                     return entry.value
                 if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes

@@ -147,8 +147,41 @@ _RELEASE: Final = Step(Op.RELEASE)
 _REFRESH: Final = Step(Op.REFRESH)
 
 
-def read_through(policy: Policy, ttl_ms: int | None, timing: Timing) -> Flow:
-    """The value of a key, computed at most once per expiry across callers (module docstring).
+class Draws:
+    """XFetch's random draws, at most one per key and ``delta``-long period in a process.
+
+    Drawing on every read, a key read R times a second is refreshed about
+    ``delta * beta * ln(R * delta)`` seconds early: with many readers, several times per TTL.
+    One draw per period of ``delta`` seconds keeps the lead near ``delta * beta`` whatever the
+    read rate (each process draws its own). Thread-safe enough: a lost update only redraws.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._drawn: dict[bytes, tuple[int, float]] = {}
+
+    def draw(self, key: bytes, now: float, delta: float | None, rand: Callable[[], float]) -> float:
+        """The draw for ``key`` at ``now``: ``rand()`` once per ``delta`` seconds, else the last."""
+        if not delta:
+            return rand()
+        period = int(now / delta)
+        last = self._drawn.get(key)
+        if last is not None and last[0] == period:
+            return last[1]
+        u = rand()
+        if len(self._drawn) >= self._limit:
+            self._drawn.clear()
+        self._drawn[key] = (period, u)
+        return u
+
+
+DRAWS: Final = Draws()
+"""The process's draws (every read-through of the process shares them)."""
+
+
+def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes = b"") -> Flow:
+    """The value of ``key`` (a final key), computed at most once per expiry across callers
+    (module docstring).
 
     Returns the value; raises what the compute raised unless a stale value within grace can
     be served instead.
@@ -163,7 +196,8 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing) -> Flow:
         entry: Entry | None = yield _GET
         now = timing.clock()
         if entry is not None:
-            state = freshness(entry, now, policy, timing.random())
+            rand = DRAWS.draw(key, now, entry.delta, timing.random)
+            state = freshness(entry, now, policy, rand)
             if state is Freshness.FRESH:
                 return entry.value
             if state is not Freshness.EXPIRED:

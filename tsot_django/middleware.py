@@ -204,8 +204,10 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
         if request.method != "GET":
             return super().__call__(request)
         key = self.lookup_key(request)
-        if key is None:  # first visit: Django's path learns the Vary key
-            return super().__call__(request)
+        if key is None:  # first visit: learn the Vary key (kept longer than the page)
+            response = _next(self, request)
+            self.store(request, response)
+            return response
         rendered: list[bool] = []
 
         def render() -> Any:

@@ -106,7 +106,7 @@ def test_cache_page_renders_an_expired_page_once(cache: TsotCache, waiters: Wait
     gate = Gate("sync", "again")
     gate.release()
     view = cache_page(60)(_page_view(gate))
-    cache.clear()  # the page expired (and the Vary list with it): Django's path renders it
+    cache.clear()  # the page and its Vary list are gone: a first visit again
     assert view(RequestFactory().get("/report/")).content == b"again1"
     cache.delete(_page_keys_for(cache, "/report/", ""))  # only the page expired: the lease works
     gate2 = Gate("sync", "hot")

@@ -141,3 +141,14 @@ def test_memoize_sync_and_async() -> None:
         memoize(store)(cube)
     with pytest.raises(ConfigurationError, match="needs a Storage"):
         memoize(astore)(square)
+
+
+def test_one_draw_per_key_and_compute_time_period() -> None:
+    from tsot.stampede import Draws
+
+    draws, values = Draws(), iter([0.1, 0.2, 0.3])
+    rand = values.__next__
+    assert draws.draw(b"k", 10.05, 0.1, rand) == 0.1
+    assert draws.draw(b"k", 10.09, 0.1, rand) == 0.1  # the same 0.1 s period: the same draw
+    assert draws.draw(b"other", 10.09, 0.1, rand) == 0.2
+    assert draws.draw(b"k", 10.11, 0.1, rand) == 0.3

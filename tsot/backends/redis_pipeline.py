@@ -49,6 +49,7 @@ Address = tuple[str, int] | str  # (host, port) or a unix socket path
 class NotSent(ConnectionError):
     """The connection was lost before a queued command was written: it did not run."""
 
+
 Cmd = Sequence[Any]
 
 _STATEFUL = [

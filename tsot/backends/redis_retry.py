@@ -49,16 +49,40 @@ MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)
 # Commands whose second run changes nothing the first did not (and whose reply does not depend
 # on whether they ran before). SET is idempotent only without NX/XX/GET.
 _IDEMPOTENT = [
-    "GET", "MGET", "SET", "MSET", "PSETEX", "SETEX", "DEL", "UNLINK", "EXISTS", "PTTL", "TTL",
-    "PEXPIRE", "EXPIRE", "PEXPIREAT", "EXPIREAT", "PERSIST", "SCAN", "PING", "CLUSTER", "INFO",
-    "DBSIZE", "TYPE", "STRLEN", "SELECT", "ASKING", "READONLY",
+    "GET",
+    "MGET",
+    "SET",
+    "MSET",
+    "PSETEX",
+    "SETEX",
+    "DEL",
+    "UNLINK",
+    "EXISTS",
+    "PTTL",
+    "TTL",
+    "PEXPIRE",
+    "EXPIRE",
+    "PEXPIREAT",
+    "EXPIREAT",
+    "PERSIST",
+    "SCAN",
+    "PING",
+    "CLUSTER",
+    "INFO",
+    "DBSIZE",
+    "TYPE",
+    "STRLEN",
+    "SELECT",
+    "ASKING",
+    "READONLY",
 ]
 IDEMPOTENT: Final = frozenset(
     form for n in _IDEMPOTENT for form in (n, n.lower(), n.encode(), n.lower().encode())
 )
 _SET: Final = frozenset({"SET", "set", b"SET", b"set"})
-_CONDITIONS: Final = frozenset({"NX", "XX", "GET", "nx", "xx", "get", b"NX", b"XX", b"GET",
-                                b"nx", b"xx", b"get"})
+_CONDITIONS: Final = frozenset(
+    {"NX", "XX", "GET", "nx", "xx", "get", b"NX", b"XX", b"GET", b"nx", b"xx", b"get"}
+)
 
 # Demoted primary (redis-py's Sentinel connection turns READONLY into this ConnectionError).
 DEMOTED: Final = "The previous master is now a slave"
@@ -124,8 +148,10 @@ def after(exc: BaseException, cmds: Sequence[Cmd], sent: bool) -> BaseException 
 def connect_failure(exc: BaseException) -> bool:
     """redis-py's error for a connection that could not be opened (nothing was sent on it)."""
     text = str(exc)
-    return isinstance(exc, ConnectionError) and text.startswith("Error ") and (
-        " connecting to " in text
+    return (
+        isinstance(exc, ConnectionError)
+        and text.startswith("Error ")
+        and (" connecting to " in text)
     )
 
 
