@@ -111,7 +111,16 @@ def _record(p: Params, tally: Tally, started: float, t0: float, value: Any, erro
                 tally.max_age = max(tally.max_age, age)
 
 
+def _warmed(tally: Tally) -> None:
+    """Forget the warm-up read's compute: every contender starts with the key cached (the
+    first request for a page, which teaches Django its Vary headers, is not a stampede)."""
+    with tally.lock:
+        tally.computes = tally.peak = 0
+
+
 def run_threads(read: Callable[[], Any], p: Params, n: int, tally: Tally) -> None:
+    read()
+    _warmed(tally)
     started = time.monotonic()
     stop = started + p.seconds
 
@@ -134,6 +143,8 @@ def run_threads(read: Callable[[], Any], p: Params, n: int, tally: Tally) -> Non
 
 def run_tasks(aread: Callable[[], Any], p: Params, n: int, tally: Tally) -> None:
     async def main() -> None:
+        await aread()
+        _warmed(tally)
         started = time.monotonic()
         stop = started + p.seconds
 

@@ -11,8 +11,8 @@ The three mechanisms:
   in the backend, written with ``add``) computes; the others wait for its value, at most
   ``lease_timeout`` seconds, and take over when the lease expires;
 - *early refresh* (XFetch, Vattani et al., VLDB 2015): a hit with ``t`` seconds left refreshes
-  in the background with probability ``exp(-t / (delta * beta))``, ``delta`` being the
-  measured compute time, so a hot key is refreshed before it expires;
+  in the background with probability ``exp(-(t - delta) / (delta * beta))``, ``delta`` being
+  the measured compute time, so a hot key is refreshed before it expires;
 - *grace* (RFC 5861 stale-while-revalidate, stale-if-error): an entry up to ``grace`` seconds
   past its soft expiry is served while one caller refreshes it, or when the compute raises.
 """
@@ -101,12 +101,13 @@ def freshness(entry: Entry, now: float, policy: Policy, rand: float) -> Freshnes
         return Freshness.FRESH
     if now < soft:
         delta = entry.delta
-        # XFetch: refresh when now - delta * beta * ln(u) >= expiry, u uniform in (0, 1]
+        # XFetch, shifted by one compute time so that the refresh ends before the expiry:
+        # refresh when now + delta - delta * beta * ln(u) >= expiry, u uniform in (0, 1]
         if (
             policy.stampede
             and delta
             and policy.beta > 0
-            and now - delta * policy.beta * math.log(1.0 - rand) >= soft
+            and now + delta - delta * policy.beta * math.log(1.0 - rand) >= soft
         ):
             return Freshness.EARLY
         return Freshness.FRESH

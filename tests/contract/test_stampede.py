@@ -94,7 +94,7 @@ def test_early_refresh_never_blocks_a_reader(store: Any, mode: str, clock: FakeC
 
     assert store.get_or_compute("k", slow_first, 100, timing=Timing(clock=clock)) == "first"
     clock.advance(95)  # 5 s before the soft expiry
-    # XFetch with u = 1 - 0.99: 10 * ln(1/0.01) = 46 s >= 5 s left: this read refreshes
+    # XFetch with u = 1 - 0.99: 10 + 10 * ln(1/0.01) = 56 s >= 5 s left: this read refreshes
     eager = Timing(clock=clock, random=lambda: 0.99)
     gate = Gate(mode)
     assert store.get_or_compute("k", gate.fn, 100, timing=eager) == "first"  # not blocked
@@ -115,7 +115,7 @@ def test_a_read_far_from_expiry_does_not_refresh(store: Any, clock: FakeClock) -
 
     store.get_or_compute("k", slow_first, 100, timing=Timing(clock=clock))
     clock.advance(50)
-    # u = 1 - 0.99 gives 1 * 4.6 s of lead: 50 s before expiry nothing is refreshed
+    # u = 1 - 0.99 gives 1 + 4.6 s of lead: 50 s before expiry nothing is refreshed
     calls: list[int] = []
     again = store.get_or_compute(
         "k", lambda: calls.append(1), 100, timing=Timing(clock=clock, random=lambda: 0.99)

@@ -21,10 +21,10 @@ def test_a_value_without_soft_expiry_is_always_fresh() -> None:
     assert freshness(Entry("v", None, None), 1e12, POLICY, 0.999) is Freshness.FRESH
 
 
-def test_xfetch_refreshes_with_a_lead_of_delta_beta_ln_1_over_u() -> None:
+def test_xfetch_refreshes_with_a_lead_of_delta_plus_delta_beta_ln_1_over_u() -> None:
     entry = Entry("v", 100.0, 2.0)  # expires at 100, took 2 s to compute
-    # u = 1 - r; the lead is 2 * ln(1 / u): r = 0.5 gives 1.386 s
-    lead = 2.0 * math.log(2.0)
+    # u = 1 - r; the lead is the compute time plus 2 * ln(1 / u): r = 0.5 gives 2 + 1.386 s
+    lead = 2.0 + 2.0 * math.log(2.0)
     assert freshness(entry, 100.0 - lead - 0.01, POLICY, 0.5) is Freshness.FRESH
     assert freshness(entry, 100.0 - lead + 0.01, POLICY, 0.5) is Freshness.EARLY
     # a larger beta refreshes earlier
@@ -41,6 +41,7 @@ def test_no_early_refresh_without_beta_protection_or_a_known_delta(
     policy: Policy, delta: float | None
 ) -> None:
     assert freshness(Entry("v", 100.0, delta), 99.99, policy, 0.999999) is Freshness.FRESH
+    assert freshness(Entry("v", 100.0, 2.0), 90.0, POLICY, 0.0) is Freshness.FRESH
 
 
 def test_grace_classifies_stale_then_expired() -> None:
