@@ -5,7 +5,10 @@ from .errors import (
     BackendUnavailable,
     ConfigurationError,
     InvalidKey,
+    LockError,
+    LockNotOwnedError,
     MissingDependency,
+    NotSupportedError,
     OutcomeUnknown,
     SerializationError,
     StorageClosed,
@@ -15,6 +18,7 @@ from .errors import (
     WriteRefused,
     WrongType,
 )
+from .locks import AsyncLock, Lock
 from .memoize import memoize
 from .storage import DEFAULT, AsyncStorage, Storage
 
@@ -22,12 +26,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT",
+    "AsyncLock",
     "AsyncStorage",
     "BackendUnavailable",
     "ConfigurationError",
     "InvalidKey",
     "Location",
+    "Lock",
+    "LockError",
+    "LockNotOwnedError",
     "MissingDependency",
+    "NotSupportedError",
     "Option",
     "OutcomeUnknown",
     "SerializationError",

@@ -130,6 +130,27 @@ class Option:
         return out
 
 
+OBSERVABILITY_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "metrics",
+        tuple,
+        None,
+        "Export operation metrics: stats (counters in stats() only), prometheus, otel.",
+        choices=("stats", "prometheus", "otel"),
+        nullable=True,
+    ),
+    Option("tracing", bool, False, "One OpenTelemetry span per backend operation."),
+    Option("label", str, "", "Name of this storage in metrics and traces (default: its URL)."),
+    Option(
+        "prometheus_registry",
+        object,
+        None,
+        "The prometheus_client CollectorRegistry for metrics=prometheus (default: REGISTRY).",
+        nullable=True,
+    ),
+)
+"""docs/observability.md: the options that attach tsot.events listeners when a storage opens."""
+
 CORE_OPTIONS: tuple[Option, ...] = (
     Option("namespace", str, "", "Prefix (plus ':') of every key; clear() removes only it."),
     Option(
@@ -238,6 +259,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "the longest a waiter waits.",
         minimum=0.001,
     ),
+    *OBSERVABILITY_OPTIONS,
 )
 
 
@@ -452,6 +474,46 @@ def parse_url(url: str) -> Location:
         username=username,
         password=password,
     )
+
+
+_MEMCACHED_SERVER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],;@?#]+)(:\d{1,5})?\Z")
+_SOCKET_PREFIXES = ("unix:", "/")
+
+
+def memcached_url(servers: Iterable[object]) -> str:
+    """The ``memcached://`` URL of a server list as Django and Flask-Caching settings write it.
+
+    Each entry is ``host`` or ``host:port`` (``[::1]:11211`` for IPv6) or a unix socket path,
+    ``/run/memcached.sock`` or ``unix:/run/memcached.sock`` (pymemcache's forms). One socket
+    alone becomes ``memcached:///run/memcached.sock``; in a list, a socket is a percent-encoded
+    host (``memcached://%2Frun%2Fmc.sock,h2:11211``). Raises ConfigurationError naming the entry
+    that is none of these.
+
+    >>> memcached_url(["unix:/run/mc.sock"])
+    'memcached:///run/mc.sock'
+    >>> memcached_url(["a:11211", "/run/mc.sock"])
+    'memcached://a:11211,%2Frun%2Fmc.sock'
+    """
+    given = list(servers)
+    if not given:
+        raise ConfigurationError("the memcached server list is empty")
+    hosts: list[str] = []
+    for server in given:
+        text = server.strip() if isinstance(server, str) else None
+        if text is not None and text.startswith(_SOCKET_PREFIXES):
+            path = "/" + text.removeprefix("unix:").lstrip("/")
+            if len(given) == 1:
+                return "memcached://" + quote(path)
+            hosts.append(quote(path, safe=""))
+        elif text is not None and _MEMCACHED_SERVER.match(text):
+            hosts.append(text)
+        else:
+            shown = repr(mask_url(server)) if isinstance(server, str) else type(server).__name__
+            raise ConfigurationError(
+                f"memcached server {shown} is not host, host:port or a socket path "
+                "(/run/memcached.sock or unix:/run/memcached.sock)"
+            )
+    return "memcached://" + ",".join(hosts)
 
 
 # -- backend registry ------------------------------------------------------------------------

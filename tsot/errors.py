@@ -9,6 +9,9 @@
     ├── SerializationError (ValueError)      a value that cannot be encoded (unpicklable, ...)
     ├── WriteRefused                         the server is up but refused to store (full, ACL)
     ├── StorageClosed (RuntimeError)         a Storage used after ``close()``
+    ├── NotSupportedError (NotImplementedError)  the backend cannot (memcached listing keys)
+    ├── LockError                            a lock used in a way its state forbids
+    │   └── LockNotOwnedError                release/extend of a lock another owner now holds
     ├── BackendUnavailable (ConnectionError) the server or database cannot be reached
     │   └── OutcomeUnknown                   the reply of a command not safe to resend was lost
     └── StorageLocked (BackendUnavailable)   a local database is held by another process
@@ -68,6 +71,21 @@ class WriteRefused(TsotError):
 
 class StorageClosed(TsotError, RuntimeError):
     """A Storage or AsyncStorage was used after ``close()``."""
+
+
+class NotSupportedError(TsotError, NotImplementedError):
+    """The backend cannot do this at all (memcached cannot list its keys); the message names the
+    alternative."""
+
+
+class LockError(TsotError):
+    """A lock cannot do what was asked: released while unlocked, a blocking ``with`` that timed
+    out. Named after redis-py's, so code written for django-redis locks reads the same."""
+
+
+class LockNotOwnedError(LockError):
+    """``release``/``extend`` of a lock that expired and is now held by another owner (or by
+    nobody): nothing was changed."""
 
 
 class BackendUnavailable(TsotError, ConnectionError):

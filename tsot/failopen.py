@@ -86,20 +86,28 @@ class CircuitBreaker:
             self.counts["short_circuited"] += 1
             return False
 
-    def success(self) -> None:
-        if self._open_until is not None:
-            with self._lock:
-                self._open_until = None
-            limited.warning(
-                f"breaker-closed:{self.name}",
-                "tsot: %s is reachable again; fail_open: the cache is used again",
-                self.name,
-            )
+    def success(self) -> bool:
+        """Close the breaker; True for the one call that closed it."""
+        if self._open_until is None:
+            return False
+        with self._lock:
+            if self._open_until is None:
+                return False
+            self._open_until = None
+        limited.warning(
+            f"breaker-closed:{self.name}",
+            "tsot: %s is reachable again; fail_open: the cache is used again",
+            self.name,
+        )
+        return True
 
-    def failure(self) -> None:
+    def failure(self) -> bool:
+        """Open the breaker (again) for ``probe_interval``; True if it was closed."""
         with self._lock:
             self.failures += 1
+            was_closed = self._open_until is None
             self._open_until = self._clock() + self.probe_interval
+        return was_closed
 
     def count(self, counter: str) -> None:
         with self._lock:
@@ -127,6 +135,10 @@ KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
 }
 """Each primitive's kind and what it returns when it fails open. ``incr`` has no fallback."""
 
+PASSED: Final = ("scan", "delete_if", "expire_if")
+"""Primitives that go to the backend unguarded: a key listing or a lock's owner check has no
+fallback that would not lie (an empty listing, "not your lock")."""
+
 _SKIPPED: Final[dict[Kind, str]] = {
     "read": "outage_misses",
     "write": "skipped_writes",
@@ -145,16 +157,32 @@ class _Guard:
         self.breaker = breaker
         self._where = where
         self._invalidation = invalidation
+        self.notify: Callable[..., None] | None = None  # tsot.events: skips and transitions
         for name, (kind, fallback) in KINDS.items():
             if kind == "invalidation" and not invalidation:
                 fallback = None
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))
         self.close = backend.close
+        for name in PASSED:  # no fallback is honest: an outage raises, as without fail_open
+            if hasattr(backend, name):  # a third-party backend may predate them
+                setattr(self, name, getattr(backend, name))
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
     ) -> Any:
         raise NotImplementedError
+
+    def rewrap(self, make: Callable[[Any], Any]) -> Any:
+        """The same guard (breaker, options) around ``make(inner)`` (tsot.events instruments
+        the backend inside the breaker)."""
+        return type(self)(make(self.inner), self.breaker, self._where, self._invalidation)
+
+    def _event(self, kind: str, operation: str, **fields: Any) -> None:
+        if self.notify is not None:
+            self.notify(kind, operation, **fields)
+
+    def _closed_again(self, operation: str) -> None:
+        self._event("breaker", operation, state="closed")
 
     def _open_error(self, name: str, kind: Kind) -> BackendUnavailable:
         """The error of a call that has no fallback, while the breaker is open."""
@@ -170,19 +198,23 @@ class _Guard:
         self, name: str, kind: Kind, fallback: Callable[..., Any] | None, args: tuple[Any, ...]
     ) -> Any:
         if fallback is None:
+            self._event("skip", name, reason="short_circuited", counter=None)
             raise self._open_error(name, kind)
         self.breaker.count(_SKIPPED[kind])
+        self._event("skip", name, reason="short_circuited", counter=_SKIPPED[kind])
         return fallback(*args)
 
     def _failed(
         self,
         exc: BackendUnavailable,
+        name: str,
         kind: Kind,
         fallback: Callable[..., Any] | None,
         args: tuple[Any, ...],
     ) -> Any:
         breaker = self.breaker
-        breaker.failure()
+        if breaker.failure():
+            self._event("breaker", name, state="open", error=type(exc).__name__)
         limited.warning(
             f"fail-open:{self._where}",
             "tsot: %s failed (%s); fail_open: reads miss and writes are skipped until it answers",
@@ -192,6 +224,7 @@ class _Guard:
         if fallback is None or isinstance(exc, OutcomeUnknown):
             raise exc  # an add that may have run is not a skipped write (nor an incr a miss)
         breaker.count(_SKIPPED[kind])
+        self._event("skip", name, reason="outage", counter=_SKIPPED[kind])
         return fallback(*args)
 
     def _refused(
@@ -202,10 +235,12 @@ class _Guard:
         fallback: Callable[..., Any] | None,
         args: tuple[Any, ...],
     ) -> Any:
-        self.breaker.success()  # it answered: up, whatever it thinks of this command
+        if self.breaker.success():  # it answered: up, whatever it thinks of this command
+            self._closed_again(name)
         if fallback is None or kind == "read":
             raise exc
         self.breaker.count("refused_writes")
+        self._event("skip", name, reason="refused", counter="refused_writes")
         limited.warning(
             f"refused:{self._where}",
             "tsot: %s refused %s (%s); fail_open: skipped, the server stays in use",
@@ -214,6 +249,13 @@ class _Guard:
             exc,
         )
         return fallback(*args)
+
+
+def unguarded(backend: Any) -> Any:
+    """The backend behind a fail-open wrapper (``backend`` itself if it has none), for callers
+    that must see an outage as an error: a lock's ``add`` failing open would report the lock as
+    someone else's, forever."""
+    return backend.inner if isinstance(backend, _Guard) else backend
 
 
 class FailOpen(_Guard):
@@ -243,10 +285,11 @@ class FailOpen(_Guard):
             try:
                 result = call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, kind, fallback, args)
+                return self._failed(exc, name, kind, fallback, args)
             except WriteRefused as exc:
                 return self._refused(exc, name, kind, fallback, args)
-            breaker.success()
+            if breaker.success():
+                self._closed_again(name)
             return result
 
         return guarded
@@ -288,10 +331,11 @@ class AsyncFailOpen(_Guard):
             try:
                 result = await call(*args)
             except BackendUnavailable as exc:
-                return self._failed(exc, kind, fallback, args)
+                return self._failed(exc, name, kind, fallback, args)
             except WriteRefused as exc:
                 return self._refused(exc, name, kind, fallback, args)
-            breaker.success()
+            if breaker.success():
+                self._closed_again(name)
             return result
 
         return guarded

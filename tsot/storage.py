@@ -7,11 +7,11 @@ Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, cast
 
-from . import config, readthrough, secrets
+from . import config, events, listing, readthrough, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -22,8 +22,10 @@ from .backends.base import (
 )
 from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, WrongType
-from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen
+from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
 from .keys import Key, KeySpace, shown
+from .lazy import Deferred, detach, resolved
+from .locks import AsyncLock, Lock
 from .stampede import Policy, Timing, policy_of
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
@@ -112,6 +114,28 @@ class _Closed:
         return f"<closed backend of {self._what}>"
 
 
+def _backend(
+    bcls: Any, location: config.Location, core: Mapping[str, Any], opts: Any, aio: bool
+) -> Any:
+    """The backend for ``from_url`` (fail-open wrapped if asked), opened on first use when its
+    class can check the configuration without I/O (``check``: tsot.lazy), else now."""
+    prefix = KeySpace(core["namespace"]).prefix
+
+    def open_backend() -> Any:
+        backend = (bcls.open_async if aio else bcls.open)(location, opts, prefix)
+        if core["fail_open"]:
+            guard = AsyncFailOpen if aio else FailOpen
+            invalidation = core["fail_open_invalidation"]
+            backend = guard(backend, _breaker(location, core), location.masked, invalidation)
+        return backend
+
+    check = getattr(bcls, "check", None)
+    if check is None:
+        return open_backend()
+    check(location, opts)
+    return Deferred(open_backend)
+
+
 def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
     """Startup checks of a storage opened from a URL (both Storage and AsyncStorage)."""
     if core["secret"] is secrets.UNSET:
@@ -121,7 +145,8 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
 class _Core:
     """State and the pure steps shared by Storage and AsyncStorage."""
 
-    __slots__ = ("_closed", "_default_ms", "_keys", "codec", "location", "policy")
+    __slots__ = ("_closed", "_default_ms", "_hub", "_keys", "_label", "codec", "location", "policy")
+    _b: Any
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
         self._keys = KeySpace(core["namespace"])
@@ -140,6 +165,8 @@ class _Core:
         self.policy: Policy = policy_of(core)
         self.location = location
         self._closed = False
+        self._hub: events.Hub | None = None  # set by the first listen()
+        self._label: str = core["label"]
 
     @property
     def namespace(self) -> str:
@@ -152,6 +179,15 @@ class _Core:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} namespace={self.namespace!r}>"
+
+    def listen(self, listener: events.Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` after every backend operation (and fail-open skip and
+        breaker change) of this Storage; return the function that detaches it.
+
+        The first call instruments the backend (docs/observability.md); until then a Storage
+        pays nothing for the hook.
+        """
+        return events.attach(self, listener, isinstance(self, AsyncStorage))
 
     # pure steps
     def _ttl(self, ttl: TTLArg) -> int | None:
@@ -183,6 +219,7 @@ class _Core:
             "namespace": self.namespace,
             **counts,
             "undecodable": self.codec.refused.value,
+            **(self._hub.snapshot() if self._hub is not None else {}),
         }
 
     def _typed(self, value: Any, default: Any, kind: type, key: Key) -> Any:
@@ -237,6 +274,7 @@ class Storage(_Core):
     """
 
     __slots__ = ("_b",)
+    _b: Backend
 
     def __init__(
         self, backend: Backend, core: Mapping[str, Any], location: config.Location | None = None
@@ -248,32 +286,30 @@ class Storage(_Core):
     def from_url(cls, url: str, **options: Any) -> Storage:
         """Open the storage a URL names (docs/architecture.md#urls); options may be query values.
 
-        Raises ConfigurationError naming a bad URL or option, MissingDependency naming the
-        extra to install.
+        The configuration is checked now; the connection (or the RocksDB directory) is opened
+        on first use, so a Storage that is never used holds no socket and no lock. Raises
+        ConfigurationError naming a bad URL or option, MissingDependency naming the extra to
+        install.
         """
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open(location, opts, prefix)
-        if core["fail_open"]:
-            backend = FailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=False)
         _opened(location, core)
-        return cls(backend, core, location)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return events.configure(storage, core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
         """A new private in-memory store (not shared with any other Storage)."""
         bcls, _, core, opts = _prepare(None, options, memory=True)
-        return cls(bcls.private(opts), core, None)
+        return events.configure(cls(bcls.private(opts), core, None), core)
 
     @property
     def backend(self) -> Backend:
-        return self._b
+        """The backend (opened now if this Storage has not been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     # any object
     def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
@@ -415,6 +451,47 @@ class Storage(_Core):
         """Remove every key of this namespace (of the whole location if the namespace is "")."""
         self._b.clear(self._keys.prefix)
 
+    # listing keys (memcached cannot: NotSupportedError) and locks
+    def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> Iterator[str]:
+        """The keys of this namespace matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``,
+        ``\\x``), fetched ``itersize`` at a time; each present key at least once (Redis's SCAN
+        may repeat one). Raises NotSupportedError at once on memcached."""
+        prefix = self._keys.prefix
+        found = self._b.scan(
+            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
+        )
+        return (listing.user_key(k, prefix) for k in found)
+
+    def keys(self, pattern: str = "*") -> list[str]:
+        """The keys of this namespace matching ``pattern``, each once (see ``iter_keys``)."""
+        return list(dict.fromkeys(self.iter_keys(pattern)))
+
+    def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
+        """Delete the keys matching ``pattern`` in batches of ``itersize``; return how many."""
+        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
+        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
+        count, batch = 0, []
+        for key in found:
+            batch.append(key)
+            if len(batch) >= size:
+                count += self._b.delete_many(batch)
+                batch = []
+        return count + (self._b.delete_many(batch) if batch else 0)
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> Lock:
+        """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
+        tokens (tsot.locks.Lock)."""
+        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
+        return Lock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
+
     def close(self) -> None:
         """Release this Storage: every later call raises StorageClosed (closing twice is fine).
 
@@ -422,6 +499,7 @@ class Storage(_Core):
         """
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("Backend", _Closed(repr(self)))
 
     def __enter__(self) -> Storage:
@@ -437,6 +515,7 @@ class AsyncStorage(_Core):
     """The asyncio twin of Storage: same methods, awaited, on native asyncio drivers."""
 
     __slots__ = ("_b",)
+    _b: AsyncBackend
 
     def __init__(
         self,
@@ -452,17 +531,12 @@ class AsyncStorage(_Core):
         """Open the storage a URL names; see ``Storage.from_url``."""
         bcls, location, core, opts = _prepare(url, options, memory=False)
         assert location is not None
-        prefix = KeySpace(core["namespace"]).prefix
-        backend = bcls.open_async(location, opts, prefix)
-        if core["fail_open"]:
-            backend = AsyncFailOpen(
-                backend,
-                _breaker(location, core),
-                location.masked,
-                core["fail_open_invalidation"],
-            )
+        backend = _backend(bcls, location, core, opts, aio=True)
         _opened(location, core)
-        return cls(backend, core, location)
+        storage = cls(backend, core, location)
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return events.configure(storage, core)
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
@@ -470,11 +544,12 @@ class AsyncStorage(_Core):
         from .backends.base import DirectAsync
 
         bcls, _, core, opts = _prepare(None, options, memory=True)
-        return cls(DirectAsync(bcls.private(opts)), core, None)
+        return events.configure(cls(DirectAsync(bcls.private(opts)), core, None), core)
 
     @property
     def backend(self) -> AsyncBackend:
-        return self._b
+        """The backend (opened now if this Storage has not been used yet)."""
+        return resolved(self._b)  # type: ignore[no-any-return]
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         k = self._keys.make(key)
@@ -585,10 +660,53 @@ class AsyncStorage(_Core):
     async def clear(self) -> None:
         await self._b.clear(self._keys.prefix)
 
+    def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> AsyncIterator[str]:
+        """See ``Storage.iter_keys``: ``async for key in storage.iter_keys("user:*")``."""
+        prefix = self._keys.prefix
+        found = self._b.scan(
+            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
+        )
+        return self._user_keys(found, prefix)
+
+    @staticmethod
+    async def _user_keys(found: AsyncIterator[bytes], prefix: bytes) -> AsyncIterator[str]:
+        async for key in found:
+            yield listing.user_key(key, prefix)
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """See ``Storage.keys``."""
+        return list(dict.fromkeys([k async for k in self.iter_keys(pattern)]))
+
+    async def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
+        """See ``Storage.delete_pattern``."""
+        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
+        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
+        count, batch = 0, []
+        async for key in found:
+            batch.append(key)
+            if len(batch) >= size:
+                count += await self._b.delete_many(batch)
+                batch = []
+        return count + (await self._b.delete_many(batch) if batch else 0)
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> AsyncLock:
+        """See ``Storage.lock``: ``async with storage.lock("name", timeout=10): ...``."""
+        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
+        return AsyncLock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
+
     async def close(self) -> None:
         """See ``Storage.close``."""
         if not self._closed:
             self._closed = True
+            detach(self._b)
             self._b = cast("AsyncBackend", _Closed(repr(self)))
 
     async def __aenter__(self) -> AsyncStorage:

@@ -17,10 +17,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tsot import Storage, mask_url
 
-from . import locations
-from .ops import CacheOps, Op, translate_error
+from . import diagnose, locations
+from .ops import Op, translate_error
 from .options import default_timeout, translate
+from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
+from .toolbar import ToolbarAware
 
 T = TypeVar("T")
 
@@ -35,23 +37,30 @@ def _secrets() -> list[str | bytes]:
     return [s for s in given if isinstance(s, str | bytes)]
 
 
-class TsotCache(CacheOps):
+class TsotCache(ToolbarAware, RedisApi):
     """A Django cache on any tsot storage; LOCATION is a tsot URL (``redis://h:6379/0``, ...).
 
     Construction checks LOCATION, TIMEOUT and OPTIONS and raises ImproperlyConfigured naming
-    what is wrong. Instances are cheap: all instances with the same settings share one set of
+    what is wrong. django-redis's extra methods (``ttl``, ``keys``, ``lock``...) come from
+    ``RedisApi``. Instances are cheap: all instances with the same settings share one set of
     tsot storages (and their pools) in the process.
     """
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         where = f"CACHES entry with BACKEND {self.backend_name()}"
-        default_timeout(params, where)
-        super().__init__(params)
         options = params.get("OPTIONS") or {}
-        key = fingerprint(type(self), location, options, secrets=_secrets())
-        self._stores = stores_for(key, lambda: self._build(location, options, where))
+        try:
+            default_timeout(params, where)
+            key = fingerprint(type(self), location, options, secrets=_secrets())
+            self._stores = stores_for(key, lambda: self._build(location, options, where))
+        except ImproperlyConfigured as exc:
+            if not diagnose.in_system_checks():
+                raise
+            self._stores = diagnose.Unusable(exc)  # type: ignore[assignment]  # tsot.E0xx say why
+        super().__init__(params)
         # the storage itself when there is only one (no replicas): get/set skip the op runner
-        self._only = self._stores.sync[0] if len(self._stores.sync) == 1 else None
+        only = isinstance(self._stores, Stores) and len(self._stores.sync) == 1
+        self._only = self._stores.sync[0] if only else None
 
     @property
     def storage(self) -> Storage:
@@ -141,9 +150,18 @@ class TsotCache(CacheOps):
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
 
     def set(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
-        """Store ``value``; a timeout of 0 or less removes the key instead."""
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
+        """Store ``value``; a timeout of 0 or less removes the key instead. With django-redis's
+        ``nx=True`` (only if absent) or ``xx=True`` (only if present), True if stored."""
+        if nx or xx:
+            return self._run(self.op_set_if(key, value, timeout, version, nx, xx))
         only = self._only
         if only is None:
             return self._run(self.op_set(key, value, timeout, version))
@@ -153,8 +171,16 @@ class TsotCache(CacheOps):
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
 
     async def aset(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
+        if nx or xx:
+            return await self._arun(self.op_set_if(key, value, timeout, version, nx, xx))
         storages = self._stores.for_loop(asyncio.get_running_loop())
         if len(storages) > 1:
             return await self._arun(self.op_set(key, value, timeout, version))
@@ -205,12 +231,21 @@ class TsotCache(CacheOps):
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         return await self._arun(self.op_has_key(key, version))
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Add ``delta`` atomically; the new value. ValueError if ``key`` is missing,
-        TypeError (tsot.WrongType) if its value is not an int."""
+    def incr(
+        self, key: Any, delta: int = 1, version: int | None = None, ignore_key_check: bool = False
+    ) -> int:
+        """Add ``delta`` atomically; the new value. ValueError if ``key`` is missing (unless
+        django-redis's ``ignore_key_check``: it starts from 0), TypeError (tsot.WrongType) if
+        its value is not an int."""
+        if ignore_key_check:
+            return self._run(self.op_incr_create(key, delta, version))
         return self._run(self.op_incr(key, delta, version))
 
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+    async def aincr(
+        self, key: Any, delta: int = 1, version: int | None = None, ignore_key_check: bool = False
+    ) -> int:
+        if ignore_key_check:
+            return await self._arun(self.op_incr_create(key, delta, version))
         return await self._arun(self.op_incr(key, delta, version))
 
     def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:

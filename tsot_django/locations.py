@@ -14,14 +14,14 @@ from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tsot import mask_url
+from tsot import ConfigurationError, mask_url
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
+from tsot.config import memcached_url
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # Django splits "a;b" and "a,b"; a comma inside one URL (redis+cluster://h1:7000,h2:7001) is not
 # a separator, so only split where the next piece starts a new URL.
 _URL_SEPARATOR = re.compile(r"\s*[;,]\s*(?=[a-zA-Z][a-zA-Z0-9+.-]*://)")
-_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],;]+)(:\d{1,5})?$")
 
 REDIS_SCHEMES = tuple(_REDIS_TOPOLOGY)
 """redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// and the valkey forms."""
@@ -95,23 +95,18 @@ def redis_urls(location: Any) -> list[str]:
 def memcached_urls(location: Any) -> list[str]:
     """``MemcachedCache``: ``"host:port"``, ``"h1:p1;h2:p2"``, ``"h1:p1,h2:p2"`` or a list.
 
-    Becomes ``memcached://h1:p1,h2:p2`` (consistent hashing over the servers). A
-    ``memcached://`` URL is taken as it is. Unix sockets are not supported.
+    Becomes ``memcached://h1:p1,h2:p2`` (consistent hashing over the servers). One unix socket
+    path (``/run/memcached.sock`` or ``unix:/run/memcached.sock``, as Django's PyMemcacheCache
+    takes) becomes ``memcached:///run/memcached.sock``. A ``memcached://`` URL is taken as it is.
     """
     what = "tsot_django.MemcachedCache"
     if isinstance(location, str) and scheme_of(location.strip()) is not None:
         return [_own_url(location.strip(), ("memcached",), what)]
     servers = _pieces(location, what, lambda s: re.split(r"\s*[;,]\s*", s))
-    for server in servers:
-        if server.startswith(("unix:", "/")):
-            raise ImproperlyConfigured(
-                f"{what} LOCATION {_shown(server)}: unix sockets are not supported; use host:port"
-            )
-        if not _HOST_PORT.match(server):
-            raise ImproperlyConfigured(
-                f"{what} LOCATION entry {_shown(server)} is not host or host:port"
-            )
-    return ["memcached://" + ",".join(servers)]
+    try:
+        return [memcached_url(servers)]
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"{what} LOCATION: {exc}") from exc
 
 
 def rocksdb_urls(location: Any) -> list[str]:

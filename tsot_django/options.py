@@ -18,6 +18,8 @@ from tsot import ConfigurationError, Option
 from tsot.config import CORE_OPTIONS, backend_class, default_sign
 from tsot.secrets import secret_keys
 
+from . import migration
+
 SERIALIZERS: Mapping[str, str] = {
     "pickle": "pickle",
     "json": "json",
@@ -38,7 +40,6 @@ COMPRESSORS: Mapping[str, str] = {
     "django_redis.compressors.zstd.ZStdCompressor": "zstd",
     "django_redis.compressors.lz4.Lz4Compressor": "lz4",
 }
-DJANGO_REDIS_DEFAULT_CLIENT = "django_redis.client.DefaultClient"
 _REFUSED: Mapping[str, str] = {
     "secret": "signing uses SECRET_KEY and SECRET_KEY_FALLBACKS; turn it off with SIGNING=False",
     "default_ttl": "the default timeout is the TIMEOUT setting of the CACHES entry",
@@ -86,7 +87,7 @@ class Translator:
 
     def names(self) -> list[str]:
         tsot_names = [n for n in self.known if n not in _REFUSED]
-        return sorted({*tsot_names, *_SPECIAL})
+        return sorted({*tsot_names, *(k for k in _SPECIAL if k not in migration.NOT_NEEDED)})
 
     def translate(self, options: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(options, Mapping):
@@ -173,27 +174,11 @@ def _pickle_version(t: Translator, name: str, value: Any) -> None:
 
 def _cull_frequency(t: Translator, name: str, value: Any) -> None:
     if "max_entries" not in t.known:
-        raise t.fail(name, "only applies to memory caches")
+        raise t.fail(name, f"only applies to memory caches: {migration.eviction_hint(t.scheme)}")
     try:
         _CULL.parse(value)  # checked for typos, then ignored: tsot evicts LRU entries one by one
     except ConfigurationError as exc:
         raise t.fail(name, f"is malformed: {exc}") from exc
-
-
-def _pool_kwargs(t: Translator, name: str, value: Any) -> None:
-    if not isinstance(value, Mapping):
-        raise t.fail(name, f"must be a dict, not {type(value).__name__}")
-    for key, item in value.items():
-        t.put(str(key).lower(), item, f"{name}[{key!r}]")  # OPTIONS['CONNECTION_...']['x']
-
-
-def _client_class(t: Translator, name: str, value: Any) -> None:
-    if value != DJANGO_REDIS_DEFAULT_CLIENT:
-        raise t.fail(
-            name,
-            f"{value!r} is not supported: tsot has one client; sharding goes through "
-            "redis+cluster:// and replicas through a list of LOCATION URLs",
-        )
 
 
 def _fail_open(t: Translator, name: str, value: Any) -> None:
@@ -212,8 +197,7 @@ _SPECIAL: Mapping[str, Callable[[Translator, str, Any], None]] = {
     "FAIL_OPEN": _fail_open,
     "IGNORE_EXCEPTIONS": _fail_open,
     "CULL_FREQUENCY": _cull_frequency,
-    "CONNECTION_POOL_KWARGS": _pool_kwargs,
-    "CLIENT_CLASS": _client_class,
+    **migration.HANDLERS,  # the django-redis settings: mapped, or refused saying what to do
 }
 # Lower-case names that also need translating (Django's RedisCache takes a serializer class).
 _LOWER_SPECIAL = frozenset({"serializer", "compression"})

@@ -6,6 +6,7 @@ the classes differ only in which Flask-Caching keys say where the storage is (ts
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -18,21 +19,38 @@ from tsot.secrets import warn_unsigned
 from tsot.splitread import MISSING, SplitReadThrough
 
 from . import config as cfg
+from .prefixes import PrefixedStorages
+from .redis_api import RedisApi
+from .serializers import SerializingStorage, adopt
 from .stampede import read as read_stampede
 from .timeouts import Timeout, default_ttl, to_core
 
+Store = Storage | SerializingStorage | PrefixedStorages
+"""What a TsotCache calls: a Storage, or one seen through CACHE_SERIALIZER / a callable prefix."""
 
-class TsotCache(BaseCache):
+
+def _split_of(store: Any) -> SplitReadThrough:
+    """The get/set read-through of CACHE_TSOT_STAMPEDE on ``store``, which must be a Storage."""
+    if not isinstance(store, Storage):
+        raise ConfigurationError(
+            "CACHE_TSOT_STAMPEDE needs the storage's own serializer and a string "
+            "CACHE_KEY_PREFIX (not a custom CACHE_SERIALIZER or a callable prefix)"
+        )
+    return SplitReadThrough(store)
+
+
+class TsotCache(RedisApi, BaseCache):
     """A Flask-Caching backend on any tsot storage; ``CACHE_TYPE = "tsot_flask.TsotCache"``.
 
     The storage URL is ``CACHE_TSOT_URL``; CACHE_KEY_PREFIX is the tsot namespace, so
     ``clear()`` removes this cache's keys and nothing else. Build one directly with
-    ``TsotCache(Storage.from_url(url, namespace="app"))``.
+    ``TsotCache(Storage.from_url(url, namespace="app"))``. django-redis's extra methods
+    (``ttl``, ``keys``, ``lock``...) come from ``RedisApi``: ``cache.cache.ttl(key)``.
     """
 
     def __init__(
         self,
-        storage: Storage,
+        storage: Store,
         default_timeout: int = 300,
         ignore_delete_many_errors: bool = False,
         stampede: bool = False,
@@ -42,10 +60,26 @@ class TsotCache(BaseCache):
         )
         # a constructor argument only from Flask-Caching 2.5 (which needs Python 3.11)
         self.ignore_delete_many_errors = ignore_delete_many_errors
-        self.storage = storage
+        # a Storage, or a stand-in with its methods (CACHE_SERIALIZER, a callable prefix)
+        self.storage = cast("Storage", storage)
         self._default_ttl = default_ttl(self.default_timeout)
         # cached/memoize call get, compute, then set: protected in those two calls
-        self._split = SplitReadThrough(storage) if stampede else None
+        self._split = _split_of(self.storage) if stampede else None
+        self.settings_used: cfg.Settings | None = None  # set by factory
+        self._serializer: Any = None
+
+    @property
+    def serializer(self) -> Any:
+        """The CACHE_SERIALIZER in use; None means the storage's own (tsot_flask.serializers)."""
+        return self._serializer
+
+    @serializer.setter
+    def serializer(self, serializer: Any) -> None:
+        # Flask-Caching 2.5 sets CACHE_SERIALIZER here once it has built the cache
+        self.storage = cast("Storage", adopt(self, serializer))
+        self._serializer = serializer
+        if self._split is not None:
+            self._split = _split_of(self.storage)
 
     # -- construction from Flask-Caching config ----------------------------------------------
 
@@ -60,12 +94,14 @@ class TsotCache(BaseCache):
         """
         settings = cls.settings(config, args, kwargs)
         stampede = read_stampede(config, settings)
-        return cls(
+        cache = cls(
             open_storage(settings),
             settings.default_timeout,
             settings.ignore_delete_many_errors,
             stampede,
         )
+        cache.settings_used = settings
+        return cache
 
     @classmethod
     def settings(
@@ -218,8 +254,23 @@ class MemoryCache(TsotCache):
         return {"max_entries": (cfg.max_entries(config, name), "CACHE_THRESHOLD")}
 
 
-def open_storage(settings: cfg.Settings) -> Storage:
-    """Open the Storage ``settings`` describe; a ConfigurationError names the key to fix."""
+def open_storage(settings: cfg.Settings) -> Store:
+    """Open the Storage ``settings`` describe; a ConfigurationError names the key to fix.
+
+    With a callable CACHE_KEY_PREFIX, the storages of its prefixes (tsot_flask.prefixes).
+    """
+    prefix = settings.prefix_callable
+    if prefix is None:
+        return _open(settings)
+    plain = dataclasses.replace(settings, prefix_callable=None)
+
+    def open_for(namespace: str) -> Storage:
+        return _open(dataclasses.replace(plain, options={**plain.options, "namespace": namespace}))
+
+    return PrefixedStorages(prefix, open_for, _open(plain), settings.cache_type)
+
+
+def _open(settings: cfg.Settings) -> Storage:
     try:
         if settings.url is None:
             return Storage.new_imc(**settings.options)

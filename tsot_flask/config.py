@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
+from tsot import config as core
 from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
 from tsot.config import default_sign, split_url
 from tsot.secrets import secret_keys
@@ -53,6 +54,8 @@ class Settings:
     origins: dict[str, str] = field(default_factory=dict)
     unsigned_by_default: bool = False
     """No SECRET_KEY and no CACHE_OPTIONS secret: objects are stored unsigned (warned once)."""
+    prefix_callable: Callable[[], object] | None = None
+    """A callable CACHE_KEY_PREFIX (tsot_flask.prefixes); ``options["namespace"]`` is then ""."""
 
     @property
     def masked_url(self) -> str | None:
@@ -107,16 +110,18 @@ def default_timeout(value: object, cache_type: str) -> int:
     return value
 
 
-def key_prefix(value: object, cache_type: str) -> str:
-    """CACHE_KEY_PREFIX as the tsot namespace ("" for None)."""
+def key_prefix(value: object, cache_type: str) -> str | Callable[[], object]:
+    """CACHE_KEY_PREFIX as the tsot namespace ("" for None), or a callable asked on every call
+    (cachelib's ``key_prefix``: tsot_flask.prefixes)."""
     if value is None:
         return ""
+    if callable(value):
+        return value
     if not isinstance(value, str):
         raise fail(
             "CACHE_KEY_PREFIX",
             cache_type,
-            f"must be a str, not {type(value).__name__} (callable prefixes are not supported: "
-            "the prefix is the namespace that clear() removes)",
+            f"must be a str or a callable returning one, not {type(value).__name__}",
         )
     return value
 
@@ -177,7 +182,8 @@ def read(
             )
         options[name] = value
         origins[name] = "CACHE_OPTIONS"
-    options["namespace"] = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
+    prefix = key_prefix(config.get("CACHE_KEY_PREFIX", DEFAULT_PREFIX), cache_type)
+    options["namespace"] = prefix if isinstance(prefix, str) else ""
     origins["namespace"] = "CACHE_KEY_PREFIX"
     unsigned = False
     if "secret" not in options:
@@ -190,7 +196,9 @@ def read(
     if "sign" not in options:  # cached pages are str: signed too on a network store
         scheme = url.partition("://")[0] if url else "memory"
         options["sign"] = default_sign(scheme, options["secret"] is not None)
-    return Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
+    found = Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
+    found.prefix_callable = None if isinstance(prefix, str) else prefix
+    return found
 
 
 def no_args(args: Sequence[Any], cache_type: str) -> None:
@@ -299,8 +307,8 @@ def _complete_redis_url(url: str, location: Location, db: int, password: str | N
 def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
     """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str).
 
-    One server given as a socket path (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's
-    forms) becomes ``memcached:///run/memcached.sock``.
+    Socket paths (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's forms) are servers
+    too; the URL is built by ``tsot.config.memcached_url``, as Django's MemcachedCache does.
     """
     key = "CACHE_MEMCACHED_SERVERS"
     servers = config.get(key)
@@ -315,21 +323,10 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
             f"must be a non-empty list of 'host:port' strings, not "
             f"{'an empty' if isinstance(servers, list | tuple) else 'a'} {type(servers).__name__}",
         )
-    if any(isinstance(s, str) and s.startswith(("unix:", "/")) for s in servers):
-        if len(servers) != 1:
-            raise fail(key, cache_type, "a socket path must be the only server")
-        url = "memcached://" + quote("/" + servers[0].removeprefix("unix:").lstrip("/"))
-        _check_url(url, key, cache_type)
-        return url, key
-    for server in servers:
-        if not isinstance(server, str) or not server or any(c in server for c in "/@?#, "):
-            raise fail(
-                key,
-                cache_type,
-                "every server must be a 'host:port' string, not "
-                + (repr(mask_url(server)) if isinstance(server, str) else type(server).__name__),
-            )
-    url = "memcached://" + ",".join(servers)
+    try:
+        url = core.memcached_url(servers)
+    except ConfigurationError as exc:
+        raise fail(key, cache_type, str(exc)) from exc
     _check_url(url, key, cache_type)
     return url, key
 

@@ -70,12 +70,17 @@ def memory_kind(_where: str, _tmp: Path) -> Kind:
     }
     flask_simple = {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": ENTRIES}
     flask_tsot = {"CACHE_TYPE": "tsot_flask.MemoryCache", "CACHE_THRESHOLD": ENTRIES}
+    # the event hook on (docs/observability.md): compare with "tsot Storage", the hook off
+    events = core(
+        f"memory://bench-events?max_entries={ENTRIES}", ", metrics=stats", metrics="stats"
+    )
     contenders = [
         Contender("dict", "raw", api=raw.api),
         django("Django LocMemCache", "peer", "memory-locmem"),
         flask("Flask-Caching SimpleCache", "peer", flask_simple),
         *core(f"memory://bench-core?max_entries={ENTRIES}"),
         *signing(f"memory://bench-signed?max_entries={ENTRIES}"),
+        *events,
         django("tsot_django MemoryCache", "tsot", "memory-tsot"),
         flask("tsot_flask MemoryCache", "tsot", flask_tsot),
     ]

@@ -27,6 +27,13 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
+try:  # metrics=prometheus feeds /metrics when prometheus_client is installed (tsot[prometheus])
+    import prometheus_client  # noqa: F401
+
+    METRICS = ["stats", "prometheus"]
+except ImportError:
+    METRICS = ["stats"]  # the counters of the stats page only
+
 CACHES = {
     # Pages, fragments, sessions and the async view all use this one.
     "default": {
@@ -34,11 +41,13 @@ CACHES = {
         "LOCATION": TSOT_URL,
         "KEY_PREFIX": "site",
         "TIMEOUT": 300,
+        "OPTIONS": {"METRICS": METRICS, "LABEL": "default"},
     },
     # A second alias beside it: always in-process, for per-process scratch data.
     "local": {
         "BACKEND": "tsot_django.MemoryCache",
         "LOCATION": "example-local",
+        "OPTIONS": {"METRICS": METRICS, "LABEL": "local"},
     },
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"

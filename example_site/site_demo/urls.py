@@ -11,4 +11,5 @@ urlpatterns = [
     path("counter/", views.counter, name="counter"),
     path("async/", views.async_view, name="async"),
     path("stats/", views.stats, name="stats"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -1,10 +1,11 @@
 """Views: a cache_page'd slow page, a {% cache %} fragment, a session counter, an async view
-using aget/aset/aincr, and a stats page per cache alias."""
+using aget/aset/aincr, a live stats page per cache alias and /metrics for Prometheus."""
 
 from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -54,14 +55,38 @@ async def async_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"hits": hits, "greeting": greeting})
 
 
+def _live(stats: dict[str, Any]) -> dict[str, Any]:
+    """Hit ratio and mean latency of the reads this process made (the hook's counters)."""
+    reads = [v for k, v in stats.get("operations", {}).items() if k in ("get", "get_many")]
+    hits, misses = sum(r["hits"] for r in reads), sum(r["misses"] for r in reads)
+    calls, seconds = sum(r["calls"] for r in reads), sum(r["seconds"] for r in reads)
+    return {
+        "hit_ratio": hits / (hits + misses) if hits + misses else None,
+        "read_ms": seconds / calls * 1000 if calls else None,
+        "reads": calls,
+    }
+
+
 def stats(request: HttpRequest) -> HttpResponse:
+    """Per alias: the backend's counters and, live, this process's hit ratio and latency."""
     rows = []
     for alias in settings.CACHES:
-        backend = caches[alias]
-        rows.append({"alias": alias, **backend.storage.stats()})  # type: ignore[attr-defined]
+        found = caches[alias].storage.stats()  # type: ignore[attr-defined]
+        rows.append({"alias": alias, **found, **_live(found)})
     if request.GET.get("format") == "json":
         return JsonResponse({"caches": rows})
     return render(request, "stats.html", {"rows": rows})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format of the default registry (metrics=prometheus feeds it)."""
+    try:
+        import prometheus_client
+    except ImportError:
+        return HttpResponse("prometheus_client is not installed\n", status=501)
+    return HttpResponse(
+        prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST
+    )
 
 
 def _masked(url: str) -> str:

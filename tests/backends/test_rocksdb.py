@@ -125,9 +125,10 @@ def test_options_in_the_url(rocksdb_path: Path) -> None:
 
 def test_database_options_must_agree_within_a_process(rocksdb_path: Path) -> None:
     url = f"rocksdb://{rocksdb_path}"
-    Storage.from_url(url, block_cache_size=1 << 20)
+    Storage.from_url(url, block_cache_size=1 << 20).store("k", 0)
+    other = Storage.from_url(url, block_cache_size=2 << 20)  # the directory opens on first use
     with pytest.raises(ConfigurationError, match="block_cache_size"):
-        Storage.from_url(url, block_cache_size=2 << 20)
+        other.load("k")
     # sync_writes is per Storage, so it may differ
     durable = Storage.from_url(url, block_cache_size=1 << 20, sync_writes=True)
     durable.store("k", 1)
@@ -317,8 +318,9 @@ def test_max_disk_bytes_on_an_unbounded_database(rocksdb_path: Path) -> None:
     s.store_many({f"k{i}": i for i in range(1000)})
     handle_of(s).db.compact_range(None, None)  # moves the data below level 0
     close_database(str(rocksdb_path))
+    bounded = Storage.from_url(url, max_disk_bytes=1 << 30)
     with pytest.raises(ConfigurationError, match=r"max_disk_bytes.*created without the bound"):
-        Storage.from_url(url, max_disk_bytes=1 << 30)
+        bounded.load("k5")
     assert Storage.from_url(url).load("k5") == 5  # still usable without the bound
 
 
@@ -353,7 +355,7 @@ def test_unusable_directory_is_backend_unavailable(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     with pytest.raises(BackendUnavailable, match=str(not_a_dir)) as info:
-        Storage.from_url(f"rocksdb://{not_a_dir}")
+        Storage.from_url(f"rocksdb://{not_a_dir}").load("k")
     assert info.value.__cause__ is not None  # the driver's error is chained
 
 
@@ -361,4 +363,4 @@ def test_corrupt_database_is_backend_unavailable(rocksdb_path: Path) -> None:
     rocksdb_path.mkdir()
     (rocksdb_path / "CURRENT").write_text("MANIFEST-999999\n")  # names a missing manifest
     with pytest.raises(BackendUnavailable, match=f"RocksDB database {rocksdb_path} failed"):
-        Storage.from_url(f"rocksdb://{rocksdb_path}")
+        Storage.from_url(f"rocksdb://{rocksdb_path}").load("k")

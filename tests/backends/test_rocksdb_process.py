@@ -45,9 +45,10 @@ def test_second_process_gets_storage_locked(rocksdb_path: Path) -> None:
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready", child.stderr
+        storage = Storage.from_url(f"rocksdb://{rocksdb_path}")  # no lock taken yet
         started = time.monotonic()
         with pytest.raises(StorageLocked) as info:
-            Storage.from_url(f"rocksdb://{rocksdb_path}")
+            storage.load("owner")
         assert time.monotonic() - started < 2  # an error at once, not a wait for the lock
         message = str(info.value)
         assert str(rocksdb_path) in message

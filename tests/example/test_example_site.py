@@ -95,7 +95,17 @@ def test_django_side(site: Site) -> None:
     default = next(row for row in stats if row["alias"] == "default")
     assert default["hits"] is None or default["hits"] >= 3
     assert "***" in default["url"] or "@" not in default["url"]
-    assert "Cache statistics" in site.get("/stats/")
+    page = site.get("/stats/")
+    assert "Cache statistics" in page and 'id="chart-default"' in page and "<script>" in page
+    assert "http://" not in page.replace(site.base, "") and "https://" not in page  # no assets
+    # the live part: this process's reads, from the event hook (OPTIONS METRICS)
+    assert default["reads"] >= 3 and 0 < default["hit_ratio"] <= 1 and default["read_ms"] > 0
+    assert default["operations"]["get"]["calls"] >= 3
+
+    metrics = site.get("/metrics")
+    kind = default["url"].split(":", 1)[0].replace("rediss", "redis")
+    assert re.search(rf'^django_cache_get_total{{backend="{kind}"}} [1-9]', metrics, re.M), metrics
+    assert 'tsot_operation_seconds_count{operation="get",storage="default"}' in metrics
 
 
 def test_flask_side(site: Site) -> None:

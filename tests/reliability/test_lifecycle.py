@@ -120,7 +120,7 @@ def test_rocksdb_clock_compared_by_value(tmp_path: Path) -> None:
     clock.t += 11
     assert first.load("k") is None  # the one clock drives both
     with pytest.raises(Exception, match="other 'clock'"):
-        Storage.from_url(url, clock=Clock().now)  # another clock object is another clock
+        Storage.from_url(url, clock=Clock().now).load("k")  # another clock object: another clock
 
 
 def test_django_async_cache_middleware_on_rocksdb_with_a_clock(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 
 from tsot import AsyncStorage, Storage
+from tsot.locks import AsyncLock, Lock
 
 SYNC_ONLY = {"__enter__", "__exit__"}
 ASYNC_ONLY = {"__aenter__", "__aexit__"}
+NOT_AWAITED = {"iter_keys", "lock"}
+"""Methods whose result is used with ``async for`` / ``async with`` rather than awaited."""
 
 
 def _public(cls: type) -> dict[str, object]:
@@ -28,7 +31,19 @@ def test_same_methods_and_signatures() -> None:
         sig_s = inspect.signature(s)  # type: ignore[arg-type]
         sig_a = inspect.signature(a)  # type: ignore[arg-type]
         assert list(sig_s.parameters) == list(sig_a.parameters), name
-        assert inspect.iscoroutinefunction(a), f"AsyncStorage.{name} must be a coroutine"
+        if name in NOT_AWAITED:
+            assert not inspect.iscoroutinefunction(a), f"AsyncStorage.{name} is not awaited"
+        else:
+            assert inspect.iscoroutinefunction(a), f"AsyncStorage.{name} must be a coroutine"
+
+
+def test_locks_are_twins() -> None:
+    sync, aio = _public(Lock), _public(AsyncLock)
+    assert set(sync) - SYNC_ONLY == set(aio) - ASYNC_ONLY
+    for name in set(sync) - SYNC_ONLY:
+        sig_s, sig_a = inspect.signature(sync[name]), inspect.signature(aio[name])  # type: ignore[arg-type]
+        assert list(sig_s.parameters) == list(sig_a.parameters), name
+        assert inspect.iscoroutinefunction(aio[name]), f"AsyncLock.{name} must be a coroutine"
 
 
 def test_constructors_take_the_same_options() -> None:

@@ -6,10 +6,11 @@ import doctest
 
 import pytest
 
+import tsot.config
 import tsot.storage
 
 
-@pytest.mark.parametrize("module", [tsot.storage], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [tsot.storage, tsot.config], ids=lambda m: m.__name__)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0

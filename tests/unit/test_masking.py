@@ -134,7 +134,7 @@ def test_scheme_less_url_error_masks_the_password() -> None:
 
 def test_breaker_registry_key_holds_no_url() -> None:
     url = f"redis://:registry-pw-{MARK}@127.0.0.1:{free_port()}/0"
-    Storage.from_url(url, fail_open=True, secret=None)
+    assert Storage.from_url(url, fail_open=True, secret=None).backend  # opened here (lazily)
     assert parse_url(url).digest in repr(shared_keys())
     assert MARK not in repr(shared_keys())
 

@@ -56,9 +56,11 @@ def test_a_timeout_is_not_retried_on_its_server() -> None:
 
 def test_the_unknown_outcome_wins_over_other_servers_errors() -> None:
     p, _ = policy(servers=3)
-    step = StepFailed({
-        1: (ConnectionRefusedError("refused"), False),
-        2: (ConnectionResetError("gone"), True),
-    })
+    step = StepFailed(
+        {
+            1: (ConnectionRefusedError("refused"), False),
+            2: (ConnectionResetError("gone"), True),
+        }
+    )
     with pytest.raises(BackendUnavailable, match="outcome is unknown"):
         p.again(step, 0, idempotent=False, routed=True)

@@ -60,8 +60,11 @@ def test_what_follows_a_failed_attempt() -> None:
     assert isinstance(retry.after(timeout, INCR, sent=True), retry.LostReply)
     for final in (AuthenticationError("no"), MasterNotFoundError("none")):
         assert retry.after(final, GET, sent=False) is final
-    for refusal in (ReadOnlyError("READONLY"), TryAgainError("TRYAGAIN"),
-                    ConnectionError(retry.DEMOTED)):
+    for refusal in (
+        ReadOnlyError("READONLY"),
+        TryAgainError("TRYAGAIN"),
+        ConnectionError(retry.DEMOTED),
+    ):
         assert retry.after(refusal, INCR, sent=True) is None  # proves it did not run
     reply = ResponseError("ERR x")
     assert retry.after(reply, GET, sent=True) is reply

@@ -93,7 +93,10 @@ def test_a_lone_userinfo_is_a_password_and_is_masked() -> None:
         ("valkey://hunter2@h/0", "valkey://***@h/0"),
         ("valkeys://app:hunter2@h:6380/1", "valkeys://app:***@h:6380/1"),
         ("valkey+sentinel://:hunter2@h1,h2/svc/0", "valkey+sentinel://:***@h1,h2/svc/0"),
-        ("valkey+cluster://app:hunter2@h1:7000,h2:7001", "valkey+cluster://app:***@h1:7000,h2:7001"),
+        (
+            "valkey+cluster://app:hunter2@h1:7000,h2:7001",
+            "valkey+cluster://app:***@h1:7000,h2:7001",
+        ),
     ]:
         assert mask_url(url) == shown
         assert parse_url(url).masked == shown

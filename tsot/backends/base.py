@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from ..config import Location, Option
@@ -51,6 +51,24 @@ class Backend(Protocol):
         """Remove every key that starts with ``prefix`` (all keys of this location if empty)."""
         ...
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
+        """The live final keys that start with ``prefix`` and whose rest matches ``pattern``
+        (Redis glob syntax), fetched about ``count`` at a time (None: the backend's default).
+
+        A key present for the whole walk is returned at least once (Redis may repeat one); a key
+        written or deleted meanwhile may or may not be. A backend that cannot list its keys
+        raises NotSupportedError when called, before iterating.
+        """
+        ...
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        """Delete ``key`` only if it holds exactly ``value``, atomically; True if deleted."""
+        ...
+
+    def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        """Give ``key`` a new TTL only if it holds exactly ``value``, atomically."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -69,6 +87,9 @@ class AsyncBackend(Protocol):
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool: ...
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None: ...
     async def clear(self, prefix: bytes) -> None: ...
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]: ...
+    async def delete_if(self, key: bytes, value: bytes) -> bool: ...
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -76,7 +97,9 @@ class BackendType(Protocol):
     """What a backend class offers to ``Storage.from_url``.
 
     ``OPTIONS`` lists the backend's own options (URL query or keyword arguments); ``open`` and
-    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage).
+    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage). A class
+    may add ``check(location, options)``, which validates without any I/O: ``from_url`` then
+    calls it at once and defers ``open`` to the Storage's first call (``tsot.lazy``).
     """
 
     OPTIONS: ClassVar[tuple[Option, ...]]
@@ -171,11 +194,26 @@ class DirectAsync:
     async def clear(self, prefix: bytes) -> None:
         self.sync.clear(prefix)
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
+        return aiter_of(self.sync.scan(prefix, pattern, count))
+
+    async def delete_if(self, key: bytes, value: bytes) -> bool:
+        return self.sync.delete_if(key, value)
+
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self.sync.expire_if(key, value, ttl_ms)
+
     async def close(self) -> None:
         self.sync.close()
 
     async def stats(self) -> dict[str, int | None]:
         return backend_stats(self.sync)
+
+
+async def aiter_of(keys: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A sync iterator of keys (a local backend's scan) as an async one."""
+    for key in keys:
+        yield key
 
 
 STATS_KEYS: Final = ("hits", "misses", "keys")

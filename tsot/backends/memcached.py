@@ -8,11 +8,12 @@ a transport. docs/backends/memcached.md describes every quirk and how it is hand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ..config import Location, Option
-from ..errors import ConfigurationError, require
+from ..errors import ConfigurationError, NotSupportedError, require
+from . import memcached_cas as cas
 from . import memcached_ops as ops
 from . import memcached_proto as p
 from .base import shared
@@ -85,12 +86,23 @@ def _shared_location(location: Location, options: Mapping[str, Any]) -> _Locatio
     return shared(key, lambda: _Location(servers, options))
 
 
+NO_SCAN = (
+    "memcached cannot list its keys, so keys(), iter_keys() and delete_pattern() are not "
+    "available on it; use clear() to drop the whole namespace, keep the keys you need to find "
+    "under one key (or in a versioned namespace), or use Redis, memory or RocksDB"
+)
+
+
 class _Base(Hot):
     __slots__ = ("loc",)
 
     def __init__(self, loc: _Location, prefix: bytes) -> None:
         super().__init__(ops.Namespace(loc.cluster, prefix), loc.policy)
         self.loc = loc
+
+    @staticmethod
+    def _no_scan() -> NotSupportedError:
+        return NotSupportedError(NO_SCAN)
 
 
 class MemcachedSync(_Base):
@@ -237,6 +249,15 @@ class MemcachedSync(_Base):
 
     def stats(self) -> dict[str, int | None]:
         return self._run(lambda: ops.stats(self.ns), True, False)  # type: ignore[no-any-return]
+
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
+        raise self._no_scan()
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        return self._run(lambda: cas.delete_if(self.ns, key, value), False)  # type: ignore[no-any-return]
+
+    def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Nothing to release: the pools are shared by every Storage on this location."""
@@ -397,6 +418,15 @@ class MemcachedAsync(_Base):
     async def stats(self) -> dict[str, int | None]:
         return await self._run(lambda: ops.stats(self.ns), True, False)  # type: ignore[no-any-return]
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
+        raise self._no_scan()
+
+    async def delete_if(self, key: bytes, value: bytes) -> bool:
+        return await self._run(lambda: cas.delete_if(self.ns, key, value), False)  # type: ignore[no-any-return]
+
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)  # type: ignore[no-any-return]
+
     async def close(self) -> None:
         """Nothing to release: connections are shared per event loop and location."""
 
@@ -459,6 +489,12 @@ class MemcachedBackend:
             minimum=0,
         ),
     )
+
+    @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without connecting (open connects on first use)."""
+        _servers(location)
+        require("pymemcache", "pymemcache", "memcached", "the memcached backend")
 
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> MemcachedSync:

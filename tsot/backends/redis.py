@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import require
@@ -26,6 +26,7 @@ from redis.exceptions import (  # noqa: E402
 
 from ..config import Location, Option  # noqa: E402
 from ..errors import BackendUnavailable, OutcomeUnknown, TsotError, WriteRefused, WrongType  # noqa: E402
+from . import redis_keys as keys  # noqa: E402
 from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
@@ -187,6 +188,39 @@ class RedisSync:
         for node in self._t.primaries():
             self._drive(ops.clear_steps(prefix, node, self._cluster))
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
+        """SCAN MATCH on the server, or on each primary of a cluster in turn."""
+        try:
+            nodes = self._t.primaries()
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+        return self._scan(nodes, prefix, pattern, count)
+
+    def _scan(
+        self, nodes: list[Any], prefix: bytes, pattern: bytes, count: int | None
+    ) -> Iterator[bytes]:
+        for node in nodes:
+            cursor = 0
+            while True:
+                try:
+                    (reply,) = self._t.pipeline(
+                        [keys.scan_cmd(cursor, prefix, pattern, count)], node
+                    )
+                except RedisError as exc:
+                    raise translate(exc, self.name) from exc
+                cursor, found = ops.scan_reply(reply)
+                yield from found
+                if cursor == 0:
+                    break
+
+    @_sync
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        return self._drive(keys.delete_if_steps(key, value))  # type: ignore[no-any-return]
+
+    @_sync
+    def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._drive(keys.expire_if_steps(key, value, ttl_ms))  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Nothing to release: the pool is shared by every Storage of this URL."""
 
@@ -323,6 +357,31 @@ class RedisAsync:
         for node in await t.primaries():
             await self._drive(ops.clear_steps(prefix, node, t.cluster))
 
+    async def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
+        """SCAN MATCH on the server, or on each primary of a cluster in turn."""
+        try:
+            t = await self._tp()
+            for node in await t.primaries():
+                cursor = 0
+                while True:
+                    cmd = keys.scan_cmd(cursor, prefix, pattern, count)
+                    (reply,) = await t.pipeline([cmd], node)
+                    cursor, found = ops.scan_reply(reply)
+                    for key in found:
+                        yield key
+                    if cursor == 0:
+                        break
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    @_async
+    async def delete_if(self, key: bytes, value: bytes) -> bool:
+        return await self._drive(keys.delete_if_steps(key, value))  # type: ignore[no-any-return]
+
+    @_async
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._drive(keys.expire_if_steps(key, value, ttl_ms))  # type: ignore[no-any-return]
+
     async def close(self) -> None:
         """Nothing to release: connections belong to the loop and the URL, not to a Storage."""
 
@@ -336,6 +395,11 @@ class RedisBackend:
     @classmethod
     def config(cls, location: Location, options: Mapping[str, Any]) -> RedisConfig:
         return parse(location, options)
+
+    @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without connecting (open connects on first use)."""
+        parse(location, options)
 
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:

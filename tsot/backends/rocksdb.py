@@ -10,14 +10,15 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ..codec import decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, TsotError
+from ..errors import ConfigurationError, TsotError, require
 from ..ints import format_int
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
+from .glob import matcher
 from .rocksdb_handle import (
     HEADER,
     HEADER_SIZE,
@@ -30,6 +31,8 @@ from .rocksdb_handle import (
 )
 
 _unpack = HEADER.unpack_from
+SCAN_BATCH = 1000
+"""Keys examined per iterator by ``scan`` when the caller gives no ``itersize``."""
 T = TypeVar("T")
 
 
@@ -261,6 +264,66 @@ class RocksDBStore:
         except Exception as exc:
             raise self._fail(exc) from exc
 
+    def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
+        """The matching live keys, in key order, ``count`` (default SCAN_BATCH) per iterator.
+
+        Each batch uses a fresh iterator (as the purge does), so a long walk pins nothing and
+        the caller may delete what it got between batches.
+        """
+        return self._scan(prefix, matcher(pattern), count or SCAN_BATCH)
+
+    def _scan(self, prefix: bytes, match: Callable[[bytes], bool], count: int) -> Iterator[bytes]:
+        start, cursor = len(prefix), prefix
+        first = True
+        while True:
+            batch: list[bytes] = []
+            try:
+                it = self._db.iter()
+                it.seek(cursor)
+                if not first and it.valid() and it.key() == cursor:
+                    it.next()  # the previous batch ended on this key
+                now, seen = self._h.now_ms(), 0
+                while it.valid() and seen < count:
+                    key = it.key()
+                    if not key.startswith(prefix):
+                        break
+                    deadline = _unpack(it.value())[0]
+                    if (not deadline or deadline > now) and match(key[start:]):
+                        batch.append(key)
+                    cursor, seen = key, seen + 1
+                    it.next()
+                more = it.valid() and seen == count
+                del it
+            except Exception as exc:
+                raise self._fail(exc) from exc
+            first = False
+            yield from batch
+            if not more:
+                return
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        try:
+            with self._h.lock(key):
+                raw = self._live(self._get(key))
+                if raw is None or raw[HEADER_SIZE:] != value:
+                    return False
+                self._db.delete(key, self._wopt)
+                return True
+        except Exception as exc:
+            raise self._fail(exc) from exc
+
+    def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        h = self._h
+        try:
+            with h.lock(key):
+                raw = self._live(self._get(key))
+                if raw is None or raw[HEADER_SIZE:] != value:
+                    return False
+                self._db.put(key, h.header(ttl_ms) + value, self._wopt)
+                return True
+        except Exception as exc:
+            raise self._fail(exc) from exc
+
     def stats(self) -> dict[str, int | None]:
         """Hits and misses of this process's reads; ``keys`` is RocksDB's estimate."""
         return self._h.stats()
@@ -301,6 +364,12 @@ class ThreadedWritesAsync(DirectAsync):
 
     async def clear(self, prefix: bytes) -> None:
         await self._off(self.sync.clear, prefix)
+
+    async def delete_if(self, key: bytes, value: bytes) -> bool:
+        return await self._off(self.sync.delete_if, key, value)
+
+    async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._off(self.sync.expire_if, key, value, ttl_ms)
 
 
 class RocksDBBackend:
@@ -408,6 +477,14 @@ class RocksDBBackend:
                 "same database options"
             )
         return handle
+
+    @classmethod
+    def check(cls, location: Location, options: Mapping[str, Any]) -> None:
+        """Check the configuration without opening the directory (open does, on first use,
+        so a process that never uses the Storage never takes the database's lock)."""
+        cls.path_of(location)
+        cls._config(options)
+        require("rocksdict", "rocksdict", "rocksdb", "The rocksdb:// backend")
 
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RocksDBStore:

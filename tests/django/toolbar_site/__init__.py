@@ -1,0 +1,1 @@
+"""A test project with django-debug-toolbar installed (tests/django/test_toolbar.py)."""
