@@ -305,6 +305,29 @@ def scenario_processes(url: str, p: Params, n: int) -> Tally:
     return tally
 
 
+def hit_cost(url: str, rounds: int = 5, n: int = 2000) -> str:
+    """A row: microseconds per plain ``load`` and per ``get_or_compute`` hit on ``url``."""
+    from tsot import Storage
+
+    with Storage.from_url(url, namespace="hitcost", secret="benchmark-only-not-secret!") as s:
+        s.store("plain", "v" * 100, 600)
+        s.get_or_compute("entry", lambda: "v" * 100, 600)
+
+        def best(fn: Callable[[], Any]) -> float:
+            out = float("inf")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                out = min(out, (time.perf_counter() - t0) / n)
+            return out * 1e6
+
+        plain = best(lambda: s.load("plain"))
+        hit = best(lambda: s.get_or_compute("entry", str, 600))
+    scheme = url.partition(":")[0]
+    return f"| {scheme} | {plain:.2f} | {hit:.2f} | {(hit / plain - 1) * 100:+.0f} % |"
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -355,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--only", default="", help="comma-separated scenario name prefixes (default: all)"
     )
+    ap.add_argument(
+        "--hit-cost", action="store_true", help="only the cost of a protected hit vs a load"
+    )
     args = ap.parse_args(argv)
     p = Params(args.seconds, args.ttl, args.compute, args.think, args.raises, args.grace)
     only = [o for o in args.only.split(",") if o]
@@ -362,6 +388,12 @@ def main(argv: list[str] | None = None) -> None:
     def wanted(name: str) -> bool:
         return not only or any(name.startswith(o) for o in only)
 
+    if args.hit_cost:
+        print("| storage | load µs | get_or_compute hit µs | extra |\n|---|---|---|---|")
+        with servers({"redis", "memcached"}) as urls:
+            for url in ("memory://hitcost", urls["redis"], urls["memcached"]):
+                print(hit_cost(str(url)), flush=True)
+        return
     print(HEADER)
     with servers({"redis", "memcached"}) as urls:
         from benchmarks import djangosite

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .codec import MISS
 from .stampede import (
+    NOT_FRESH,
     Entry,
     Flow,
     Op,
@@ -28,9 +29,11 @@ from .stampede import (
     Timing,
     entry_of,
     entry_times,
+    fresh_value,
     read_through,
     refresh,
 )
+from .ttl import EXPIRED
 
 if TYPE_CHECKING:
     from .storage import AsyncStorage, Storage
@@ -44,27 +47,41 @@ _tasks: set[asyncio.Task[Any]] = set()  # background refreshes, kept until they 
 class _Run:
     """What both drivers need for one read-through of final key ``k``."""
 
-    __slots__ = ("fn", "k", "lease_k", "lease_ms", "policy", "timing", "token", "ttl_ms")
+    __slots__ = ("_token", "fn", "k", "lease_ms", "policy", "timing", "ttl_ms")
 
     def __init__(
         self, k: bytes, fn: Any, ttl_ms: int | None, policy: Policy, timing: Timing
     ) -> None:
         self.k, self.fn, self.ttl_ms, self.policy, self.timing = k, fn, ttl_ms, policy, timing
-        self.lease_k = k + LEASE_SUFFIX
         self.lease_ms = math.ceil(policy.lease_timeout * 1000)
-        self.token = b"b" + os.urandom(12)  # a bytes value: readable by any tsot reader
+        self._token: bytes | None = None
+
+    @property
+    def lease_k(self) -> bytes:
+        return self.k + LEASE_SUFFIX
+
+    @property
+    def token(self) -> bytes:
+        """This read-through's lease value (a bytes value: readable by any tsot reader)."""
+        if self._token is None:
+            self._token = b"b" + os.urandom(12)
+        return self._token
 
     def entry(self, storage: Storage | AsyncStorage, data: bytes | None) -> Entry | None:
-        if data is None:
-            return None
-        decoded = storage.codec.decode_entry(data, self.k)
-        return None if decoded is MISS else entry_of(decoded)  # type: ignore[arg-type]
+        return _entry(storage, self.k, data)
 
     def encoded(self, storage: Storage | AsyncStorage, arg: Any) -> tuple[bytes, int | None]:
         value, delta = arg
         soft_ms, server_ms = entry_times(self.ttl_ms, self.policy.grace, self.timing.clock())
         data = storage.codec.encode_entry(value, self.k, soft_ms, math.ceil(delta * 1000))
         return data, server_ms
+
+
+def _entry(storage: Storage | AsyncStorage, k: bytes, data: bytes | None) -> Entry | None:
+    if data is None:
+        return None
+    decoded = storage.codec.decode_entry(data, k)
+    return None if decoded is MISS else entry_of(decoded)  # type: ignore[arg-type]
 
 
 def _failed_refresh(k: bytes, exc: BaseException) -> None:
@@ -113,6 +130,10 @@ def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
     if op is Op.WAIT:
         run.timing.sleep(step.arg)
         return None
+    if op is Op.HOLD:
+        if b.get(run.lease_k) == run.token:
+            b.expire(run.lease_k, math.ceil(step.arg * 1000))
+        return None
     # Op.REFRESH: the lease is ours; compute in a thread while this caller returns
     threading.Thread(
         target=_refresh_sync, args=(storage, run), name="tsot-refresh", daemon=True
@@ -122,7 +143,7 @@ def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
 
 def _refresh_sync(storage: Storage, run: _Run) -> None:
     try:
-        run_sync(storage, run, refresh())
+        run_sync(storage, run, refresh(run.policy))
     except Exception as exc:
         _failed_refresh(run.k, exc)
 
@@ -136,8 +157,14 @@ def get_or_compute(
     timing: Timing | None,
 ) -> Any:
     """``Storage.get_or_compute`` on final key ``k``."""
-    run = _Run(k, fn, ttl_ms, policy, timing or DEFAULT_TIMING)
-    return run_sync(storage, run, read_through(policy, ttl_ms, run.timing, k))
+    timing = timing or DEFAULT_TIMING
+    if ttl_ms != EXPIRED:  # the fast path: a fresh hit is one get
+        data = storage.backend.get(k)
+        value = fresh_value(_entry(storage, k, data), k, policy, timing)
+        if value is not NOT_FRESH:
+            return value
+    run = _Run(k, fn, ttl_ms, policy, timing)
+    return run_sync(storage, run, read_through(policy, ttl_ms, timing, k))
 
 
 # -- asyncio -----------------------------------------------------------------------------------
@@ -185,6 +212,10 @@ async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> A
         asleep = run.timing.asleep or asyncio.sleep
         await asleep(step.arg)
         return None
+    if op is Op.HOLD:
+        if await b.get(run.lease_k) == run.token:
+            await b.expire(run.lease_k, math.ceil(step.arg * 1000))
+        return None
     task = asyncio.get_running_loop().create_task(_refresh_async(storage, run))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -193,7 +224,7 @@ async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> A
 
 async def _refresh_async(storage: AsyncStorage, run: _Run) -> None:
     try:
-        await run_async(storage, run, refresh())
+        await run_async(storage, run, refresh(run.policy))
     except Exception as exc:
         _failed_refresh(run.k, exc)
 
@@ -207,5 +238,11 @@ async def aget_or_compute(
     timing: Timing | None,
 ) -> Any:
     """``AsyncStorage.get_or_compute`` on final key ``k``."""
-    run = _Run(k, fn, ttl_ms, policy, timing or DEFAULT_TIMING)
-    return await run_async(storage, run, read_through(policy, ttl_ms, run.timing, k))
+    timing = timing or DEFAULT_TIMING
+    if ttl_ms != EXPIRED:
+        data = await storage.backend.get(k)
+        value = fresh_value(_entry(storage, k, data), k, policy, timing)
+        if value is not NOT_FRESH:
+            return value
+    run = _Run(k, fn, ttl_ms, policy, timing)
+    return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))

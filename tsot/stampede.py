@@ -44,9 +44,11 @@ class Policy(NamedTuple):
 
     def with_overrides(self, **given: Any) -> Policy:
         """This policy with the options given (None: keep), each checked as the option is."""
+        if all(v is None for v in given.values()):  # the common call: the storage's options
+            return self
         specs = {o.name: o for o in CORE_OPTIONS}
         changed = {n: specs[n].parse(v) for n, v in given.items() if v is not None}
-        return self._replace(**changed) if changed else self
+        return self._replace(**changed)
 
 
 def policy_of(options: Mapping[str, Any]) -> Policy:
@@ -124,6 +126,21 @@ def entry_times(ttl_ms: int | None, grace: float, now: float) -> tuple[int, int 
     return int(now * 1000) + ttl_ms, ttl_ms + math.ceil(grace * 1000)
 
 
+def fresh_value(entry: Entry | None, key: bytes, policy: Policy, timing: Timing) -> Any:
+    """The value of ``entry`` when a read-through can return it without any other step (a
+    fresh hit, no early refresh drawn), else ``NOT_FRESH``: the drivers' fast path."""
+    if entry is None:
+        return NOT_FRESH
+    if entry.soft is None:
+        return entry.value
+    now = timing.clock()
+    rand = DRAWS.draw(key, now, entry.delta, timing.random)
+    return entry.value if freshness(entry, now, policy, rand) is Freshness.FRESH else NOT_FRESH
+
+
+NOT_FRESH: Final = object()
+
+
 class Op(Enum):
     GET = "get"  # -> Entry | None
     LEASE = "lease"  # -> bool: the lease was taken
@@ -132,6 +149,7 @@ class Op(Enum):
     RELEASE = "release"  # -> None: give the lease back (if still ours)
     WAIT = "wait"  # arg seconds -> None
     REFRESH = "refresh"  # -> None: run ``refresh()`` in the background (the lease is held)
+    HOLD = "hold"  # arg seconds -> None: keep the lease (if still ours) that long, then free
 
 
 class Step(NamedTuple):
@@ -246,6 +264,21 @@ def _compute(stale: Entry | None, leased: bool) -> Flow:
     return value
 
 
-def refresh() -> Flow:
-    """Compute and store a value while holding the lease (a background refresh)."""
-    return _compute(None, leased=True)
+REFRESH_BACKOFF: Final = 1.0
+"""Seconds (at most ``lease_timeout``) the lease stays taken after a background refresh
+failed, so that readers of a value still served (early or within grace) retry at most once
+per backoff instead of on every read."""
+
+
+def refresh(policy: Policy) -> Flow:
+    """Compute and store a value while holding the lease (a background refresh); after a
+    failure, keep the lease ``REFRESH_BACKOFF`` seconds (its error is raised to the driver)."""
+    try:
+        value, delta = yield _COMPUTE
+    except Exception:
+        yield Step(Op.HOLD, min(policy.lease_timeout, REFRESH_BACKOFF))
+        raise
+    try:
+        yield Step(Op.STORE, (value, delta))
+    finally:
+        yield _RELEASE

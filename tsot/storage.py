@@ -352,9 +352,11 @@ class Storage(_Core):
         The keyword options override the Storage's; ``timing`` injects a clock, a random source
         and sleeps (tests). Raises what ``fn`` raises unless a value within grace is served.
         """
-        policy = self.policy.with_overrides(
-            stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
-        )
+        policy = self.policy
+        if not (stampede is grace is beta is lease_timeout is None):
+            policy = policy.with_overrides(
+                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+            )
         k = self._keys.make(key)
         return readthrough.get_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 
@@ -583,9 +585,11 @@ class AsyncStorage(_Core):
         timing: Timing | None = None,
     ) -> Any:
         """See ``Storage.get_or_compute``; an awaitable result of ``fn()`` is awaited."""
-        policy = self.policy.with_overrides(
-            stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
-        )
+        policy = self.policy
+        if not (stampede is grace is beta is lease_timeout is None):
+            policy = policy.with_overrides(
+                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+            )
         k = self._keys.make(key)
         return await readthrough.aget_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 

@@ -140,7 +140,9 @@ def test_grace_serves_stale_while_one_caller_refreshes(
     assert gate.calls == 1
 
 
-def test_grace_bounds_staleness_and_serves_stale_on_errors(store: Any, clock: FakeClock) -> None:
+def test_grace_bounds_staleness_and_serves_stale_on_errors(
+    store: Any, target: Target, clock: FakeClock
+) -> None:
     timing = Timing(clock=clock)
     store.get_or_compute("k", _value("old"), 10, grace=5, timing=timing)
     failures: list[int] = []
@@ -149,16 +151,27 @@ def test_grace_bounds_staleness_and_serves_stale_on_errors(store: Any, clock: Fa
         failures.append(1)
         raise RuntimeError("backend of the compute is down")
 
+    def read() -> Any:
+        return store.get_or_compute("k", failing, 10, grace=5, timing=timing)
+
+    def lease_ttl() -> float:
+        return store.ttl("k" + LEASE) or 0.0
+
     clock.advance(12)  # stale-if-error: within grace the old value is served
-    assert store.get_or_compute("k", failing, 10, grace=5, timing=timing) == "old"
+    assert read() == "old"
     eventually(lambda: failures == [1], "the failed refresh")
-    eventually(lambda: not store.exists("k" + LEASE), "the lease given back")
-    clock.advance(2)  # 14 s: still within grace, still the old value
-    assert store.get_or_compute("k", failing, 10, grace=5, timing=timing) == "old"
-    eventually(lambda: not store.exists("k" + LEASE), "the lease given back")
-    clock.advance(2)  # 16 s: past ttl + grace, the old value is never served again
+    # the failed refresh keeps the lease for its backoff (1 s, not lease_timeout's 10 s)...
+    eventually(lambda: 0 < lease_ttl() <= 2, "the lease held for the backoff")
+    assert read() == "old"  # ...so reads meanwhile serve the old value and do not retry
+    assert failures == [1]
+    if target.advance is not None:
+        target.advance(1.5)  # 13.5 s
+    eventually(lambda: not store.exists("k" + LEASE), "the backoff's end")
+    assert read() == "old"  # still within grace: served, and one retry
+    eventually(lambda: failures == [1, 1], "the retried refresh")
+    clock.advance(4)  # past ttl + grace: the old value is never served again
     with pytest.raises(RuntimeError, match="compute is down"):
-        store.get_or_compute("k", failing, 10, grace=5, timing=timing)
+        read()
 
 
 def test_a_compute_error_on_a_miss_propagates_and_frees_the_lease(
