@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.core.cache import caches
@@ -21,9 +21,11 @@ from tests.stampede_support import BOUND, Gate, Waiters, eventually
 from tsot import readthrough
 from tsot_django import TsotCache, cache_page, middleware
 from tsot_django.middleware import (
+    HEADER_LIST_FACTOR,
     CacheMiddleware,
     FetchFromCacheMiddleware,
     UpdateCacheMiddleware,
+    _Recorder,
 )
 
 N = 32
@@ -214,3 +216,15 @@ async def test_two_part_middleware_async(cache: TsotCache) -> None:
     assert (await handler(AsyncRequestFactory().get("/two/"))).content == b"two1"
     assert gate.calls == 1
     assert set(threads) == {threading.get_ident()}
+
+
+def test_the_vary_list_outlives_the_page(cache: TsotCache) -> None:
+    middleware = CacheMiddleware(lambda request: HttpResponse("x"), page_timeout=60)
+    middleware(RequestFactory().get("/vary/"))
+    probe = _Recorder()  # learns the key of the URL's Vary list, as the async path does
+    get_cache_key(RequestFactory().get("/vary/"), "st", "GET", cache=cast(Any, probe))
+    assert probe.key is not None
+    list_ttl = cache.storage.ttl(cache.make_key(probe.key))
+    page_ttl = cache.storage.ttl(cache.make_key(_page_keys_for(cache, "/vary/")))
+    assert list_ttl is not None and list_ttl > 60 * (HEADER_LIST_FACTOR - 1)
+    assert page_ttl is not None and page_ttl <= 60

@@ -145,3 +145,17 @@ def test_the_keys_reach_the_storage(per_storage: Harness) -> None:
         CACHE_TSOT_LEASE_TIMEOUT=3,
     )
     assert backend.storage.policy == (True, 5.0, 2.0, 3.0)
+
+
+def test_a_callable_prefix_is_refused_by_name() -> None:
+    from flask import Flask
+    from flask_caching import Cache
+
+    app = Flask("stampede_prefix")
+    app.config.update(
+        CACHE_TYPE="tsot_flask.MemoryCache",
+        CACHE_KEY_PREFIX=lambda: "tenant_",
+        CACHE_TSOT_STAMPEDE=True,
+    )
+    with pytest.raises(ConfigurationError, match="CACHE_TSOT_STAMPEDE"):
+        Cache(app)
