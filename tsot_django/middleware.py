@@ -204,10 +204,16 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
         if request.method != "GET":
             return super().__call__(request)
         key = self.lookup_key(request)
-        if key is None:  # first visit: learn the Vary key (kept longer than the page)
-            response = _next(self, request)
-            self.store(request, response)
-            return response
+        if key is None:  # first visit: one request learns the Vary key, the others wait
+            key, lease = self._first_visit(request)
+            if key is None:
+                try:
+                    response = _next(self, request)
+                    self.store(request, response)  # the Vary list outlives the page
+                    return response
+                finally:
+                    if lease is not None:
+                        self.cache.delete(lease)
         rendered: list[bool] = []
 
         def render() -> Any:
@@ -220,9 +226,62 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
             return not_stored.response
         return response if rendered else _with_age(response)
 
+    def _first_visit(self, request: HttpRequest) -> tuple[str | None, str | None]:
+        """Wait for the first render of a URL (its Vary list): ``(page key, None)`` once
+        known, ``(None, lease)`` to render it with the lease, ``(None, None)`` after
+        lease_timeout."""
+        cache = self.cache
+        steps = _first_visit_steps(_list_key(request, self.key_prefix), _lease_timeout(cache))
+        try:
+            step = next(steps)
+            while True:
+                reply: Any = None
+                op, arg = step
+                if op == "add":
+                    reply = cache.add(arg, 1, _lease_timeout(cache))
+                elif op == "lookup":
+                    reply = self.lookup_key(request)
+                elif op == "delete":
+                    cache.delete(arg)
+                else:
+                    sleep(arg)
+                step = steps.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _afirst_visit(self, request: HttpRequest) -> tuple[str | None, str | None]:
+        cache = self.cache
+        steps = _first_visit_steps(_list_key(request, self.key_prefix), _lease_timeout(cache))
+        try:
+            step = next(steps)
+            while True:
+                reply: Any = None
+                op, arg = step
+                if op == "add":
+                    reply = await cache.aadd(arg, 1, _lease_timeout(cache))
+                elif op == "lookup":
+                    reply = await self.alookup_key(request)
+                elif op == "delete":
+                    await cache.adelete(arg)
+                else:
+                    await asleep(arg)
+                step = steps.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
     async def __acall__(self, request: HttpRequest) -> Any:
         cache = self.cache
         key = await self.alookup_key(request) if request.method == "GET" else None
+        if request.method == "GET" and key is None and isinstance(cache, CacheOps):
+            key, lease = await self._afirst_visit(request)
+            if key is None:
+                try:
+                    response = await _next(self, request)
+                    await self.astore(request, response)
+                    return response
+                finally:
+                    if lease is not None:
+                        await cache.adelete(lease)
         if key is None or not isinstance(cache, CacheOps):
             return await self._aplain(request)
         rendered: list[bool] = []
@@ -286,6 +345,38 @@ def _fetch_steps(key: str, lease_timeout: float) -> Any:
         response = yield ("get", key)
         if response is not None or time.monotonic() >= deadline:
             return response
+        yield ("sleep", pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _list_key(request: HttpRequest, key_prefix: str) -> str:
+    """The key of the URL's Vary header list (Django's helpers make it; we only read it)."""
+    probe = _Recorder()
+    get_cache_key(request, key_prefix, "GET", cache=cast(Any, probe))
+    assert probe.key is not None
+    return probe.key
+
+
+def _first_visit_steps(list_key: str, lease_timeout: float) -> Any:
+    """The wait of a first visit, as steps: yields ``("add", lease)``, ``("lookup", None)``
+    (the page key, None while the Vary list is unknown), ``("delete", lease)``,
+    ``("sleep", seconds)``; returns
+    ``(page key, None)``, ``(None, lease)`` (this request renders) or ``(None, None)``."""
+    lease = list_key + LEASE_SUFFIX
+    deadline = time.monotonic() + lease_timeout
+    pause = 0.005
+    while True:
+        if (yield ("add", lease)):
+            key = yield ("lookup", None)  # the renderer before us may have just finished
+            if key is None:
+                return None, lease
+            yield ("delete", lease)
+            return key, None
+        key = yield ("lookup", None)
+        if key is not None:
+            return key, None
+        if time.monotonic() >= deadline:
+            return None, None
         yield ("sleep", pause)
         pause = min(pause * 2, 0.05)
 

@@ -228,3 +228,35 @@ def test_the_vary_list_outlives_the_page(cache: TsotCache) -> None:
     page_ttl = cache.storage.ttl(cache.make_key(_page_keys_for(cache, "/vary/")))
     assert list_ttl is not None and list_ttl > 60 * (HEADER_LIST_FACTOR - 1)
     assert page_ttl is not None and page_ttl <= 60
+
+
+def test_concurrent_first_visits_render_once(
+    cache: TsotCache, waiters: Waiters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(middleware, "sleep", waiters.sleep)
+    gate = Gate("sync", "first")
+    view = cache_page(60)(_page_view(gate))
+    responses = _in_threads(lambda: view(RequestFactory().get("/first/")), gate, waiters)
+    assert {r.content for r in responses} == {b"first1"}
+    assert gate.calls == 1
+
+
+async def test_concurrent_first_visits_render_once_async(
+    cache: TsotCache, waiters: Waiters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(middleware, "asleep", waiters.asleep)
+    gate = Gate("async", "afirst")
+
+    @cache_page(60)
+    async def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(await gate.fn())
+
+    pending = [asyncio.ensure_future(view(AsyncRequestFactory().get("/af/"))) for _ in range(N)]
+    try:
+        while len(waiters.seen) < N - 1 or gate.calls < 1:
+            await asyncio.sleep(0.002)
+    finally:
+        gate.release()
+    responses = await asyncio.gather(*pending)
+    assert {r.content for r in responses} == {b"afirst1"}
+    assert gate.calls == 1
