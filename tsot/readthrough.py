@@ -18,6 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from . import events
 from .codec import MISS
 from .stampede import (
     NOT_FRESH,
@@ -84,6 +85,11 @@ def _entry(storage: Storage | AsyncStorage, k: bytes, data: bytes | None) -> Ent
     return None if decoded is MISS else entry_of(decoded)  # type: ignore[arg-type]
 
 
+def _note(storage: Storage | AsyncStorage, reason: str) -> None:
+    """A ``stampede`` event (docs/observability.md): ``wait``, ``refresh``, ``refresh_failed``."""
+    events.notify(storage, "stampede", "get_or_compute", reason=reason)
+
+
 def _failed_refresh(k: bytes, exc: BaseException) -> None:
     log.warning("tsot: background refresh of key %r failed: %r", k[:100], exc, exc_info=exc)
 
@@ -128,6 +134,8 @@ def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
             b.delete(run.lease_k)
         return None
     if op is Op.WAIT:
+        if step.arg == run.timing.poll:  # this caller's first wait
+            _note(storage, "wait")
         run.timing.sleep(step.arg)
         return None
     if op is Op.HOLD:
@@ -135,6 +143,7 @@ def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
             b.expire(run.lease_k, math.ceil(step.arg * 1000))
         return None
     # Op.REFRESH: the lease is ours; compute in a thread while this caller returns
+    _note(storage, "refresh")
     threading.Thread(
         target=_refresh_sync, args=(storage, run), name="tsot-refresh", daemon=True
     ).start()
@@ -145,6 +154,7 @@ def _refresh_sync(storage: Storage, run: _Run) -> None:
     try:
         run_sync(storage, run, refresh(run.policy))
     except Exception as exc:
+        _note(storage, "refresh_failed")
         _failed_refresh(run.k, exc)
 
 
@@ -209,6 +219,8 @@ async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> A
             await b.delete(run.lease_k)
         return None
     if op is Op.WAIT:
+        if step.arg == run.timing.poll:
+            _note(storage, "wait")
         asleep = run.timing.asleep or asyncio.sleep
         await asleep(step.arg)
         return None
@@ -216,6 +228,7 @@ async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> A
         if await b.get(run.lease_k) == run.token:
             await b.expire(run.lease_k, math.ceil(step.arg * 1000))
         return None
+    _note(storage, "refresh")
     task = asyncio.get_running_loop().create_task(_refresh_async(storage, run))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -226,6 +239,7 @@ async def _refresh_async(storage: AsyncStorage, run: _Run) -> None:
     try:
         await run_async(storage, run, refresh(run.policy))
     except Exception as exc:
+        _note(storage, "refresh_failed")
         _failed_refresh(run.k, exc)
 
 

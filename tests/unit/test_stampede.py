@@ -153,3 +153,24 @@ def test_one_draw_per_key_and_compute_time_period() -> None:
     assert draws.draw(b"k", 10.09, 0.1, rand) == 0.1  # the same 0.1 s period: the same draw
     assert draws.draw(b"other", 10.09, 0.1, rand) == 0.2
     assert draws.draw(b"k", 10.11, 0.1, rand) == 0.3
+
+
+def test_stampede_events_reach_listeners() -> None:
+    from tests.helpers import FakeClock
+    from tsot.stampede import Timing
+
+    clock = FakeClock()
+    store = Storage.new_imc(clock=clock)
+    seen: list[str] = []
+    store.listen(lambda e: seen.append(e.fields["reason"]) if e.kind == "stampede" else None)
+
+    def slow() -> str:
+        clock.advance(10)
+        return "v"
+
+    store.get_or_compute("k", slow, 100, timing=Timing(clock=clock))
+    clock.advance(95)
+    eager = Timing(clock=clock, random=lambda: 0.99)
+    assert store.get_or_compute("k", lambda: "w", 100, timing=eager) == "v"
+    assert "refresh" in seen
+    assert store.stats()["events"]["stampede:refresh"] >= 1
