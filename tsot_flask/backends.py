@@ -19,6 +19,7 @@ from tsot.secrets import warn_unsigned
 from tsot.splitread import MISSING, SplitReadThrough
 
 from . import config as cfg
+from .cli import add_commands
 from .prefixes import PrefixedStorages
 from .redis_api import RedisApi
 from .serializers import SerializingStorage, adopt
@@ -93,6 +94,7 @@ class TsotCache(RedisApi, BaseCache):
         masked), or MissingDependency naming the extra to install.
         """
         settings = cls.settings(config, args, kwargs)
+        add_commands(app)
         stampede = read_stampede(config, settings)
         cache = cls(
             open_storage(settings),
