@@ -161,8 +161,6 @@ class CacheOps(BaseCache):
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
             return value
-        if callable(default):
-            default = default()
         yield Call("add", (k, default, self.tsot_ttl(timeout)))
         return (yield Call("load", (k, default)))
 
