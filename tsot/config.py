@@ -228,6 +228,37 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "With fail_open: seconds between probes of a dead backend.",
         minimum=0.0,
     ),
+    # stampede protection of get_or_compute and the framework read-throughs (docs/stampede.md)
+    Option(
+        "stampede",
+        bool,
+        True,
+        "Read-throughs (get_or_compute, Django get_or_set and cache_page) let one caller "
+        "compute a missing value (a lease) and refresh hot values early.",
+    ),
+    Option(
+        "grace",
+        float,
+        0.0,
+        "Seconds a read-through still serves an expired value while one caller refreshes it "
+        "or when its compute raises (stale-while-revalidate, stale-if-error); 0: off.",
+        minimum=0.0,
+    ),
+    Option(
+        "beta",
+        float,
+        1.0,
+        "Early refresh eagerness (XFetch): 0 turns early refresh off, larger refreshes earlier.",
+        minimum=0.0,
+    ),
+    Option(
+        "lease_timeout",
+        float,
+        10.0,
+        "Seconds a read-through's compute may hold the lease before a waiter takes over; also "
+        "the longest a waiter waits.",
+        minimum=0.001,
+    ),
     *OBSERVABILITY_OPTIONS,
 )
 

@@ -158,14 +158,17 @@ class CacheOps(BaseCache):
     def op_get_or_set(
         self, key: Any, default: Any, timeout: Any, version: int | None, awaits: bool = False
     ) -> Op[Any]:
-        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
-        # ``awaits`` (aget_or_set): an awaitable default, or one a callable returns, is awaited.
+        # ``awaits`` (aget_or_set): an awaitable default, or one a callable returns, is awaited
+        # (the async read-through awaits what the callable returns).
         k = self.tsot_key(key, version)
+        if callable(default):
+            # a read-through: one caller computes a missing value, hot values are refreshed
+            # early, per the storage's stampede options (docs/stampede.md)
+            return (yield Call("get_or_compute", (k, default, self.tsot_ttl(timeout))))
+        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
             return value
-        if callable(default):
-            default = default()
         if awaits and inspect.isawaitable(default):
             default = yield Call(AWAIT, (default,))
         yield Call("add", (k, default, self.tsot_ttl(timeout)))
