@@ -394,7 +394,7 @@ class Storage(_Core):
                 stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
             )
         k = self._keys.make(key)
-        return readthrough.get_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
+        return readthrough.get_or_compute(self, self._b, k, fn, self._ttl(ttl), policy, timing)
 
     # typed forms
     def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
@@ -678,7 +678,9 @@ class AsyncStorage(_Core):
                 stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
             )
         k = self._keys.make(key)
-        return await readthrough.aget_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
+        return await readthrough.aget_or_compute(
+            self, self._b, k, fn, self._ttl(ttl), policy, timing
+        )
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
         """Store a str; any other type raises WrongType."""

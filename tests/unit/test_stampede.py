@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from tsot import ConfigurationError, Storage
 from tsot.codec import MISS, Codec, Signer
-from tsot.stampede import Entry, Freshness, Policy, entry_times, freshness
+from tsot.stampede import Entry, Freshness, Policy, Timing, entry_times, freshness, is_fresh
+
+from ..helpers import FakeClock
 
 SECRET = "s" * 32
 POLICY = Policy(grace=5.0, beta=1.0)
@@ -52,6 +54,27 @@ def test_grace_classifies_stale_then_expired() -> None:
     assert freshness(entry, 100.0, POLICY._replace(grace=0.0), 0.0) is Freshness.EXPIRED
 
 
+def _no_draw() -> float:
+    raise AssertionError("the fast path drew")
+
+
+def test_the_fast_path_skips_the_draw_only_where_no_draw_could_refresh() -> None:
+    clock = FakeClock(1000.0)
+    soft_ms, delta_ms = 1_100_000, 2_000  # expires at 1100 s, took 2 s
+    never = Timing(clock=clock, random=_no_draw)
+    assert is_fresh(0, -1, b"k", POLICY, never)  # a plain value: no soft expiry
+    # XFetch's lead is at most delta * (1 + beta * 36.7) = 75.5 s: before that, no draw
+    clock.now = 1100.0 - 76.0
+    assert is_fresh(soft_ms, delta_ms, b"fast", POLICY, never)
+    # within reach, the draw decides exactly as freshness does (the largest draw refreshes)
+    clock.now = 1100.0 - 74.0
+    assert not is_fresh(soft_ms, delta_ms, b"near", POLICY, Timing(clock, lambda: 1 - 2**-53))
+    assert is_fresh(soft_ms, delta_ms, b"near2", POLICY, Timing(clock, lambda: 0.0))
+    clock.now = 1100.0  # at or past the soft expiry: never fresh
+    assert not is_fresh(soft_ms, delta_ms, b"late", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh(soft_ms, 0, b"late2", POLICY, Timing(clock, lambda: 0.0))
+
+
 def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
     assert entry_times(10_000, 2.5, 1000.0) == (1_010_000, 12_500)
     assert entry_times(None, 2.5, 1000.0) == (0, None)
@@ -75,6 +98,7 @@ def test_the_signature_covers_the_entry_times() -> None:
     data = bytearray(codec.encode_entry("v", b"k", 1_000, 5))
     data[1 + 32 + 1] ^= 1  # the soft expiry, inside the signed part
     assert codec.decode_entry(bytes(data), b"k") is MISS
+    assert codec.decode_entry(b"", b"k") is MISS  # empty: a logged miss, never an error
     unsigned = Codec().encode_entry("v", b"k", 1_000, 5)  # an entry an attacker wrote
     assert codec.decode_entry(unsigned, b"k") is MISS
     assert codec.decode(unsigned, b"k") is MISS
