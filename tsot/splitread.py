@@ -7,6 +7,11 @@ which writes an entry (soft expiry, compute time) and frees the lease. Other thr
 processes wait for the value meanwhile, at most ``lease_timeout``. Early refresh and grace
 apply as in ``get_or_compute``, except that the one caller who refreshes does it inline (there
 is no function to run in the background): it gets a miss while everyone else keeps the value.
+
+A caller that does not ``set`` after its miss (its compute raised) calls ``abandon``: a lease
+taken for a miss is freed at once, so a waiter computes; one taken to refresh a value still
+served is kept ``REFRESH_BACKOFF`` seconds, so a failing compute is retried at most that often
+(as a failed background refresh of ``get_or_compute``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 from . import readthrough
 from .codec import MISS
 from .readthrough import LEASE_SUFFIX
-from .stampede import DRAWS, Entry, Freshness, Timing, entry_of, entry_times, freshness
+from .stampede import (
+    DRAWS,
+    REFRESH_BACKOFF,
+    Entry,
+    Freshness,
+    Timing,
+    entry_of,
+    entry_times,
+    freshness,
+)
 from .ttl import EXPIRED
 
 if TYPE_CHECKING:
@@ -33,9 +47,10 @@ class SplitReadThrough:
     def __init__(self, storage: Storage, timing: Timing | None = None) -> None:
         self.storage = storage
         self.timing = timing
-        self._mine = threading.local()  # final key -> (lease token or None, compute start)
+        # final key -> (lease token or None, compute start, a refresh of a value still served)
+        self._mine = threading.local()
 
-    def _pending(self) -> dict[bytes, tuple[bytes | None, float]]:
+    def _pending(self) -> dict[bytes, tuple[bytes | None, float, bool]]:
         pending = getattr(self._mine, "keys", None)
         if pending is None:
             pending = self._mine.keys = {}
@@ -71,7 +86,7 @@ class SplitReadThrough:
                     return entry.value
                 if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes
                     if policy.stampede and b.add(lease_k, token, lease_ms):
-                        return self._miss(k, token, now)
+                        return self._miss(k, token, now, refresh=True)
                     if policy.stampede:
                         return entry.value
             if not policy.stampede:
@@ -89,9 +104,30 @@ class SplitReadThrough:
             timing.sleep(pause)
             pause = min(pause * 2, timing.poll_max)
 
-    def _miss(self, k: bytes, token: bytes | None, now: float) -> Any:
-        self._pending()[k] = (token, now)
+    def _miss(self, k: bytes, token: bytes | None, now: float, refresh: bool = False) -> Any:
+        self._pending()[k] = (token, now, refresh)
         return MISSING
+
+    def abandon(self) -> None:
+        """Give up every value this thread missed and has not ``set`` (its compute raised):
+        free the leases of misses at once, keep those of refreshes ``REFRESH_BACKOFF`` seconds
+        (at most ``lease_timeout``). Safe to call when nothing is pending."""
+        pending = getattr(self._mine, "keys", None)
+        if not pending:
+            return
+        b = self.storage.backend
+        hold_ms = math.ceil(min(self.storage.policy.lease_timeout, REFRESH_BACKOFF) * 1000)
+        for k, (token, _, refresh) in list(pending.items()):
+            del pending[k]
+            if token is None:
+                continue
+            lease_k = k + LEASE_SUFFIX
+            if b.get(lease_k) != token:  # expired, perhaps taken over: not ours to touch
+                continue
+            if refresh:
+                b.expire(lease_k, hold_ms)
+            else:
+                b.delete(lease_k)
 
     def _release(self, lease_k: bytes, token: bytes) -> None:
         b = self.storage.backend
@@ -103,7 +139,7 @@ class SplitReadThrough:
         before) and free this thread's lease of ``key``; a TTL <= 0 deletes the key."""
         storage, timing = self.storage, self.timing or readthrough.DEFAULT_TIMING
         k = storage._keys.make(key)
-        token, start = self._pending().pop(k, (None, None))
+        token, start, _ = self._pending().pop(k, (None, None, False))
         try:
             data_ms = storage._ttl(ttl)
             if data_ms == EXPIRED:

@@ -24,6 +24,7 @@ from .prefixes import PrefixedStorages
 from .redis_api import RedisApi
 from .serializers import SerializingStorage, adopt
 from .stampede import read as read_stampede
+from .stampede import release_on_teardown
 from .timeouts import Timeout, default_ttl, to_core
 
 Store = Storage | SerializingStorage | PrefixedStorages
@@ -103,6 +104,8 @@ class TsotCache(RedisApi, BaseCache):
             stampede,
         )
         cache.settings_used = settings
+        if stampede:
+            release_on_teardown(app, cache.abandon_leases)
         return cache
 
     @classmethod
@@ -150,6 +153,12 @@ class TsotCache(RedisApi, BaseCache):
             value = self._split.get(key)
             return None if value is MISSING else value
         return self.storage.load(key)
+
+    def abandon_leases(self) -> None:
+        """With CACHE_TSOT_STAMPEDE: give up the leases of keys this thread got None for and
+        never ``set`` (the function raised); called when each app context ends."""
+        if self._split is not None:
+            self._split.abandon()
 
     def get_many(self, *keys: str) -> list[Any]:
         """The values of ``keys`` in order, None for each one that is missing."""

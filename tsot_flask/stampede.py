@@ -4,16 +4,25 @@ Flask-Caching's ``cached`` and ``memoize`` call the backend's ``get``, run the f
 miss, then call ``set``: with ``CACHE_TSOT_STAMPEDE`` on, ``TsotCache.get`` and ``set`` go
 through ``tsot.splitread.SplitReadThrough``, so both decorators (and any code using the same
 get-compute-set pattern) are protected without a subclass of ``flask_caching.Cache``.
+
+The function runs between those two calls, in the caller, so the one caller that refreshes a
+value (early or within grace) computes inline: the backend never holds the function to run it
+in the background. When the function raises, ``set`` is never called: the end of the app
+context (``release_on_teardown``) gives the lease up instead of letting it run to
+``lease_timeout``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tsot import ConfigurationError, Option
 
 from . import config as cfg
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 KEYS: Mapping[str, str] = {
     "CACHE_TSOT_GRACE": "grace",
@@ -45,3 +54,14 @@ def read(config: Mapping[str, Any], settings: cfg.Settings) -> bool:
         settings.options["stampede"] = True
         settings.origins["stampede"] = "CACHE_TSOT_STAMPEDE"
     return on
+
+
+def release_on_teardown(app: Flask, abandon: Callable[[], None]) -> None:
+    """Call ``abandon`` (``TsotCache.abandon_leases``) when each app context of ``app`` ends,
+    in the thread that ran it: the leases of values it missed and never stored (the decorated
+    function raised) are given up at once (``tsot.splitread.SplitReadThrough.abandon``)."""
+
+    def teardown(exc: BaseException | None) -> None:
+        abandon()
+
+    app.teardown_appcontext(teardown)

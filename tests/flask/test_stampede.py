@@ -107,19 +107,33 @@ def test_without_the_switch_every_miss_computes(per_storage: Harness) -> None:
         cache.clear()
 
 
-def test_a_failed_compute_leaves_the_lease_to_expire(per_storage: Harness) -> None:
+def test_a_failed_compute_frees_the_lease_when_its_context_ends(
+    per_storage: Harness, waiters: Waiters
+) -> None:
     app, cache = per_storage.app(CACHE_TSOT_STAMPEDE=True, CACHE_TSOT_LEASE_TIMEOUT=30)
+    fail = [True]
 
     @cache.memoize(60)
     def f() -> int:
-        raise RuntimeError("down")
+        if fail[0]:
+            raise RuntimeError("down")
+        return 7
 
     with app.app_context():
-        with pytest.raises(RuntimeError):
-            f()
-        # the same thread asks again: it holds the lease and computes at once (no wait)
-        with pytest.raises(RuntimeError):
-            f()
+        assert f.__name__  # memoize made its version key in a first context
+    with app.app_context(), pytest.raises(RuntimeError):
+        f()
+    # another thread, while the failed caller's lease would still run for 30 s: no wait
+    fail[0] = False
+
+    def other() -> int:
+        with app.app_context():
+            return f()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(other).result(BOUND) == 7
+    assert not waiters.seen
+    with app.app_context():
         cache.clear()
 
 

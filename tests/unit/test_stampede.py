@@ -198,3 +198,24 @@ def test_stampede_events_reach_listeners() -> None:
     assert store.get_or_compute("k", lambda: "w", 100, timing=eager) == "v"
     assert "refresh" in seen
     assert store.stats()["events"]["stampede:refresh"] >= 1
+
+
+def test_an_abandoned_refresh_keeps_its_lease_a_backoff_and_an_abandoned_miss_frees_it() -> None:
+    from tsot.readthrough import LEASE_SUFFIX
+    from tsot.splitread import MISSING, SplitReadThrough
+
+    clock = FakeClock(1000.0)
+    with Storage.new_imc(grace=60.0, lease_timeout=30.0) as s:
+        split = SplitReadThrough(s, Timing(clock=clock, random=lambda: 0.0))
+        lease = s._keys.make("k") + LEASE_SUFFIX
+        assert split.get("k") is MISSING  # a miss: this thread holds the lease
+        split.abandon()  # its compute raised
+        assert s.backend.get(lease) is None  # freed at once: a waiter computes
+        assert split.get("k") is MISSING
+        split.set("k", "v1", 10)
+        clock.advance(11.0)  # stale, within grace: this thread wins the refresh
+        assert split.get("k") is MISSING
+        split.abandon()  # the refresh raised: retried at most once a backoff
+        assert 0 < s.backend.ttl(lease) <= 1000
+        split.abandon()  # nothing pending: no effect
+        assert 0 < s.backend.ttl(lease) <= 1000
