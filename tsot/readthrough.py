@@ -10,6 +10,7 @@ memcached ``add``, an atomic insert in the memory table or the RocksDB database)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -37,7 +38,8 @@ from .ttl import EXPIRED
 
 if TYPE_CHECKING:
     from .backends.base import AsyncBackend, Backend
-    from .storage import AsyncStorage, Storage
+    from .keys import Key
+    from .storage import AsyncStorage, Storage, TTLArg
 
 log = logging.getLogger("tsot.stampede")
 LEASE_SUFFIX: Final = b"\x00lease"
@@ -270,3 +272,148 @@ async def aget_or_compute(
                     return value
     run = _Run(k, fn, ttl_ms, policy, timing)
     return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))
+
+
+# -- split in two calls: begin, the caller computes, then finish or abandon ---------------------
+# (the two-part page middleware: the request renders between its two halves)
+
+
+class Deferred:
+    """A read-through waiting for the value its caller computes (``begin`` to ``finish``)."""
+
+    __slots__ = ("flow", "run", "start")
+
+    def __init__(self, flow: Flow, run: _Run) -> None:
+        self.flow, self.run, self.start = flow, run, run.timing.clock()
+
+
+class Abandoned(Exception):
+    """Thrown into a deferred read-through whose caller has no value to store."""
+
+
+def _deferred(step: Step, flow: Flow, run: _Run) -> Deferred | None:
+    """The Deferred at ``step`` if the caller must compute now, else None. A refresh (the
+    lease won for a value still served) is computed by this caller too: there is no function
+    to run in the background."""
+    if step.op is Op.COMPUTE:
+        return Deferred(flow, run)
+    if step.op is Op.REFRESH:
+        flow.close()
+        fresh = refresh(run.policy)
+        next(fresh)  # its COMPUTE
+        return Deferred(fresh, run)
+    return None
+
+
+def begin(
+    storage: Storage, key: Key, ttl: TTLArg, timing: Timing | None = None
+) -> tuple[Any, Deferred | None]:
+    """``(value, None)`` when ``storage.get_or_compute(key, fn, ttl)`` would return a value
+    without computing (a hit, a value served while another caller refreshes it, one within
+    grace), else ``(None, deferred)``: the caller computes, then calls ``finish`` or
+    ``abandon``. Waits for another caller's compute as ``get_or_compute`` does."""
+    policy, ttl_ms = storage.policy, storage._ttl(ttl)
+    run = _Run(storage._keys.make(key), None, ttl_ms, policy, timing or DEFAULT_TIMING)
+    k = run.k
+    flow = read_through(policy, ttl_ms, run.timing, k)
+    b = storage.backend
+    try:
+        step: Step = next(flow)
+        while (deferred := _deferred(step, flow, run)) is None:
+            try:
+                reply = _step_sync(storage, b, run, step)
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(reply)
+        return None, deferred
+    except StopIteration as stop:
+        return stop.value, None
+
+
+def _resume_sync(storage: Storage, d: Deferred, reply: Any, exc: Exception | None) -> None:
+    b, flow = storage.backend, d.flow
+    try:
+        step = flow.send(reply) if exc is None else flow.throw(exc)
+        while True:
+            try:
+                reply = _step_sync(storage, b, d.run, step)
+            except Exception as err:
+                step = flow.throw(err)
+            else:
+                step = flow.send(reply)
+    except StopIteration:
+        return
+
+
+def finish(storage: Storage, d: Deferred, value: Any, ttl: TTLArg) -> None:
+    """Store ``value`` for ``ttl`` (known once it was computed; as ``store`` reads it) as
+    ``d``'s entry, with its compute time, and give the lease back. Raises what the store
+    raises (the lease is given back)."""
+    ttl_ms = storage._ttl(ttl)
+    if ttl_ms == EXPIRED:
+        return abandon(storage, d)
+    d.run.ttl_ms = ttl_ms
+    _resume_sync(storage, d, (value, max(0.0, d.run.timing.clock() - d.start)), None)
+
+
+def abandon(storage: Storage, d: Deferred) -> None:
+    """``d``'s caller has no value to store: a miss gives its lease back at once, a refresh
+    keeps it ``REFRESH_BACKOFF`` seconds (as a failed background refresh)."""
+    with contextlib.suppress(Abandoned):
+        _resume_sync(storage, d, None, Abandoned())
+
+
+async def abegin(
+    storage: AsyncStorage, key: Key, ttl: TTLArg, timing: Timing | None = None
+) -> tuple[Any, Deferred | None]:
+    """``begin`` on the running loop."""
+    policy, ttl_ms = storage.policy, storage._ttl(ttl)
+    run = _Run(storage._keys.make(key), None, ttl_ms, policy, timing or DEFAULT_TIMING)
+    k = run.k
+    flow = read_through(policy, ttl_ms, run.timing, k)
+    b = storage.backend
+    try:
+        step: Step = next(flow)
+        while (deferred := _deferred(step, flow, run)) is None:
+            try:
+                reply = await _step_async(storage, b, run, step)
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(reply)
+        return None, deferred
+    except StopIteration as stop:
+        return stop.value, None
+
+
+async def _resume_async(
+    storage: AsyncStorage, d: Deferred, reply: Any, exc: Exception | None
+) -> None:
+    b, flow = storage.backend, d.flow
+    try:
+        step = flow.send(reply) if exc is None else flow.throw(exc)
+        while True:
+            try:
+                reply = await _step_async(storage, b, d.run, step)
+            except Exception as err:
+                step = flow.throw(err)
+            else:
+                step = flow.send(reply)
+    except StopIteration:
+        return
+
+
+async def afinish(storage: AsyncStorage, d: Deferred, value: Any, ttl: TTLArg) -> None:
+    """``finish`` on the running loop."""
+    ttl_ms = storage._ttl(ttl)
+    if ttl_ms == EXPIRED:
+        return await aabandon(storage, d)
+    d.run.ttl_ms = ttl_ms
+    await _resume_async(storage, d, (value, max(0.0, d.run.timing.clock() - d.start)), None)
+
+
+async def aabandon(storage: AsyncStorage, d: Deferred) -> None:
+    """``abandon`` on the running loop."""
+    with contextlib.suppress(Abandoned):
+        await _resume_async(storage, d, None, Abandoned())

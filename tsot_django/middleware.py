@@ -5,8 +5,11 @@ asyncio path (docs/stampede.md#django).
 cache's ``get_or_set`` read-through: on a TsotCache one request renders a missing or expiring
 page while the others wait for it (or get the current one, refreshed early, or a stale one
 within ``grace``). ``UpdateCacheMiddleware`` / ``FetchFromCacheMiddleware`` (the two-part form)
-keep Django's split and add a lease: one request renders a missing page, the others wait for
-it. Under ASGI each runs as a coroutine on the cache's async API: no thread hop. Which
+keep Django's split: Fetch begins the same read-through (``tsot.readthrough.begin``) and the
+request that must render (a miss, or the early or stale refresh it won) carries it to Update,
+which stores the page or gives the lease up; that refresh is rendered by its own request, as
+the page can only be rendered by a request's pass through the middleware between the two.
+Under ASGI each runs as a coroutine on the cache's async API: no thread hop. Which
 responses are cached, their headers and keys are Django's (``django.utils.cache`` helpers).
 """
 
@@ -30,6 +33,9 @@ from django.utils.cache import (
     patch_vary_headers,
 )
 from django.utils.http import parse_http_date_safe
+
+from tsot import AsyncStorage, Storage, readthrough
+from tsot.readthrough import Deferred
 
 from .ops import CacheOps
 
@@ -382,9 +388,11 @@ def _first_visit_steps(list_key: str, lease_timeout: float) -> Any:
 
 
 class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
-    """Django's FetchFromCacheMiddleware; on a miss of a known page one request renders it (a
-    lease in the cache) and the others wait for it, at most ``lease_timeout`` seconds. Awaited
-    under ASGI. Use with tsot's UpdateCacheMiddleware, which gives the lease back."""
+    """Django's FetchFromCacheMiddleware; on a TsotCache a GET of a known page is read through
+    (lease, early refresh, grace): one request renders a missing page and the others wait for
+    it, at most ``lease_timeout`` seconds; a page near expiry or stale within grace is served
+    to all but the one request that won its refresh, which renders it. Awaited under ASGI. Use
+    with tsot's UpdateCacheMiddleware, which stores the page and gives the lease back."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
@@ -392,6 +400,12 @@ class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
         return self.process_request(request) or _next(self, request)
 
     def process_request(self, request: HttpRequest) -> Any:
+        cache = self.cache
+        if request.method == "GET" and isinstance(cache, CacheOps):
+            key = self.lookup_key(request)
+            if key is not None:  # a known page: read through (lease, early refresh, grace)
+                tkey, ttl = cache.tsot_key(key, None), cache.tsot_ttl(_middleware_seconds())
+                return _begun(request, key, *readthrough.begin(_storage(cache), tkey, ttl))
         response = super().process_request(request)
         key = self._waits(request, response)
         if key is None:
@@ -425,6 +439,11 @@ class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
             request._cache_update_cache = False  # type: ignore[attr-defined]
             return None
         cache = self.cache
+        if request.method == "GET" and isinstance(cache, CacheOps):
+            key = await self.alookup_key(request)
+            if key is not None:  # a known page: read through (lease, early refresh, grace)
+                tkey, ttl = cache.tsot_key(key, None), cache.tsot_ttl(_middleware_seconds())
+                return _begun(request, key, *await readthrough.abegin(_astorage(cache), tkey, ttl))
         response = None
         for method in ("GET", "HEAD") if request.method == "HEAD" else ("GET",):
             key = await self.alookup_key(request, method)
@@ -475,8 +494,9 @@ class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
 
 
 class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
-    """Django's UpdateCacheMiddleware; gives back the lease FetchFromCacheMiddleware took once
-    the page is stored. Awaited under ASGI."""
+    """Django's UpdateCacheMiddleware; finishes the read-through FetchFromCacheMiddleware began
+    (stores the page with its render time, or gives the lease up when the response is not
+    cacheable under that key). Awaited under ASGI."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
@@ -484,6 +504,9 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
         return self.process_response(request, _next(self, request))
 
     def process_response(self, request: HttpRequest, response: Any) -> Any:
+        pending = _pending(request)
+        if pending is not None:
+            return self._finish(request, response, *pending)
         try:
             return super().process_response(request, response)
         finally:
@@ -495,8 +518,49 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
         response = await _next(self, request)
         return await self.aprocess_response(request, response)
 
+    def _finish(self, request: HttpRequest, response: Any, key: str, d: Deferred) -> Any:
+        """Store the page FetchFromCacheMiddleware's read-through waits for, or give it up
+        (not cacheable, or under another key: stored as Django would)."""
+        cache = cast(Any, self.cache)
+        storage = _storage(cache)
+        found = None
+        try:
+            if getattr(request, "_cache_update_cache", False):
+                found = self.storable(request, response, cache)
+        finally:
+            if found is not None and found[0] == key:
+                readthrough.finish(storage, d, _rendered(response), cache.tsot_ttl(found[1]))
+            else:
+                readthrough.abandon(storage, d)
+        if found is not None and found[0] != key:
+            cache.set(found[0], _rendered(response), found[1])
+        return response
+
+    async def _afinish(self, request: HttpRequest, response: Any, key: str, d: Deferred) -> Any:
+        cache = cast(Any, self.cache)
+        storage = _astorage(cache)
+        recorder = _Recorder()
+        found = None
+        try:
+            if getattr(request, "_cache_update_cache", False):
+                found = self.storable(request, response, recorder)
+            if found is not None:
+                assert recorder.stored is not None
+                await cache.aset(*recorder.stored)  # the Vary list
+        finally:
+            if found is not None and found[0] == key:
+                await readthrough.afinish(storage, d, _rendered(response), cache.tsot_ttl(found[1]))
+            else:
+                await readthrough.aabandon(storage, d)
+        if found is not None and found[0] != key:
+            await cache.aset(found[0], _rendered(response), found[1])
+        return response
+
     async def aprocess_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
         """``process_response`` on the cache's async API."""
+        pending = _pending(request)
+        if pending is not None:
+            return await self._afinish(request, response, *pending)
         try:
             if getattr(request, "_cache_update_cache", False):
                 await self.astore(request, response)
@@ -505,6 +569,41 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
             lease = getattr(request, "_tsot_lease", None)
             if lease is not None:
                 await self.cache.adelete(lease)
+
+
+def _middleware_seconds() -> int:
+    from django.conf import settings
+
+    return int(settings.CACHE_MIDDLEWARE_SECONDS)
+
+
+def _storage(cache: Any) -> Storage:
+    """The primary Storage of a TsotCache."""
+    return cache.storage  # type: ignore[no-any-return]
+
+
+def _astorage(cache: Any) -> AsyncStorage:
+    """The primary AsyncStorage of a TsotCache on the running loop."""
+    return cache._stores.for_loop(asyncio.get_running_loop())[0]  # type: ignore[no-any-return]
+
+
+def _begun(request: HttpRequest, key: str, value: Any, d: Deferred | None) -> Any:
+    """FetchFromCacheMiddleware's answer to ``readthrough.begin``: the cached page, or None
+    (this request renders; UpdateCacheMiddleware finishes the read-through)."""
+    if d is None:
+        request._cache_update_cache = False  # type: ignore[attr-defined]
+        return _with_age(value)
+    request._cache_update_cache = True  # type: ignore[attr-defined]
+    request._tsot_deferred = (key, d)  # type: ignore[attr-defined]
+    return None
+
+
+def _pending(request: HttpRequest) -> tuple[str, Deferred] | None:
+    """The read-through FetchFromCacheMiddleware began for ``request`` (taken: once)."""
+    pending = getattr(request, "_tsot_deferred", None)
+    if pending is not None:
+        del request._tsot_deferred  # type: ignore[attr-defined]
+    return pending
 
 
 def cache_page(timeout: float, *, cache: str | None = None, key_prefix: str | None = None) -> Any:
