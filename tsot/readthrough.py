@@ -75,9 +75,24 @@ class _Run:
 
     def encoded(self, storage: Storage | AsyncStorage, arg: Any) -> tuple[bytes, int | None]:
         value, delta = arg
-        soft_ms, server_ms = entry_times(self.ttl_ms, self.policy.grace, self.timing.clock())
+        step = expiry_step_ms(storage.backend)
+        soft_ms, server_ms = entry_times(self.ttl_ms, self.policy.grace, self.timing.clock(), step)
         data = storage.codec.encode_entry(value, self.k, soft_ms, math.ceil(delta * 1000))
         return data, server_ms
+
+
+def expiry_step_ms(backend: Any) -> int:
+    """How long before its TTL ``backend`` may drop a value (its class's ``EXPIRY_STEP_MS``,
+    through fail-open and event wrappers; 0 when it keeps TTLs to the millisecond). memcached
+    counts expiry in whole seconds of its own clock: a 1 s TTL can end almost at once, before
+    any early refresh, so entries are kept that much longer there."""
+    while True:
+        step = getattr(type(backend), "EXPIRY_STEP_MS", None)
+        if step is not None:
+            return int(step)
+        backend = getattr(backend, "inner", None)
+        if backend is None:
+            return 0
 
 
 def _entry(storage: Storage | AsyncStorage, k: bytes, data: bytes | None) -> Entry | None:

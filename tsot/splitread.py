@@ -146,7 +146,8 @@ class SplitReadThrough:
                 storage.backend.delete(k)
                 return
             now = timing.clock()
-            soft_ms, server_ms = entry_times(data_ms, storage.policy.grace, now)
+            step = readthrough.expiry_step_ms(storage.backend)
+            soft_ms, server_ms = entry_times(data_ms, storage.policy.grace, now, step)
             delta_ms = 0 if start is None else math.ceil(max(0.0, now - start) * 1000)
             data = storage.codec.encode_entry(value, k, soft_ms, delta_ms)
             storage.backend.set(k, data, server_ms)

@@ -118,12 +118,16 @@ def freshness(entry: Entry, now: float, policy: Policy, rand: float) -> Freshnes
     return Freshness.EXPIRED
 
 
-def entry_times(ttl_ms: int | None, grace: float, now: float) -> tuple[int, int | None]:
+def entry_times(
+    ttl_ms: int | None, grace: float, now: float, step_ms: int = 0
+) -> tuple[int, int | None]:
     """``(soft expiry in epoch ms or 0 for none, the backend TTL in ms or None)`` of a value
-    written at ``now`` for ``ttl_ms``: the backend keeps it ``grace`` seconds longer."""
+    written at ``now`` for ``ttl_ms``: the backend keeps it ``grace`` seconds longer, and
+    ``step_ms`` longer still when it may drop a value that much before its TTL (memcached
+    counts in whole seconds): the soft expiry, not the backend, ends what is served."""
     if ttl_ms is None:
         return 0, None
-    return int(now * 1000) + ttl_ms, ttl_ms + math.ceil(grace * 1000)
+    return int(now * 1000) + ttl_ms, ttl_ms + math.ceil(grace * 1000) + step_ms
 
 
 _LOG_MAX: Final = -math.log(2.0**-53)

@@ -78,6 +78,24 @@ def test_the_fast_path_skips_the_draw_only_where_no_draw_could_refresh() -> None
 def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
     assert entry_times(10_000, 2.5, 1000.0) == (1_010_000, 12_500)
     assert entry_times(None, 2.5, 1000.0) == (0, None)
+    assert entry_times(10_000, 2.5, 1000.0, 1000) == (1_010_000, 13_500)  # memcached's step
+
+
+def test_memcached_entries_outlive_its_whole_second_expiry() -> None:
+    from tsot.backends.memcached import MemcachedAsync, MemcachedSync
+    from tsot.readthrough import expiry_step_ms
+
+    class Wrapper:  # as fail-open and the event hook wrap a backend
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+    sync = MemcachedSync.__new__(MemcachedSync)
+    assert expiry_step_ms(sync) == 1000
+    assert expiry_step_ms(Wrapper(Wrapper(sync))) == 1000
+    assert expiry_step_ms(MemcachedAsync.__new__(MemcachedAsync)) == 1000
+    assert expiry_step_ms(Wrapper(object())) == 0
+    with Storage.new_imc() as s:
+        assert expiry_step_ms(s.backend) == 0  # milliseconds: no margin
 
 
 @pytest.mark.parametrize("signed", [False, True])

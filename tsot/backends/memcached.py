@@ -96,6 +96,9 @@ NO_SCAN = (
 
 class _Base(Hot):
     __slots__ = ("loc",)
+    EXPIRY_STEP_MS: ClassVar[int] = 1000
+    """memcached ends a value on a tick of its whole-second clock: up to 1 s before its TTL
+    (read-through entries are kept that much longer; tsot.readthrough.expiry_step_ms)."""
 
     def __init__(self, loc: _Location, prefix: bytes) -> None:
         super().__init__(ops.Namespace(loc.cluster, prefix), loc.policy)
