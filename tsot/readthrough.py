@@ -162,14 +162,14 @@ def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
     # Op.REFRESH: the lease is ours; compute in a thread while this caller returns
     _note(storage, "refresh")
     threading.Thread(
-        target=_refresh_sync, args=(storage, run), name="tsot-refresh", daemon=True
+        target=_refresh_sync, args=(storage, run, step.arg), name="tsot-refresh", daemon=True
     ).start()
     return None
 
 
-def _refresh_sync(storage: Storage, run: _Run) -> None:
+def _refresh_sync(storage: Storage, run: _Run, seen_soft: float | None) -> None:
     try:
-        run_sync(storage, run, refresh(run.policy))
+        run_sync(storage, run, refresh(run.policy, seen_soft))
     except Exception as exc:
         _note(storage, "refresh_failed")
         _failed_refresh(run.k, exc)
@@ -252,15 +252,15 @@ async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> A
             await b.expire(run.lease_k, math.ceil(step.arg * 1000))
         return None
     _note(storage, "refresh")
-    task = asyncio.get_running_loop().create_task(_refresh_async(storage, run))
+    task = asyncio.get_running_loop().create_task(_refresh_async(storage, run, step.arg))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return None
 
 
-async def _refresh_async(storage: AsyncStorage, run: _Run) -> None:
+async def _refresh_async(storage: AsyncStorage, run: _Run, seen_soft: float | None) -> None:
     try:
-        await run_async(storage, run, refresh(run.policy))
+        await run_async(storage, run, refresh(run.policy, seen_soft))
     except Exception as exc:
         _note(storage, "refresh_failed")
         _failed_refresh(run.k, exc)
@@ -306,20 +306,6 @@ class Abandoned(Exception):
     """Thrown into a deferred read-through whose caller has no value to store."""
 
 
-def _deferred(step: Step, flow: Flow, run: _Run) -> Deferred | None:
-    """The Deferred at ``step`` if the caller must compute now, else None. A refresh (the
-    lease won for a value still served) is computed by this caller too: there is no function
-    to run in the background."""
-    if step.op is Op.COMPUTE:
-        return Deferred(flow, run)
-    if step.op is Op.REFRESH:
-        flow.close()
-        fresh = refresh(run.policy)
-        next(fresh)  # its COMPUTE
-        return Deferred(fresh, run)
-    return None
-
-
 def begin(
     storage: Storage, key: Key, ttl: TTLArg, timing: Timing | None = None
 ) -> tuple[Any, Deferred | None]:
@@ -334,14 +320,20 @@ def begin(
     b = storage.backend
     try:
         step: Step = next(flow)
-        while (deferred := _deferred(step, flow, run)) is None:
+        while True:
+            if step.op is Op.COMPUTE:  # the caller computes, then finishes
+                return None, Deferred(flow, run)
+            if step.op is Op.REFRESH:  # won for a value still served: this caller refreshes
+                flow.close()  # (no function to run in the background)
+                flow = refresh(run.policy, step.arg)
+                step = next(flow)
+                continue
             try:
                 reply = _step_sync(storage, b, run, step)
             except Exception as exc:
                 step = flow.throw(exc)
             else:
                 step = flow.send(reply)
-        return None, deferred
     except StopIteration as stop:
         return stop.value, None
 
@@ -390,14 +382,20 @@ async def abegin(
     b = storage.backend
     try:
         step: Step = next(flow)
-        while (deferred := _deferred(step, flow, run)) is None:
+        while True:
+            if step.op is Op.COMPUTE:  # the caller computes, then finishes
+                return None, Deferred(flow, run)
+            if step.op is Op.REFRESH:  # won for a value still served: this caller refreshes
+                flow.close()  # (no function to run in the background)
+                flow = refresh(run.policy, step.arg)
+                step = next(flow)
+                continue
             try:
                 reply = await _step_async(storage, b, run, step)
             except Exception as exc:
                 step = flow.throw(exc)
             else:
                 step = flow.send(reply)
-        return None, deferred
     except StopIteration as stop:
         return stop.value, None
 

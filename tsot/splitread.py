@@ -86,6 +86,11 @@ class SplitReadThrough:
                     return entry.value
                 if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes
                     if policy.stampede and b.add(lease_k, token, lease_ms):
+                        # as stampede.refresh: a newer value stored since our read is served
+                        newer = self._entry(k)
+                        if newer is not None and newer.soft != entry.soft:
+                            self._release(lease_k, token)
+                            return newer.value
                         return self._miss(k, token, now, refresh=True)
                     if policy.stampede:
                         return entry.value

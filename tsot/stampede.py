@@ -160,7 +160,7 @@ class Op(Enum):
     STORE = "store"  # arg (value, delta) -> None
     RELEASE = "release"  # -> None: give the lease back (if still ours)
     WAIT = "wait"  # arg seconds -> None
-    REFRESH = "refresh"  # -> None: run ``refresh()`` in the background (the lease is held)
+    REFRESH = "refresh"  # arg soft expiry seen -> None: run ``refresh()`` in the background
     HOLD = "hold"  # arg seconds -> None: keep the lease (if still ours) that long, then free
 
 
@@ -175,7 +175,6 @@ _GET: Final = Step(Op.GET)
 _LEASE: Final = Step(Op.LEASE)
 _COMPUTE: Final = Step(Op.COMPUTE)
 _RELEASE: Final = Step(Op.RELEASE)
-_REFRESH: Final = Step(Op.REFRESH)
 
 
 class Draws:
@@ -234,7 +233,7 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes 
             if state is not Freshness.EXPIRED:
                 if policy.stampede:
                     if (yield _LEASE):
-                        yield _REFRESH
+                        yield Step(Op.REFRESH, entry.soft)
                     return entry.value
                 stale = entry  # without the lease every caller recomputes; stale if it fails
         if not policy.stampede:
@@ -282,9 +281,18 @@ failed, so that readers of a value still served (early or within grace) retry at
 per backoff instead of on every read."""
 
 
-def refresh(policy: Policy) -> Flow:
+def refresh(policy: Policy, seen_soft: float | None = None) -> Flow:
     """Compute and store a value while holding the lease (a background refresh); after a
-    failure, keep the lease ``REFRESH_BACKOFF`` seconds (its error is raised to the driver)."""
+    failure, keep the lease ``REFRESH_BACKOFF`` seconds (its error is raised to the driver).
+
+    First reads the key again: if another caller stored a newer value (its soft expiry is not
+    ``seen_soft``, the one of the read that drew this refresh) and freed the lease between
+    that read and this caller's lease, gives the lease back and returns that value instead of
+    computing it a second time. Returns the value stored."""
+    entry = yield _GET
+    if entry is not None and seen_soft is not None and entry.soft != seen_soft:
+        yield _RELEASE
+        return entry.value
     try:
         value, delta = yield _COMPUTE
     except Exception:
@@ -294,3 +302,4 @@ def refresh(policy: Policy) -> Flow:
         yield Step(Op.STORE, (value, delta))
     finally:
         yield _RELEASE
+    return value

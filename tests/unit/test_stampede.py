@@ -237,3 +237,20 @@ def test_an_abandoned_refresh_keeps_its_lease_a_backoff_and_an_abandoned_miss_fr
         assert 0 < s.backend.ttl(lease) <= 1000
         split.abandon()  # nothing pending: no effect
         assert 0 < s.backend.ttl(lease) <= 1000
+
+
+def test_a_refresh_reads_again_and_skips_a_value_stored_since_its_draw() -> None:
+    from tsot.stampede import Op, refresh
+
+    flow = refresh(POLICY, seen_soft=100.0)
+    assert next(flow).op is Op.GET
+    assert flow.send(Entry("newer", 160.0, 1.0)).op is Op.RELEASE  # another caller refreshed
+    with pytest.raises(StopIteration) as stop:
+        flow.send(None)
+    assert stop.value.value == "newer"  # no compute, no store
+
+    flow = refresh(POLICY, seen_soft=100.0)
+    next(flow)
+    assert flow.send(Entry("old", 100.0, 1.0)).op is Op.COMPUTE  # still the value it drew on
+    assert flow.send(("v2", 1.0)).op is Op.STORE
+    assert flow.send(None).op is Op.RELEASE
