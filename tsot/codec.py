@@ -458,7 +458,7 @@ class Codec:
             if tag in (T_SIGNED, T_ENTRY):
                 raise _Refused("corrupt", "an entry inside an entry or signature")
             if meta is not None:
-                meta[:] = (soft, delta)
+                meta[0], meta[1] = soft, delta
             if tag in _INT_FIRST:
                 value = parse_int(data)
                 if value is None:
