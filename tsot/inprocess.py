@@ -5,7 +5,8 @@ signature there proves nothing, and an immutable value (str, bytes, float, bool,
 tuples and frozensets of those) cannot be changed by the caller, so it is kept as it is and
 returned as it is. A ``dict`` or ``list`` whose items are all immutable is kept as a copy and
 each read returns a new copy; anything else is serialized (unsigned), so a read never hands
-out the stored object. ``int`` stays plain decimal bytes, for ``incr``.
+out the stored object. ``int`` stays plain decimal bytes, for ``incr``. With the json or msgpack
+serializer only str, bytes, float, bool and None are kept (a tuple must come back as a list).
 
 ``LocalCodec`` stands in for ``Codec`` on the memory backend (docs/backends/memory.md): what it
 returns from ``encode`` is either the usual bytes or a ``Kept`` holder, and ``decode`` takes both,
@@ -28,6 +29,8 @@ _MAX_DEPTH: Final = 32
 """Tuples nested deeper than this are serialized instead (walking them costs more than it saves)."""
 _SIMPLE: Final = frozenset((float, bool, type(None), int))
 _TEXT: Final = frozenset((str, bytes))
+_PLAIN: Final = frozenset((str, bytes, float, bool, type(None)))
+"""What every serializer returns as it was given; the rest is kept as an object with pickle only."""
 _immutable_subclass: dict[type, bool] = {}
 
 
@@ -153,6 +156,8 @@ class LocalCodec(Codec):
     def encode(self, value: Any, key: bytes = b"") -> bytes:
         if type(value) is int:
             return format_int(value)
+        if self.serializer != "pickle" and type(value) not in _PLAIN:
+            return super().encode(value, key)  # JSON and msgpack change containers' types
         compress_from = self.compress_threshold if self._compress is not None else None
         kept = keep(value, self.max_value_size, compress_from)
         if kept is None:
