@@ -273,9 +273,7 @@ def test_value_written_with_another_secret_key_is_a_miss(tmp_path: Path) -> None
 
 def test_secret_key_fallbacks_rotation(tmp_path: Path) -> None:
     location = tmp_path / "rotate"
-    with override_settings(
-        SECRET_KEY="old-key-for-the-tests", CACHES={"default": _disk(location)}
-    ):
+    with override_settings(SECRET_KEY="old-key-for-the-tests", CACHES={"default": _disk(location)}):
         caches["default"].set("obj", ["written", "with", "old"])
     with override_settings(
         SECRET_KEY="new-key-for-the-tests",
@@ -285,9 +283,7 @@ def test_secret_key_fallbacks_rotation(tmp_path: Path) -> None:
         rotated = caches["default"]
         assert rotated.get("obj") == ["written", "with", "old"]
         rotated.set("fresh", {"by": "new"})
-    with override_settings(
-        SECRET_KEY="new-key-for-the-tests", CACHES={"default": _disk(location)}
-    ):
+    with override_settings(SECRET_KEY="new-key-for-the-tests", CACHES={"default": _disk(location)}):
         assert caches["default"].get("fresh") == {"by": "new"}  # new values signed by new key
         assert caches["default"].get("obj") is None  # the old key is gone from the fallbacks
 
