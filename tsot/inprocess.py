@@ -154,7 +154,15 @@ class LocalCodec(Codec):
         self._sign_all = False
 
     def encode(self, value: Any, key: bytes = b"") -> bytes:
-        if type(value) is int:
+        t = type(value)
+        if t is str or t is bytes:  # the common case first: no walk, no serialization
+            size = len(value) + 1
+            if size <= self.max_value_size and (
+                self._compress is None or size < self.compress_threshold
+            ):
+                return cast("bytes", Kept(value, size))
+            return super().encode(value, key)
+        if t is int:
             return format_int(value)
         if self.serializer != "pickle" and type(value) not in _PLAIN:
             return super().encode(value, key)  # JSON and msgpack change containers' types
