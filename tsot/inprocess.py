@@ -9,8 +9,9 @@ out the stored object. ``int`` stays plain decimal bytes, for ``incr``. With the
 serializer only str, bytes, float, bool and None are kept (a tuple must come back as a list).
 
 ``LocalCodec`` stands in for ``Codec`` on the memory backend (docs/backends/memory.md): what it
-returns from ``encode`` is either the usual bytes or a ``Kept`` holder, and ``decode`` takes both,
-so every Storage on one named table reads what any other wrote, whatever their options.
+returns from ``encode`` is the usual bytes, a plain ``str`` (stored as itself: the commonest
+value, and no holder to make) or a ``Kept`` holder, and ``decode`` takes all three, so every
+Storage on one named table reads what any other wrote, whatever their options.
 """
 
 from __future__ import annotations
@@ -155,16 +156,15 @@ class LocalCodec(Codec):
 
     def encode(self, value: Any, key: bytes = b"") -> bytes:
         t = type(value)
-        if t is str or t is bytes:  # the common case first: no walk, no serialization
-            size = len(value) + 1
-            if size <= self.max_value_size and (
-                self._compress is None or size < self.compress_threshold
-            ):
-                return cast("bytes", Kept(value, size))
+        if t is str:  # the common case first: stored as the str itself (no holder to make)
+            if len(value) * 4 < self.max_value_size and (
+                self._compress is None or len(value) * 4 < self.compress_threshold
+            ):  # within both limits whatever its UTF-8 length; else measured exactly below
+                return cast("bytes", value)
             return super().encode(value, key)
         if t is int:
             return format_int(value)
-        if self.serializer != "pickle" and type(value) not in _PLAIN:
+        if self.serializer != "pickle" and t not in _PLAIN:
             return super().encode(value, key)  # JSON and msgpack change containers' types
         compress_from = self.compress_threshold if self._compress is not None else None
         kept = keep(value, self.max_value_size, compress_from)
@@ -174,6 +174,9 @@ class LocalCodec(Codec):
 
     def decode(self, data: bytes, key: bytes = b"") -> Any:
         kept: Any = data
-        if type(kept) is Kept:
+        t = type(kept)
+        if t is str:
+            return kept
+        if t is Kept:
             return kept.value if kept.copy is None else kept.copy(kept.value)
         return super().decode(data, key)
