@@ -241,6 +241,7 @@ class Codec:
         "accept_unbound",
         "compress_threshold",
         "compression",
+        "key_prefix",
         "max_value_size",
         "refused",
         "serializer",
@@ -260,7 +261,9 @@ class Codec:
         accept: Sequence[str] | None = None,
         sign: str = "objects",
         accept_unbound: bool = False,
+        key_prefix: bytes = b"",
     ) -> None:
+        self.key_prefix = key_prefix  # what log messages leave out of a key (its namespace)
         self.serializer = serializer
         self.compression = compression
         self.compress_threshold = compress_threshold
@@ -340,8 +343,8 @@ class Codec:
             body = self._dumps(value)
         except Exception as exc:
             raise SerializationError(
-                f"cannot serialize value of type {t.__module__}.{t.__qualname__} with "
-                f"{self.serializer}: {exc}"
+                f"cannot serialize the value for key {shown(key)} (type "
+                f"{t.__module__}.{t.__qualname__}) with {self.serializer}: {exc}"
             ) from exc
         return self._finish(bytes((self._obj_tag,)) + body, True, key)
 
@@ -439,7 +442,7 @@ class Codec:
         limited.warning(
             topic,
             "tsot: ignored the stored value of key %s (%s); treated as a miss",
-            shown(key),
+            shown(key, self.key_prefix),
             why,
         )
         return MISS

@@ -321,6 +321,13 @@ class UrlParts:
     def masked(self) -> str:
         """These parts joined again with the password and any secret query value as ``***``."""
         out = f"{self.scheme}://"
+        # a RocksDB path may hold an "@" (a file name); no other scheme's path or query may
+        unplaced = self.query if self.scheme.startswith("rocksdb") else self.path + self.query
+        if self.userinfo is None and "@" in unplaced:
+            # an "@" the splitter could not place (redis://?pw@host: a password that starts with
+            # "/" or "?"): over-mask rather than show a piece of a password
+            rest = self.hostpart + self.path + (f"?{self.query}" if self.query else "")
+            return out + mask_before_at(rest)
         if self.userinfo is not None:
             user, sep, _ = self.userinfo.partition(":")
             # a lone userinfo (redis://secret@host) is a password for Redis: mask it whole

@@ -25,22 +25,46 @@ def escape_namespace(namespace: str) -> str:
     return namespace.replace("%", "%25").replace(":", "%3A")
 
 
-def shown(key: object) -> str:
-    """``key`` for an error or log message: never all of a long key.
+def shown(key: object, prefix: bytes = b"") -> str:
+    """``key`` for an error or log message, as the caller wrote it: never all of a long key.
 
     Keys are often made of session ids, tokens or e-mail addresses; a message that repeats a
-    whole key could put one in a log or an error page. A final key's namespace (up to its first
-    ``:``, within the first 64 characters) is shown whole, then at most 16 characters of the
-    rest, then the total length.
+    whole key could put one in a log or an error page. A key's first part (up to its first
+    ``:``, within the first 64 characters; Django's KEY_PREFIX) is shown whole, then at most 16
+    characters of the rest, then the total length. A bytes key that is UTF-8 is shown as the
+    str it equals (``b"a"`` and ``"a"`` are one key); a final key loses its namespace
+    ``prefix``, so messages name the caller's key, not the internal one.
     """
     if isinstance(key, bytes | bytearray | memoryview):
         raw = bytes(key)
-        cut = raw.find(b":", 0, 64) + 1 + SHOWN_KEY_CHARS
-        return repr(raw) if len(raw) <= cut else f"{raw[:cut]!r}... ({len(raw)} bytes)"
+        if prefix and raw.startswith(prefix):
+            raw = raw[len(prefix) :]
+        try:
+            key = raw.decode()
+        except UnicodeDecodeError:
+            cut = raw.find(b":", 0, 64) + 1 + SHOWN_KEY_CHARS
+            return repr(raw) if len(raw) <= cut else f"{raw[:cut]!r}... ({len(raw)} bytes)"
     if isinstance(key, str):
         cut = key.find(":", 0, 64) + 1 + SHOWN_KEY_CHARS
         return repr(key) if len(key) <= cut else f"{key[:cut]!r}... ({len(key)} characters)"
     return f"a {type(key).__name__}"
+
+
+def rekey(exc: BaseException, pairs: Iterable[tuple[bytes, Key]]) -> None:
+    """Rewrite ``exc``'s message in place so that it names the caller's key.
+
+    Backends and the codec see only final keys (namespace included) and name them through
+    ``shown``; the facade, which knows both, calls this on the way out. ``pairs`` are (final
+    key, caller's key). Only the error path pays for it.
+    """
+    if not exc.args or not isinstance(exc.args[0], str):
+        return
+    text = exc.args[0]
+    for final, key in pairs:
+        internal = shown(final)
+        if internal in text:
+            text = text.replace(internal, shown(key))
+    exc.args = (text, *exc.args[1:])
 
 
 class KeySpace:

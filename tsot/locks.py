@@ -113,8 +113,13 @@ class _LockBase:
             _PerThread() if per_thread else SimpleNamespace(token=None, stored=None, fence=None)
         )
 
+    @property
+    def _shown(self) -> str:
+        """The lock's name for messages: the key the caller gave, without the namespace."""
+        return shown(self.name, self._codec.key_prefix)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {shown(self.name)} timeout={self.timeout}>"
+        return f"<{type(self).__name__} {self._shown} timeout={self.timeout}>"
 
     @property
     def fence(self) -> int | None:
@@ -159,18 +164,18 @@ class _LockBase:
 
     def _held(self, what: str) -> bytes:
         if self.local.token is None:
-            raise LockError(f"Cannot {what} an unlocked lock ({shown(self.name)})")
+            raise LockError(f"Cannot {what} an unlocked lock ({self._shown})")
         return self.local.stored  # type: ignore[no-any-return]
 
     def _extend_args(self, additional_time: float, replace: bool) -> int:
         if self.timeout is None:
-            raise LockError(f"Cannot extend a lock with no timeout ({shown(self.name)})")
+            raise LockError(f"Cannot extend a lock with no timeout ({self._shown})")
         ms = to_ms(_seconds(additional_time, "additional_time", replace))
         return 0 if ms is None else ms
 
     def _not_owned(self, what: str) -> LockNotOwnedError:
         return LockNotOwnedError(
-            f"Cannot {what} a lock that's no longer owned ({shown(self.name)}: it expired and "
+            f"Cannot {what} a lock that's no longer owned ({self._shown}: it expired and "
             "another owner may hold it)"
         )
 
@@ -233,7 +238,7 @@ class Lock(_LockBase):
         """Reset the TTL to ``timeout``; True (LockNotOwnedError if no longer owned)."""
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({shown(self.name)})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
         if not self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
@@ -249,7 +254,7 @@ class Lock(_LockBase):
     def __enter__(self) -> Lock:
         if self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {shown(self.name)} within the time specified")
+        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -315,7 +320,7 @@ class AsyncLock(_LockBase):
         """See ``Lock.reacquire``."""
         stored = self._held("reacquire")
         if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({shown(self.name)})")
+            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
         if not await self._b.expire_if(self.name, stored, self._ttl_ms):
             raise self._not_owned("reacquire")
         return True
@@ -331,7 +336,7 @@ class AsyncLock(_LockBase):
     async def __aenter__(self) -> AsyncLock:
         if await self.acquire():
             return self
-        raise LockError(f"Unable to acquire lock {shown(self.name)} within the time specified")
+        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

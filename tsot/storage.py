@@ -6,10 +6,11 @@ Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final, cast, overload
 
 from . import config, events, listing, secrets
 from .backends.base import (
@@ -21,10 +22,10 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
-from .errors import StorageClosed, WrongType
+from .errors import StorageClosed, TsotError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
 from .inprocess import LocalCodec
-from .keys import Key, KeySpace, shown
+from .keys import Key, KeySpace, rekey, shown
 from .lazy import Deferred, detach, resolved
 from .locks import AsyncLock, Lock
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
@@ -161,6 +162,7 @@ class _Core:
             accept=core["accept"],
             sign=core["sign"],
             accept_unbound=core["accept_unbound"],
+            key_prefix=self._keys.prefix,
         )
         self._default_ms = to_ms(core["default_ttl"])
         self.location = location
@@ -170,6 +172,7 @@ class _Core:
 
     @property
     def namespace(self) -> str:
+        """The namespace of every key of this storage ("" = none)."""
         return self._keys.namespace
 
     @property
@@ -244,6 +247,14 @@ class _Core:
             items.append((k, encode(value, k)))
         return items
 
+    def _pairs(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, Key]]:
+        """(final key, caller's key) of every valid key of ``mapping``: for error messages."""
+        pairs = []
+        for key in mapping:
+            with contextlib.suppress(TsotError):  # an invalid key's own error names it
+                pairs.append((self._keys.make(key), key))
+        return pairs
+
     def _delta(self, delta: int) -> int:
         if type(delta) is not int:
             raise WrongType(f"incr/decr delta must be an int, not {type(delta).__name__}")
@@ -308,52 +319,87 @@ class Storage(_Core):
 
     @property
     def backend(self) -> Backend:
-        """The backend (opened now if this Storage has not been used yet)."""
+        """The backend primitives this Storage calls (wrapped in FailOpen with ``fail_open``;
+        opened now if this Storage has not been used yet)."""
         return resolved(self._b)  # type: ignore[no-any-return]
 
     # any object
     def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
-        """Store ``value`` under ``key``; a TTL <= 0 deletes the key instead."""
+        """Store ``value`` under ``key``.
+
+        ``ttl``: omitted (DEFAULT) = the ``default_ttl`` option; None = never expires; seconds
+        (int, float or timedelta) = expires that long after the write; <= 0 = already expired:
+        the key is deleted and nothing is stored. Raises InvalidKey, SerializationError (a
+        value the serializer refuses), ValueTooLarge (nothing is written), ConfigurationError
+        (a TTL that is not a number), BackendUnavailable.
+        """
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            self._b.delete(k)
-        else:
-            self._b.set(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                self._b.delete(k)
+            else:
+                self._b.set(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])  # name the caller's key, not the namespaced one
+            raise
 
     def load(self, key: Key, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default`` when absent, expired or untrusted."""
+        """The value stored under ``key``, of exactly the stored type, or ``default``.
+
+        Absent, expired, corrupt and untrusted values (a pickle without a valid signature) all
+        return ``default``; the last two are logged and counted in ``stats()["undecodable"]``.
+        Raises InvalidKey, BackendUnavailable.
+        """
         k = self._keys.make(key)
         return self._value(self._b.get(k), default, k)
 
     def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
-        """Store only if ``key`` is absent; True if stored (TTL <= 0: True if it was absent)."""
+        """Store only if ``key`` is absent; True if stored.
+
+        ``ttl`` as in ``store``; with a TTL <= 0 nothing is stored and the result says whether
+        the key was absent. Raises as ``store``.
+        """
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            return not self._b.exists(k)
-        return self._b.add(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                return not self._b.exists(k)
+            return self._b.add(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     # typed forms
     def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
+        """Store a str (``store`` for a str only); any other type raises WrongType."""
         self._check(value, str, "store_string")
         self.store(key, value, ttl)
 
     def load_string(self, key: Key, default: str | None = None) -> str | None:
+        """The str stored under ``key``, or ``default`` if absent; a value of another
+        type raises WrongType."""
         return self._typed(self.load(key, default), default, str, key)  # type: ignore[no-any-return]
 
     def store_raw(self, key: Key, value: bytes, ttl: TTLArg = DEFAULT) -> None:
+        """Store bytes (``store`` for bytes only); any other type raises WrongType."""
         self._check(value, bytes, "store_raw")
         self.store(key, value, ttl)
 
     def load_raw(self, key: Key, default: bytes | None = None) -> bytes | None:
+        """The bytes stored under ``key``, or ``default`` if absent; a value of another
+        type raises WrongType."""
         return self._typed(self.load(key, default), default, bytes, key)  # type: ignore[no-any-return]
 
     def store_int(self, key: Key, value: int, ttl: TTLArg = DEFAULT) -> None:
+        """Store an int (``store`` for an int only, kept as decimal so ``incr`` works on
+        it); any other type, bool included, raises WrongType."""
         self._check(value, int, "store_int")
         self.store(key, value, ttl)
 
     def load_int(self, key: Key, default: int | None = None) -> int | None:
+        """The int stored under ``key``, or ``default`` if absent; a value of another
+        type raises WrongType."""
         return self._typed(self.load(key, default), default, int, key)  # type: ignore[no-any-return]
 
     def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
@@ -365,49 +411,77 @@ class Storage(_Core):
         changes nothing. The key's TTL is kept.
         """
         k, d = self._keys.make(key), self._delta(delta)
-        return self._incr_result(self._b.incr(k, d, create), key)
+        try:
+            return self._incr_result(self._b.incr(k, d, create), key)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
-        """``incr(key, -delta)``."""
+        """Subtract ``delta`` atomically and return the new value: ``incr(key, -delta)``."""
         return self.incr(key, -self._delta(delta), create=create)
 
     # keys
     def delete(self, key: Key) -> bool:
-        """Remove ``key``; True if it existed."""
+        """Remove ``key``; True if it existed. Raises InvalidKey, BackendUnavailable."""
         return self._b.delete(self._keys.make(key))
 
     def exists(self, key: Key) -> bool:
+        """True if ``key`` is present and not expired."""
         return self._b.exists(self._keys.make(key))
 
     def ttl(self, key: Key) -> float | None:
-        """Seconds left; ``math.inf`` if the key never expires; None if it does not exist."""
+        """Seconds left before ``key`` expires (a float); ``math.inf`` if it never expires;
+        None if it does not exist."""
         return self._remaining(self._b.ttl(self._keys.make(key)))
 
     def expire(self, key: Key, ttl: TTLArg) -> bool:
-        """Give ``key`` a new TTL (None = never expires, <= 0 = delete); False if absent."""
+        """Give ``key`` a new TTL; False if it does not exist.
+
+        ``ttl`` as in ``store`` (None = never expires, <= 0 = delete the key now).
+        """
         k, ms = self._keys.make(key), self._ttl(ttl)
         return self._b.delete(k) if ms == EXPIRED else self._b.expire(k, ms)
 
     def persist(self, key: Key) -> bool:
-        """Remove the TTL of ``key``; False if absent."""
+        """Make ``key`` never expire; False if it does not exist."""
         return self._b.expire(self._keys.make(key), None)
 
     # many keys
-    def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
-        """A dict of the keys that are present (absent and untrusted keys are left out)."""
+    @overload
+    def load_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+    @overload
+    def load_many(self, keys: Iterable[bytes]) -> dict[bytes, Any]: ...
+    @overload
+    def load_many(self, keys: Iterable[Key]) -> dict[Any, Any]: ...
+    def load_many(self, keys: Iterable[Key]) -> dict[Any, Any]:
+        """A dict of the keys that are present, with their values.
+
+        Absent, expired, corrupt and untrusted keys are left out. The dict's keys are the keys
+        as passed (a str key comes back as that str). Every key is checked before the backend
+        is asked; raises InvalidKey, BackendUnavailable.
+        """
         wanted = list(keys)
         final = self._keys.make_many(wanted)
         return self._found(wanted, final, self._b.get_many(final) if wanted else [])
 
     def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
-        """Store every item (all are encoded before anything is written)."""
-        items, ms = self._items(mapping), self._ttl(ttl)
-        if not items:
-            return
-        if ms == EXPIRED:
-            self._b.delete_many([k for k, _ in items])
-        else:
-            self._b.set_many(items, ms)
+        """Store every item of ``mapping`` with one ``ttl`` (as ``store``).
+
+        Every key and value is checked and encoded before anything is written, so a bad one
+        writes nothing. Raises as ``store``.
+        """
+        try:
+            items, ms = self._items(mapping), self._ttl(ttl)
+            if not items:
+                return
+            if ms == EXPIRED:
+                self._b.delete_many([k for k, _ in items])
+            else:
+                self._b.set_many(items, ms)
+        except TsotError as exc:
+            rekey(exc, self._pairs(mapping))
+            raise
 
     def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
@@ -424,7 +498,8 @@ class Storage(_Core):
         return self._counts(backend_stats(self._b))
 
     def clear(self) -> None:
-        """Remove every key of this namespace (of the whole location if the namespace is "")."""
+        """Remove every key of this namespace (of the whole location if the namespace is
+        ""); other namespaces are untouched, and Redis is never flushed."""
         self._b.clear(self._keys.prefix)
 
     # listing keys (memcached cannot: NotSupportedError) and locks
@@ -524,87 +599,130 @@ class AsyncStorage(_Core):
 
     @property
     def backend(self) -> AsyncBackend:
-        """The backend (opened now if this Storage has not been used yet)."""
+        """The asyncio backend primitives this AsyncStorage calls (opened now if it has not
+        been used yet)."""
         return resolved(self._b)  # type: ignore[no-any-return]
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
+        """Store ``value`` under ``key``; see ``Storage.store`` (TTL, errors)."""
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            await self._b.delete(k)
-        else:
-            await self._b.set(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                await self._b.delete(k)
+            else:
+                await self._b.set(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def load(self, key: Key, default: Any = None) -> Any:
+        """The value under ``key`` or ``default``; see ``Storage.load``."""
         k = self._keys.make(key)
         return self._value(await self._b.get(k), default, k)
 
     async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` is absent; True if stored. See ``Storage.add``."""
         k = self._keys.make(key)
-        data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        if ms == EXPIRED:
-            return not await self._b.exists(k)
-        return await self._b.add(k, data, ms)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            if ms == EXPIRED:
+                return not await self._b.exists(k)
+            return await self._b.add(k, data, ms)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
+        """Store a str; any other type raises WrongType."""
         self._check(value, str, "store_string")
         await self.store(key, value, ttl)
 
     async def load_string(self, key: Key, default: str | None = None) -> str | None:
+        """The str under ``key`` or ``default``; another type raises WrongType."""
         return self._typed(await self.load(key, default), default, str, key)  # type: ignore[no-any-return]
 
     async def store_raw(self, key: Key, value: bytes, ttl: TTLArg = DEFAULT) -> None:
+        """Store bytes; any other type raises WrongType."""
         self._check(value, bytes, "store_raw")
         await self.store(key, value, ttl)
 
     async def load_raw(self, key: Key, default: bytes | None = None) -> bytes | None:
+        """The bytes under ``key`` or ``default``; another type raises WrongType."""
         return self._typed(await self.load(key, default), default, bytes, key)  # type: ignore[no-any-return]
 
     async def store_int(self, key: Key, value: int, ttl: TTLArg = DEFAULT) -> None:
+        """Store an int (kept as decimal for ``incr``); any other type raises WrongType."""
         self._check(value, int, "store_int")
         await self.store(key, value, ttl)
 
     async def load_int(self, key: Key, default: int | None = None) -> int | None:
+        """The int under ``key`` or ``default``; another type raises WrongType."""
         return self._typed(await self.load(key, default), default, int, key)  # type: ignore[no-any-return]
 
     async def incr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        """Add ``delta`` atomically and return the new value; see ``Storage.incr`` (missing
+        keys, WrongType, the TTL is kept)."""
         k, d = self._keys.make(key), self._delta(delta)
-        return self._incr_result(await self._b.incr(k, d, create), key)
+        try:
+            return self._incr_result(await self._b.incr(k, d, create), key)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
 
     async def decr(self, key: Key, delta: int = 1, *, create: bool = True) -> int:
+        """Subtract ``delta`` atomically and return the new value: ``incr(key, -delta)``."""
         return await self.incr(key, -self._delta(delta), create=create)
 
     async def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it existed."""
         return await self._b.delete(self._keys.make(key))
 
     async def exists(self, key: Key) -> bool:
+        """True if ``key`` is present and not expired."""
         return await self._b.exists(self._keys.make(key))
 
     async def ttl(self, key: Key) -> float | None:
+        """Seconds left; ``math.inf`` if ``key`` never expires; None if it does not exist."""
         return self._remaining(await self._b.ttl(self._keys.make(key)))
 
     async def expire(self, key: Key, ttl: TTLArg) -> bool:
+        """Give ``key`` a new TTL (as ``Storage.expire``); False if it does not exist."""
         k, ms = self._keys.make(key), self._ttl(ttl)
         return await (self._b.delete(k) if ms == EXPIRED else self._b.expire(k, ms))
 
     async def persist(self, key: Key) -> bool:
+        """Make ``key`` never expire; False if it does not exist."""
         return await self._b.expire(self._keys.make(key), None)
 
-    async def load_many(self, keys: Iterable[Key]) -> dict[Key, Any]:
+    @overload
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+    @overload
+    async def load_many(self, keys: Iterable[bytes]) -> dict[bytes, Any]: ...
+    @overload
+    async def load_many(self, keys: Iterable[Key]) -> dict[Any, Any]: ...
+    async def load_many(self, keys: Iterable[Key]) -> dict[Any, Any]:
+        """A dict of the keys that are present; see ``Storage.load_many``."""
         wanted = list(keys)
         final = self._keys.make_many(wanted)
         return self._found(wanted, final, await self._b.get_many(final) if wanted else [])
 
     async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
-        items, ms = self._items(mapping), self._ttl(ttl)
-        if not items:
-            return
-        if ms == EXPIRED:
-            await self._b.delete_many([k for k, _ in items])
-        else:
-            await self._b.set_many(items, ms)
+        """Store every item with one ``ttl``; nothing is written if one is bad."""
+        try:
+            items, ms = self._items(mapping), self._ttl(ttl)
+            if not items:
+                return
+            if ms == EXPIRED:
+                await self._b.delete_many([k for k, _ in items])
+            else:
+                await self._b.set_many(items, ms)
+        except TsotError as exc:
+            rekey(exc, self._pairs(mapping))
+            raise
 
     async def delete_many(self, keys: Iterable[Key]) -> int:
+        """Remove the keys; return how many existed."""
         final = self._keys.make_many(keys)
         return await self._b.delete_many(final) if final else 0
 
@@ -615,6 +733,7 @@ class AsyncStorage(_Core):
         return self._counts(counts)
 
     async def clear(self) -> None:
+        """Remove every key of this namespace; see ``Storage.clear``."""
         await self._b.clear(self._keys.prefix)
 
     def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> AsyncIterator[str]:
@@ -631,11 +750,12 @@ class AsyncStorage(_Core):
             yield listing.user_key(key, prefix)
 
     async def keys(self, pattern: str = "*") -> list[str]:
-        """See ``Storage.keys``."""
+        """The keys of this namespace matching ``pattern``, each once; see ``Storage.keys``."""
         return list(dict.fromkeys([k async for k in self.iter_keys(pattern)]))
 
     async def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
-        """See ``Storage.delete_pattern``."""
+        """Delete the keys matching ``pattern`` in batches of ``itersize``; return
+        how many. See ``Storage.delete_pattern``."""
         size = listing.check_itersize(itersize) or listing.DELETE_BATCH
         found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
         count, batch = 0, []

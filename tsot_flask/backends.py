@@ -18,6 +18,7 @@ from tsot.keys import Key
 from tsot.secrets import warn_unsigned
 
 from . import config as cfg
+from .cli import add_commands
 from .prefixes import PrefixedStorages
 from .redis_api import RedisApi
 from .serializers import SerializingStorage, adopt
@@ -76,6 +77,7 @@ class TsotCache(RedisApi, BaseCache):
         masked), or MissingDependency naming the extra to install.
         """
         settings = cls.settings(config, args, kwargs)
+        add_commands(app)
         cache = cls(
             open_storage(settings), settings.default_timeout, settings.ignore_delete_many_errors
         )

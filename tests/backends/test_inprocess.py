@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tsot import Storage, ValueTooLarge, WrongType
-from tsot.inprocess import Kept, LocalCodec, frozen_size, keep
+from tsot.inprocess import LocalCodec, frozen_size, keep
 
 SECRET = "an-in-process-secret-of-32-bytes"
 

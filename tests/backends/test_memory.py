@@ -89,5 +89,8 @@ def test_stats_count_hits_and_misses() -> None:
         "hits": 2,
         "misses": 2,
         "keys": 1,
+        "memory_bytes": 2,  # key "k" and the int's one decimal byte
+        "evictions": None,
+        "clients": None,
         "undecodable": 0,
     }

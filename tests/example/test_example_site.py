@@ -93,7 +93,8 @@ def test_django_side(site: Site) -> None:
 
     stats = json.loads(site.get("/stats/?format=json"))["caches"]
     default = next(row for row in stats if row["alias"] == "default")
-    assert default["hits"] is None or default["hits"] >= 3
+    assert default["hits"] >= 3  # every backend reports its counters (Redis from INFO)
+    assert default["keys"] >= 1
     assert "***" in default["url"] or "@" not in default["url"]
     page = site.get("/stats/")
     assert "Cache statistics" in page and 'id="chart-default"' in page and "<script>" in page

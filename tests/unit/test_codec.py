@@ -10,6 +10,7 @@ import pytest
 
 from tsot import SerializationError
 from tsot.codec import MISS, Codec, Signer, decode_int, is_int_payload
+from tsot.logs import limited
 
 
 def test_ints_are_plain_decimal() -> None:
@@ -188,7 +189,12 @@ def test_miss_log_shortens_the_key(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tsot"):
         assert Codec().decode(b"foo", session) is MISS
     assert b"s3cr3ts3ss10n1d".decode() not in caplog.text
-    assert f"({len(session)} bytes)" in caplog.text
+    assert f"({len(session)} characters)" in caplog.text
+    caplog.clear()
+    limited.reset()  # the same topic again, within the rate limit's interval
+    with caplog.at_level(logging.WARNING, logger="tsot"):  # the namespace is left out
+        assert Codec(key_prefix=b"ns:").decode(b"foo", b"ns:user-key") is MISS
+    assert "key 'user-key' (" in caplog.text
 
 
 @pytest.mark.parametrize("compression", ["zlib", "zstd", "lz4"])

@@ -216,11 +216,14 @@ async def aiter_of(keys: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield key
 
 
-STATS_KEYS: Final = ("hits", "misses", "keys")
+STATS_KEYS: Final = ("hits", "misses", "keys", "memory_bytes", "evictions", "clients")
+"""What ``stats()`` reports, each None when the backend cannot tell: read hits and misses, the
+number of keys, the bytes the data takes, the entries evicted to make room, and the open client
+connections."""
 
 
 def backend_stats(backend: object) -> dict[str, int | None]:
-    """``backend.stats()`` when it has one (hits, misses, keys), else None for each.
+    """``backend.stats()`` when it has one (the STATS_KEYS it knows), else None for each.
 
     ``stats`` is optional in the protocol; a server backend reports the server's counters.
     """

@@ -413,12 +413,22 @@ def clear(ns: Namespace) -> Op[None]:
 
 
 def stats(ns: Namespace) -> Op[dict[str, int | None]]:
-    """Server-wide hits, misses and items, summed over the live servers."""
+    """Server-wide counters (STATS_FIELDS), summed over the live servers."""
     replies = yield {s: [p.STATS] for s in ns.cluster.live()}
-    totals = {"hits": 0, "misses": 0, "keys": 0}
+    totals = dict.fromkeys(STATS_FIELDS, 0)
     for s, rs in replies.items():
         fields = p.check(rs[0], ns.cluster.names[s]).stats or {}
-        totals["hits"] += int(fields.get("get_hits", "0"))
-        totals["misses"] += int(fields.get("get_misses", "0"))
-        totals["keys"] += int(fields.get("curr_items", "0"))
+        for name, field in STATS_FIELDS.items():
+            totals[name] += int(fields.get(field, "0"))
     return dict(totals)
+
+
+STATS_FIELDS: Final = {
+    "hits": "get_hits",
+    "misses": "get_misses",
+    "keys": "curr_items",
+    "memory_bytes": "bytes",
+    "evictions": "evictions",
+    "clients": "curr_connections",
+}
+"""tsot's stats name -> the memcached ``stats`` field summed into it."""

@@ -244,9 +244,15 @@ class MemoryStore:
             return True
 
     def stats(self) -> dict[str, int | None]:
-        """Hits and misses of reads since the table was made, and the number of entries."""
+        """Hits and misses of reads since the table was made, the number of entries and their
+        size in bytes (keys and values)."""
         with self._lock:
-            return {"hits": self.hits, "misses": self.misses, "keys": len(self._data)}
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "keys": len(self._data),
+                "memory_bytes": self._bytes,
+            }
 
     def close(self) -> None:
         """Nothing to release: the table lives as long as the process (or the private Storage)."""

@@ -31,6 +31,7 @@ from . import redis_ops as ops  # noqa: E402
 from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .redis_info import UNKNOWN, stats_steps  # noqa: E402
 from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
 
@@ -108,10 +109,11 @@ def _async(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 class RedisSync:
     """The sync backend protocol over a process-wide transport."""
 
-    __slots__ = ("_cluster", "_read", "_t", "_x", "name")
+    __slots__ = ("_cluster", "_db", "_read", "_t", "_x", "name")
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, db: int = 0) -> None:
         self._t = transport
+        self._db = db
         self._x = transport.execute
         self._read = transport.execute_read
         self._cluster = transport.cluster
@@ -187,6 +189,14 @@ class RedisSync:
     def clear(self, prefix: bytes) -> None:
         for node in self._t.primaries():
             self._drive(ops.clear_steps(prefix, node, self._cluster))
+
+    @_sync
+    def stats(self) -> dict[str, int | None]:
+        """The server's INFO counters (summed over the primaries of a Cluster)."""
+        try:
+            return self._drive(stats_steps(self._t.primaries(), self._db))  # type: ignore[no-any-return]
+        except NoPermissionError:  # an ACL user without INFO: the counts are unknown
+            return UNKNOWN.copy()
 
     def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""
@@ -357,6 +367,15 @@ class RedisAsync:
         for node in await t.primaries():
             await self._drive(ops.clear_steps(prefix, node, t.cluster))
 
+    @_async
+    async def stats(self) -> dict[str, int | None]:
+        """See ``RedisSync.stats``."""
+        t = await self._tp()
+        try:
+            return await self._drive(stats_steps(await t.primaries(), self._family.cfg.db))  # type: ignore[no-any-return]
+        except NoPermissionError:
+            return UNKNOWN.copy()
+
     async def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""
         try:
@@ -404,7 +423,7 @@ class RedisBackend:
     @classmethod
     def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
         cfg = parse(location, options)
-        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)))
+        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)), cfg.db)
 
     @classmethod
     def open_async(

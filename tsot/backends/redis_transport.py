@@ -33,13 +33,13 @@ from redis.exceptions import (
 from redis.retry import Retry as RedisRetry
 
 from . import redis_retry as retry
+from .redis_config import RedisConfig
 
 _pack: Callable[[Any], bytes]
 try:
     from hiredis import pack_command as _pack
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
     from .redis_resp import pack_command as _pack
-from .redis_config import RedisConfig
 
 Cmd = Sequence[Any]
 Node = Any  # a cluster node; None on other topologies

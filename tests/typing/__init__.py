@@ -1,0 +1,1 @@
+"""Files that mypy checks (``packages`` in pyproject) and pytest never runs: the public types."""
