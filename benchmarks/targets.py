@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .contenders.redis import LOCAL, MEMORY_REF
 from .ops import MULTI_KEY, SINGLE_KEY
 
 ASYNC_50 = ("aget hit 100 B, 50 tasks", "aset 100 B, 50 tasks")
@@ -52,6 +53,14 @@ TARGETS: list[Target] = [
            ("set 100 B str", "set 10 KB dict"), 10.0),
     Target("redis, Django cache_page hits/s, tsot_django vs django-redis", "redis",
            "tsot_django RedisCache", "django-redis", ("Django cache_page",), 1.5),
+    Target("redis, tsot_django local_cache get hit vs redis-py + hiredis", "redis",
+           LOCAL, "redis-py + hiredis", ("get hit 100 B str",), 10.0),
+    Target("redis, tsot_django local_cache get hit vs tsot memory", "redis",
+           LOCAL, MEMORY_REF, ("get hit 100 B str",), 0.8),
+    Target("redis, Django cache_page hits/s, local_cache vs without", "redis",
+           LOCAL, "tsot_django RedisCache", ("Django cache_page",), 2.0),
+    Target("redis, Django cache_page hits/s, local_cache vs tsot memory", "redis",
+           LOCAL, MEMORY_REF, ("Django cache_page",), 0.85),
 ]  # fmt: skip
 
 

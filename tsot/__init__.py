@@ -19,6 +19,7 @@ from .errors import (
     WrongType,
 )
 from .locks import AsyncLock, Lock
+from .memoize import memoize
 from .storage import DEFAULT, AsyncStorage, Storage
 
 __version__ = "0.1.0"
@@ -48,6 +49,7 @@ __all__ = [
     "WrongType",
     "__version__",
     "mask_url",
+    "memoize",
     "parse_url",
     "register_backend",
 ]

@@ -7,7 +7,9 @@ value starts with a one-byte tag that is never a digit or ``-``:
     b  bytes, raw                    m  msgpack object     Z  zstd(inner payload)
     f  float, repr                   p  pickled object     L  lz4(inner payload)
     h  HMAC-SHA256 signature (32 bytes) over the stored key and the rest, which is a serialized
-       or compressed payload
+       or compressed payload, or an entry
+    e  entry: soft expiry (8 bytes) and compute time (4 bytes), then a value's unsigned payload
+       (written by get_or_compute; signed whole whenever signing is on)
 
 Decoding is total: whatever bytes a backend returns, ``decode`` gives a value or ``MISS`` (logged,
 rate-limited, counted), never an exception.
@@ -19,6 +21,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -39,6 +42,9 @@ T_ZLIB: Final = 0x7A  # z
 T_ZSTD: Final = 0x5A  # Z
 T_LZ4: Final = 0x4C  # L
 T_SIGNED: Final = 0x68  # h
+T_ENTRY: Final = 0x65  # e
+_ENTRY_HEAD: Final = struct.Struct(">QI")  # soft expiry (ms since the epoch, 0: none), delta ms
+ENTRY_DELTA_MAX: Final = 2**32 - 1
 MAC_SIZE: Final = 32
 _INT_FIRST: Final = frozenset(b"-0123456789")
 _COMPRESSED_TAGS: Final = frozenset((T_ZLIB, T_ZSTD, T_LZ4))
@@ -236,6 +242,7 @@ class Codec:
         "_compress_tag",
         "_dumps",
         "_obj_tag",
+        "_plain",
         "_sign_all",
         "accept",
         "accept_unbound",
@@ -318,6 +325,7 @@ class Codec:
         self._sign_all = sign == "all"
         self.accept_unbound = accept_unbound
         self.refused = Counter()
+        self._plain: Codec | None = None
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, value: Any, key: bytes = b"") -> bytes:
@@ -348,6 +356,34 @@ class Codec:
             ) from exc
         return self._finish(bytes((self._obj_tag,)) + body, True, key)
 
+    def encode_entry(self, value: Any, key: bytes, soft_ms: int, delta_ms: int) -> bytes:
+        """Encode ``value`` as an entry of get_or_compute: ``e``, its soft expiry (ms since the
+        epoch, 0 for none) and compute time (ms, capped), then the value's unsigned payload.
+
+        With a signer the whole entry is signed (whatever ``sign`` says): its times decide what
+        readers serve. Raises as ``encode`` does.
+        """
+        if type(value) is int:
+            inner = format_int(value)
+        else:
+            inner = self.encode(value, key) if self.signer is None else self._unsigned(value, key)
+        head = _ENTRY_HEAD.pack(max(0, soft_ms), min(max(0, delta_ms), ENTRY_DELTA_MAX))
+        entry = b"e" + head + inner
+        if self.signer is not None:
+            return b"h" + self.signer.sign(entry, key) + entry
+        return entry
+
+    def _unsigned(self, value: Any, key: bytes) -> bytes:
+        """The payload ``encode`` would write for ``value``, without any signature."""
+        plain = self._plain
+        if plain is None:  # a twin of this codec without a signer, made once
+            plain = Codec.__new__(Codec)
+            for name in Codec.__slots__:
+                setattr(plain, name, getattr(self, name))
+            plain.signer, plain._sign_all = None, False
+            self._plain = plain
+        return plain.encode(value, key)
+
     def encode_int(self, value: int) -> bytes:
         if type(value) is not int:
             raise WrongType(f"expected an int, got {type(value).__name__} {value!r}")
@@ -368,7 +404,7 @@ class Codec:
         return payload
 
     # -- decoding ---------------------------------------------------------------------------
-    def decode(self, data: bytes, key: bytes = b"") -> Any:
+    def decode(self, data: bytes, key: bytes = b"", meta: list[int] | None = None) -> Any:
         """The value ``data`` (stored under ``key``) holds, or MISS for anything that is not a
         valid value for this storage; never raises. A miss is logged (rate-limited, the key
         shortened) and counted in ``refused``."""
@@ -377,16 +413,25 @@ class Codec:
                 raise _Refused("corrupt", "empty payload")
             if data[0] == T_STR and not self._sign_all and len(data) <= self.max_value_size:
                 return data[1:].decode()  # the common case first
-            return self._decode(data, key)
+            return self._decode(data, key, meta)
         except _Refused as exc:
             return self._miss(exc.topic, key, str(exc))
         except Exception as exc:  # corrupt bytes, a missing extra, a failing deserializer
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             return self._miss("undecodable", key, why)
 
-    def _decode(self, data: bytes, key: bytes) -> Any:
+    def decode_entry(self, data: bytes, key: bytes = b"") -> tuple[Any, int, int] | _Miss:
+        """``(value, soft_ms, delta_ms)`` for an entry (``encode_entry``), ``(value, 0, -1)`` for
+        any other value (no soft expiry, unknown compute time), or MISS; never raises."""
+        meta: list[int] = []
+        value: object = self.decode(data, key, meta)
+        if isinstance(value, _Miss):
+            return value
+        return (value, meta[0], meta[1]) if meta else (value, 0, -1)
+
+    def _decode(self, data: bytes, key: bytes, meta: list[int] | None = None) -> Any:
         limit = self.max_value_size
-        if len(data) > limit + 1 + MAC_SIZE:
+        if len(data) > limit + 1 + MAC_SIZE + 1 + _ENTRY_HEAD.size:
             raise _Refused("too-large", f"it is {len(data)} bytes, over max_value_size ({limit})")
         tag = data[0]
         if tag in _INT_FIRST:
@@ -411,6 +456,23 @@ class Codec:
             raise _Refused(
                 "unsigned", "it is a value without a signature and this storage signs every value"
             )
+        if tag == T_ENTRY:
+            if signer is not None and not signed:
+                raise _Refused("unsigned", "it is an entry without a signature")
+            if len(data) <= 1 + _ENTRY_HEAD.size:
+                raise _Refused("corrupt", "truncated entry")
+            soft, delta = _ENTRY_HEAD.unpack_from(data, 1)
+            data = data[1 + _ENTRY_HEAD.size :]
+            tag = data[0]
+            if tag in (T_SIGNED, T_ENTRY):
+                raise _Refused("corrupt", "an entry inside an entry or signature")
+            if meta is not None:
+                meta[:] = (soft, delta)
+            if tag in _INT_FIRST:
+                value = parse_int(data)
+                if value is None:
+                    raise _Refused("corrupt", "an entry holding a malformed int")
+                return value
         if tag in _COMPRESSED_TAGS:
             data = inflate(tag, data[1:], limit)
             tag = data[0]

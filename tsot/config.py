@@ -228,6 +228,37 @@ CORE_OPTIONS: tuple[Option, ...] = (
         "With fail_open: seconds between probes of a dead backend.",
         minimum=0.0,
     ),
+    # stampede protection of get_or_compute and the framework read-throughs (docs/stampede.md)
+    Option(
+        "stampede",
+        bool,
+        True,
+        "Read-throughs (get_or_compute, Django get_or_set and cache_page) let one caller "
+        "compute a missing value (a lease) and refresh hot values early.",
+    ),
+    Option(
+        "grace",
+        float,
+        0.0,
+        "Seconds a read-through still serves an expired value while one caller refreshes it "
+        "or when its compute raises (stale-while-revalidate, stale-if-error); 0: off.",
+        minimum=0.0,
+    ),
+    Option(
+        "beta",
+        float,
+        1.0,
+        "Early refresh eagerness (XFetch): 0 turns early refresh off, larger refreshes earlier.",
+        minimum=0.0,
+    ),
+    Option(
+        "lease_timeout",
+        float,
+        10.0,
+        "Seconds a read-through's compute may hold the lease before a waiter takes over; also "
+        "the longest a waiter waits.",
+        minimum=0.001,
+    ),
     *OBSERVABILITY_OPTIONS,
 )
 
@@ -318,12 +349,20 @@ class UrlParts:
     path: str
     query: str
 
+    @property
+    def stray_at(self) -> bool:
+        """An ``@`` after the host that no userinfo took: a password the splitter could not place.
+
+        ``redis://?pw@host`` or ``redis:///pw@host`` (a password starting with ``?`` or ``/``, not
+        percent-encoded). A RocksDB path may hold an ``@`` (a file name); no other path or query.
+        """
+        unplaced = self.query if self.scheme.startswith("rocksdb") else self.path + self.query
+        return self.userinfo is None and "@" in unplaced
+
     def masked(self) -> str:
         """These parts joined again with the password and any secret query value as ``***``."""
         out = f"{self.scheme}://"
-        # a RocksDB path may hold an "@" (a file name); no other scheme's path or query may
-        unplaced = self.query if self.scheme.startswith("rocksdb") else self.path + self.query
-        if self.userinfo is None and "@" in unplaced:
+        if self.stray_at:
             # an "@" the splitter could not place (redis://?pw@host: a password that starts with
             # "/" or "?"): over-mask rather than show a piece of a password
             rest = self.hostpart + self.path + (f"?{self.query}" if self.query else "")
@@ -426,6 +465,11 @@ def parse_url(url: str) -> Location:
     if not isinstance(url, str):
         raise ConfigurationError(f"storage URL must be a str, not {type(url).__name__}")
     parts = split_url(url)
+    if parts.stray_at:
+        raise ConfigurationError(
+            f"storage URL {parts.masked()!r} has an '@' after its host: percent-encode a password "
+            "holding '/', '?' or '#' (%2F, %3F, %23)"
+        )
     scheme = parts.scheme.lower()
     username = password = None
     if parts.userinfo is not None:

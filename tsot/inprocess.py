@@ -172,11 +172,22 @@ class LocalCodec(Codec):
             return super().encode(value, key)
         return cast("bytes", kept)  # the memory table stores it as it is (module docstring)
 
-    def decode(self, data: bytes, key: bytes = b"") -> Any:
+    def encode_entry(self, value: Any, key: bytes, soft_ms: int, delta_ms: int) -> bytes:
+        """An entry of get_or_compute carries its times in bytes: it is encoded whole (by a
+        plain twin of this codec, unsigned), never kept as an object."""
+        plain = self._plain
+        if plain is None:
+            plain = Codec.__new__(Codec)
+            for name in Codec.__slots__:
+                setattr(plain, name, getattr(self, name))
+            self._plain = plain
+        return plain.encode_entry(value, key, soft_ms, delta_ms)
+
+    def decode(self, data: bytes, key: bytes = b"", meta: list[int] | None = None) -> Any:
         kept: Any = data
         t = type(kept)
         if t is str:
             return kept
         if t is Kept:
             return kept.value if kept.copy is None else kept.copy(kept.value)
-        return super().decode(data, key)
+        return super().decode(data, key, meta)

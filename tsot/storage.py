@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, cast, overload
 
-from . import config, events, listing, secrets
+from . import config, events, listing, readthrough, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -28,6 +28,7 @@ from .inprocess import LocalCodec
 from .keys import Key, KeySpace, rekey, shown
 from .lazy import Deferred, detach, resolved
 from .locks import AsyncLock, Lock
+from .stampede import Policy, Timing, policy_of
 from .ttl import EXPIRED, FOREVER_SECONDS, TTL, to_ms
 
 
@@ -147,7 +148,7 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
 class _Core:
     """State and the pure steps shared by Storage and AsyncStorage."""
 
-    __slots__ = ("_closed", "_default_ms", "_hub", "_keys", "_label", "codec", "location")
+    __slots__ = ("_closed", "_default_ms", "_hub", "_keys", "_label", "codec", "location", "policy")
     _b: Any
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
@@ -165,6 +166,7 @@ class _Core:
             key_prefix=self._keys.prefix,
         )
         self._default_ms = to_ms(core["default_ttl"])
+        self.policy: Policy = policy_of(core)
         self.location = location
         self._closed = False
         self._hub: events.Hub | None = None  # set by the first listen()
@@ -369,6 +371,32 @@ class Storage(_Core):
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
+
+    def get_or_compute(
+        self,
+        key: Key,
+        fn: Callable[[], Any],
+        ttl: TTLArg = DEFAULT,
+        *,
+        stampede: bool | None = None,
+        grace: float | None = None,
+        beta: float | None = None,
+        lease_timeout: float | None = None,
+        timing: Timing | None = None,
+    ) -> Any:
+        """The value of ``key``; on a miss ``fn()``, stored for ``ttl``, computed by one caller
+        at a time, refreshed early when hot, stale within ``grace`` (docs/stampede.md).
+
+        The keyword options override the Storage's; ``timing`` injects a clock, a random source
+        and sleeps (tests). Raises what ``fn`` raises unless a value within grace is served.
+        """
+        policy = self.policy
+        if not (stampede is grace is beta is lease_timeout is None):
+            policy = policy.with_overrides(
+                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+            )
+        k = self._keys.make(key)
+        return readthrough.get_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 
     # typed forms
     def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
@@ -632,6 +660,27 @@ class AsyncStorage(_Core):
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
+
+    async def get_or_compute(
+        self,
+        key: Key,
+        fn: Callable[[], Any],
+        ttl: TTLArg = DEFAULT,
+        *,
+        stampede: bool | None = None,
+        grace: float | None = None,
+        beta: float | None = None,
+        lease_timeout: float | None = None,
+        timing: Timing | None = None,
+    ) -> Any:
+        """See ``Storage.get_or_compute``; an awaitable result of ``fn()`` is awaited."""
+        policy = self.policy
+        if not (stampede is grace is beta is lease_timeout is None):
+            policy = policy.with_overrides(
+                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+            )
+        k = self._keys.make(key)
+        return await readthrough.aget_or_compute(self, k, fn, self._ttl(ttl), policy, timing)
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
         """Store a str; any other type raises WrongType."""

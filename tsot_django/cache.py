@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tsot import Storage, mask_url
 
 from . import diagnose, locations
-from .ops import Op, translate_error
+from .ops import AWAIT, Op, translate_error
 from .options import default_timeout, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
@@ -105,6 +106,9 @@ class TsotCache(ToolbarAware, RedisApi):
         try:
             call = next(op)
             while True:
+                if call.method is AWAIT:  # the caller's own awaitable: its errors are its own
+                    call = op.send(await call.args[0])
+                    continue
                 storage = only or Stores.pick(storages, call.read)
                 try:
                     result = await getattr(storage, call.method)(*call.args, **call.kwargs)
@@ -222,7 +226,13 @@ class TsotCache(ToolbarAware, RedisApi):
     async def aget_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> Any:
-        return await self._arun(self.op_get_or_set(key, default, timeout, version))
+        """As ``get_or_set``; an awaitable ``default``, or one its callable returns, is awaited
+        (Django's base class would store the coroutine)."""
+        try:
+            return await self._arun(self.op_get_or_set(key, default, timeout, version, awaits=True))
+        finally:  # a coroutine default that was not needed: no "never awaited" warning
+            if iscoroutine(default) and getcoroutinestate(default) == CORO_CREATED:
+                default.close()
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         """True if ``key`` is present and not expired."""

@@ -9,9 +9,10 @@ methods run an operation against a ``Storage``, the async ones await it against 
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Generator, Iterable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 
@@ -35,6 +36,9 @@ class Call(NamedTuple):
 
 
 Op = Generator[Call, Any, T]
+
+AWAIT: Final = "await"
+"""The ``method`` of a Call that asks the async driver to await ``args[0]`` (not a storage call)."""
 
 
 def translate_error(exc: BaseException) -> BaseException:
@@ -151,14 +155,22 @@ class CacheOps(BaseCache):
     def op_clear(self) -> Op[None]:
         yield Call("clear", ())
 
-    def op_get_or_set(self, key: Any, default: Any, timeout: Any, version: int | None) -> Op[Any]:
-        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
+    def op_get_or_set(
+        self, key: Any, default: Any, timeout: Any, version: int | None, awaits: bool = False
+    ) -> Op[Any]:
+        # ``awaits`` (aget_or_set): an awaitable default, or one a callable returns, is awaited
+        # (the async read-through awaits what the callable returns).
         k = self.tsot_key(key, version)
+        if callable(default):
+            # a read-through: one caller computes a missing value, hot values are refreshed
+            # early, per the storage's stampede options (docs/stampede.md)
+            return (yield Call("get_or_compute", (k, default, self.tsot_ttl(timeout))))
+        # Django's algorithm (get, add, get again so a racing writer wins), with one key build.
         value = yield Call("load", (k, self._missing_key))
         if value is not self._missing_key:
             return value
-        if callable(default):
-            default = default()
+        if awaits and inspect.isawaitable(default):
+            default = yield Call(AWAIT, (default,))
         yield Call("add", (k, default, self.tsot_ttl(timeout)))
         return (yield Call("load", (k, default)))
 

@@ -16,16 +16,28 @@ from flask_caching.backends.base import BaseCache
 from tsot import ConfigurationError, MissingDependency, Storage
 from tsot.keys import Key
 from tsot.secrets import warn_unsigned
+from tsot.splitread import MISSING, SplitReadThrough
 
 from . import config as cfg
 from .cli import add_commands
 from .prefixes import PrefixedStorages
 from .redis_api import RedisApi
 from .serializers import SerializingStorage, adopt
+from .stampede import read as read_stampede
 from .timeouts import Timeout, default_ttl, to_core
 
 Store = Storage | SerializingStorage | PrefixedStorages
 """What a TsotCache calls: a Storage, or one seen through CACHE_SERIALIZER / a callable prefix."""
+
+
+def _split_of(store: Any) -> SplitReadThrough:
+    """The get/set read-through of CACHE_TSOT_STAMPEDE on ``store``, which must be a Storage."""
+    if not isinstance(store, Storage):
+        raise ConfigurationError(
+            "CACHE_TSOT_STAMPEDE needs the storage's own serializer and a string "
+            "CACHE_KEY_PREFIX (not a custom CACHE_SERIALIZER or a callable prefix)"
+        )
+    return SplitReadThrough(store)
 
 
 class TsotCache(RedisApi, BaseCache):
@@ -42,6 +54,7 @@ class TsotCache(RedisApi, BaseCache):
         storage: Store,
         default_timeout: int = 300,
         ignore_delete_many_errors: bool = False,
+        stampede: bool = False,
     ) -> None:
         BaseCache.__init__(
             self, default_timeout=cfg.default_timeout(default_timeout, type(self).__name__)
@@ -51,6 +64,8 @@ class TsotCache(RedisApi, BaseCache):
         # a Storage, or a stand-in with its methods (CACHE_SERIALIZER, a callable prefix)
         self.storage = cast("Storage", storage)
         self._default_ttl = default_ttl(self.default_timeout)
+        # cached/memoize call get, compute, then set: protected in those two calls
+        self._split = _split_of(self.storage) if stampede else None
         self.settings_used: cfg.Settings | None = None  # set by factory
         self._serializer: Any = None
 
@@ -64,6 +79,8 @@ class TsotCache(RedisApi, BaseCache):
         # Flask-Caching 2.5 sets CACHE_SERIALIZER here once it has built the cache
         self.storage = cast("Storage", adopt(self, serializer))
         self._serializer = serializer
+        if self._split is not None:
+            self._split = _split_of(self.storage)
 
     # -- construction from Flask-Caching config ----------------------------------------------
 
@@ -78,8 +95,12 @@ class TsotCache(RedisApi, BaseCache):
         """
         settings = cls.settings(config, args, kwargs)
         add_commands(app)
+        stampede = read_stampede(config, settings)
         cache = cls(
-            open_storage(settings), settings.default_timeout, settings.ignore_delete_many_errors
+            open_storage(settings),
+            settings.default_timeout,
+            settings.ignore_delete_many_errors,
+            stampede,
         )
         cache.settings_used = settings
         return cache
@@ -120,7 +141,14 @@ class TsotCache(RedisApi, BaseCache):
         return to_core(timeout, self._default_ttl)
 
     def get(self, key: str) -> Any:
-        """The cached value, or None when the key is missing, expired or fails its signature."""
+        """The cached value, or None when the key is missing, expired or fails its signature.
+
+        With CACHE_TSOT_STAMPEDE a None makes this thread the one that computes the value
+        (until its ``set`` of the key); others wait for it (docs/stampede.md#flask).
+        """
+        if self._split is not None:
+            value = self._split.get(key)
+            return None if value is MISSING else value
         return self.storage.load(key)
 
     def get_many(self, *keys: str) -> list[Any]:
@@ -132,6 +160,9 @@ class TsotCache(RedisApi, BaseCache):
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value``; True. Timeout None = the default, 0 = never expires, < 0 = expired."""
+        if self._split is not None:
+            self._split.set(key, value, self._ttl(timeout))
+            return True
         self.storage.store(key, value, self._ttl(timeout))
         return True
 

@@ -78,6 +78,11 @@ class RawRedis:
         return Api(get, set, add, delete, incr, get_many, set_many, True)
 
 
+LOCAL = "tsot_django RedisCache, local_cache"
+MEMORY_REF = "tsot_django MemoryCache (reference)"
+"""In the Redis table so that the local cache's targets compare rows of one run."""
+
+
 def redis_kind(where: str, _tmp: Path) -> Kind:
     url = f"redis://{where}/0"
 
@@ -96,6 +101,11 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
         "redis-django": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
         "redis-django-redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url},
         "redis-tsot": {"BACKEND": "tsot_django.RedisCache", "LOCATION": url},
+        "redis-tsot-local": {
+            "BACKEND": "tsot_django.TsotCache",
+            "LOCATION": f"{url}?local_cache=1",
+        },
+        "redis-tsot-memory": {"BACKEND": "tsot_django.MemoryCache", "LOCATION": "bench-redis-ref"},
     }
     sync_raw = Contender("redis-py + hiredis", "raw", api=lambda: raw().api())
     dj_redis = django("Django RedisCache", "peer", "redis-django")
@@ -114,6 +124,8 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
         dj_tsot,
         flask("tsot_flask RedisCache", "tsot",
               {"CACHE_TYPE": "tsot_flask.RedisCache", "CACHE_REDIS_URL": url}),
+        django(LOCAL, "tsot", "redis-tsot-local"),
+        django(MEMORY_REF, "ref", "redis-tsot-memory"),
     ]  # fmt: skip
     async_contenders = [
         Contender("redis.asyncio", "raw", aapi=raw_async),

@@ -25,7 +25,9 @@ from tests.servers.proc import Server, free_port, need_program, unavailable, wai
 CONTRACT_SPECS = [
     Spec("redis", "redis_target", ("server",)),
     Spec("redis-resp3", "redis_resp3_target", ("server",)),
+    Spec("redis-local", "redis_local_target", ("server",)),
     Spec("redis-cluster", "redis_cluster_target", ("server",)),
+    Spec("redis-cluster-local", "redis_cluster_local_target", ("server",)),
     Spec("redis-sentinel", "redis_sentinel_target", ("server",)),
 ]
 
@@ -324,8 +326,28 @@ def redis_resp3_target(redis_url: str) -> Target:
 
 
 @pytest.fixture
+def redis_local_target(redis_url: str) -> Iterator[Target]:
+    """The single server again, through the local cache (``local_cache=true``)."""
+    from tsot.backends.redis_cached import close_all
+
+    yield Target(url=f"{redis_url}?local_cache=true", caps=frozenset({"bigint", "server"}))
+    close_all()
+
+
+@pytest.fixture
 def redis_cluster_target(redis_cluster_url: str) -> Target:
     return Target(url=redis_cluster_url, caps=frozenset({"bigint", "server"}))
+
+
+@pytest.fixture
+def redis_cluster_local_target(redis_cluster_url: str) -> Iterator[Target]:
+    """The Cluster through the local cache: one invalidation connection per primary."""
+    from tsot.backends.redis_cached import close_all
+
+    yield Target(
+        url=f"{redis_cluster_url}?local_cache=true", caps=frozenset({"bigint", "server"})
+    )
+    close_all()
 
 
 @pytest.fixture

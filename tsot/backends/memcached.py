@@ -9,6 +9,7 @@ a transport. docs/backends/memcached.md describes every quirk and how it is hand
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
 from ..config import Location, Option
@@ -274,15 +275,22 @@ class MemcachedAsync(_Base):
     __slots__ = ()
 
     async def _run(
-        self, make: MakeOp, idempotent: bool = True, routed: bool = True, attempt: int = 0
+        self,
+        make: MakeOp,
+        idempotent: bool = True,
+        routed: bool = True,
+        attempt: int = 0,
+        asked: float = 0.0,
     ) -> Any:
+        """Run the full operation; ``asked`` (``monotonic()`` of the call) makes its TTLs count
+        from the call: a step sent a second or more later has those seconds taken off."""
         transport, policy = self.loc.aio, self.loc.policy
         while True:
             op = make()
             try:
                 step = next(op)
                 while True:
-                    step = op.send(await transport.execute(step, not idempotent))
+                    step = op.send(await transport.execute(step, not idempotent, asked))
             except StopIteration as done:
                 return done.value
             except StepFailed as failed:
@@ -337,6 +345,7 @@ class MemcachedAsync(_Base):
         return await self._run(lambda: ops.get_many(self.ns, keys), attempt=attempt)  # type: ignore[no-any-return]
 
     async def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
+        asked = monotonic() if ttl_ms is not None else 0.0
         ready, attempt = self.ready(key, limits=True), 0
         if ready is not None:
             s, gen = ready
@@ -348,7 +357,10 @@ class MemcachedAsync(_Base):
                 if done is not AGAIN:
                     return done
         made = await self._run(
-            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
+            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode),
+            not mode,
+            attempt=attempt,
+            asked=asked,
         )
         return made[0]  # type: ignore[no-any-return]
 
@@ -356,6 +368,7 @@ class MemcachedAsync(_Base):
         await self._store(key, value, ttl_ms, b"")
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
+        asked = monotonic() if ttl_ms is not None else 0.0
         batch, attempt = self.batch([k for k, _ in items], limits=True), 0
         if batch is not None:
             replies = await self._step(self.set_step(batch, items, ttl_ms), True)
@@ -363,7 +376,7 @@ class MemcachedAsync(_Base):
                 attempt = replies
             elif self.stored_all(batch, len(items), replies) is not AGAIN:
                 return
-        await self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt)
+        await self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt, asked=asked)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         return await self._store(key, value, ttl_ms, b" ME")
@@ -392,7 +405,8 @@ class MemcachedAsync(_Base):
         return await self._run(lambda: ops.ttl(self.ns, key))  # type: ignore[no-any-return]
 
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
-        return await self._run(lambda: ops.expire(self.ns, key, ttl_ms))  # type: ignore[no-any-return]
+        asked = monotonic() if ttl_ms is not None else 0.0
+        return await self._run(lambda: ops.expire(self.ns, key, ttl_ms), asked=asked)  # type: ignore[no-any-return]
 
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
         flags, attempt = ops.native_incr(delta, create), 0

@@ -13,12 +13,14 @@ import ipaddress
 import socket
 import weakref
 from asyncio import get_running_loop
+from time import monotonic
 from typing import Any
 
+from .loop_lag import within
 from .memcached_cluster import Address, Cluster, StaleConnection, StepFailed
 from .memcached_ops import Replies, Step
 from .memcached_pipeline import Pipeline
-from .memcached_proto import Reply, SharedRead
+from .memcached_proto import Reply, SharedRead, retime
 
 
 async def _open(address: Address, loop: asyncio.AbstractEventLoop) -> socket.socket:
@@ -44,8 +46,16 @@ async def _open(address: Address, loop: asyncio.AbstractEventLoop) -> socket.soc
     return sock
 
 
-def _request(conn: Pipeline, cmds: list[bytes], fresh: bool) -> asyncio.Future[list[Reply]]:
-    """Queue a server's commands; a leading SharedRead goes as the write's shared head."""
+def _request(
+    conn: Pipeline, cmds: list[bytes], fresh: bool, asked: float = 0.0
+) -> asyncio.Future[list[Reply]]:
+    """Queue a server's commands; a leading SharedRead goes as the write's shared head.
+
+    ``asked``: ``monotonic()`` of the call; the whole seconds since are taken off the commands'
+    relative TTLs (the pipeline takes off those the request then waits to be written).
+    """
+    if asked and (held := int(monotonic() - asked)):
+        cmds = [c if c.__class__ is SharedRead else retime(c, held) for c in cmds]
     if cmds and cmds[0].__class__ is SharedRead:
         return conn.request(b"".join(cmds[1:]), len(cmds) - 1, cmds[0], fresh)
     return conn.request(b"".join(cmds), len(cmds), None, fresh)
@@ -106,7 +116,7 @@ class AsyncTransport:
         try:
             opening = _open(self.cluster.servers[server].address, loop)
             try:
-                sock = await asyncio.wait_for(opening, self.connect_timeout)
+                sock = await within(opening, self.connect_timeout)  # a busy loop is not counted
             except asyncio.TimeoutError as exc:  # say which timeout: this one is connect's
                 raise ConnectionError(
                     f"no connection within connect_timeout={self.connect_timeout:g} s"
@@ -121,10 +131,11 @@ class AsyncTransport:
         pending.set_result(conn)
         return conn
 
-    async def execute(self, step: Step, fresh: bool = False) -> Replies:
+    async def execute(self, step: Step, fresh: bool = False, asked: float = 0.0) -> Replies:
         """Send each server its commands, then await every reply; StepFailed names failures
         (each with whether any byte of its request was written). ``fresh``: a request that
-        must not run twice is not written on a connection the server has closed."""
+        must not run twice is not written on a connection the server has closed. ``asked``:
+        ``monotonic()`` of the call, so TTLs count from it (``_request``)."""
         cluster, loop = self.cluster, asyncio.get_running_loop()
         conns = self.connections(loop)
         if len(step) == 1:  # the common case, without the bookkeeping of several servers
@@ -133,7 +144,7 @@ class AsyncTransport:
                 if conn.__class__ is not Pipeline or conn.closed or cluster.is_dead(s):
                     break
                 try:
-                    replies = await _request(conn, cmds, fresh)
+                    replies = await _request(conn, cmds, fresh, asked)
                 except OSError as exc:
                     raise StepFailed({s: (exc, not isinstance(exc, StaleConnection))}) from None
                 if cluster._dead:
@@ -149,7 +160,7 @@ class AsyncTransport:
                 conn = conns.get(s)
                 if conn.__class__ is not Pipeline or conn.closed:
                     conn = await self._connect(s, loop)
-                futures[s] = _request(conn, cmds, fresh)
+                futures[s] = _request(conn, cmds, fresh, asked)
             except Exception as exc:
                 failures[s] = (exc, False)
         out: Replies = {}

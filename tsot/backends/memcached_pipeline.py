@@ -16,8 +16,13 @@ command's reply.
   which tells the retry policy they never reached the server.
 - At most ``max_inflight`` commands are written and unanswered; further requests wait, in
   order, unwritten (back-pressure: memory stays bounded whatever the callers do).
-- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives (a big
-  write whose replies keep coming is not cut short); one timer per connection.
+- ``timeout`` bounds the wait for the oldest unanswered write while no byte arrives or leaves
+  (a big write whose replies keep coming is not cut short); one timer per connection. The
+  clock starts when the request is written, so time the loop spends on other tasks before the
+  write never counts against the server.
+- A request written a second or more after it was made (the loop was busy, or back-pressure
+  held it) has those whole seconds taken off its relative TTLs (``retime``): expiry counts
+  from the call.
 
 The socket is read through ``loop.add_reader`` instead of an asyncio transport, so a
 connection left behind by an event loop that was closed is released quietly when collected.
@@ -32,7 +37,7 @@ from collections import deque
 from typing import Final
 
 from .memcached_cluster import StaleConnection
-from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser
+from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser, retime
 from .memcached_stream import readable_now
 
 _RECV: Final = 256 * 1024
@@ -60,6 +65,7 @@ class Pipeline:
 
     __slots__ = (
         "__weakref__",
+        "_asked",
         "_backlog",
         "_burst",
         "_fd",
@@ -102,12 +108,15 @@ class Pipeline:
         self._queued: list[Waiter] = []
         self._queued_count = 0
         self._heads: dict[bytes, int] = {}  # shared heads of the next write -> reply position
-        self._backlog: deque[tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]]]] = deque()
+        self._backlog: deque[
+            tuple[bytes, int, bytes | None, asyncio.Future[list[Reply]], float]
+        ] = deque()  # (data, count, head, fut, loop time of the request)
         self._wbuf = bytearray()  # bytes the socket did not take yet
         self._scheduled = False
+        self._asked: list[tuple[int, float]] = []  # (index in _out, loop time) of held requests
         self._burst = False  # many waiters were just woken: their requests will follow
         self._timer: asyncio.TimerHandle | None = None
-        self._last_read = 0.0  # loop time of the last bytes received
+        self._last_read = 0.0  # loop time of the last bytes received, or sent after a full socket
         self.inflight = 0
         """Commands queued or written and not answered yet."""
         self.peak_inflight = 0
@@ -146,20 +155,29 @@ class Pipeline:
         fut = loop.create_future()
         inflight = self.inflight
         if self._backlog or (inflight and inflight + count + 1 > self.max_inflight):
-            self._backlog.append((data, count, head, fut))
+            self._backlog.append((data, count, head, fut, loop.time()))
             return fut
-        self._queue(data, count, head, fut)
-        if not self._scheduled:
-            if self._sent or self._burst:  # gather what other tasks queue in this iteration
-                self._scheduled = True
-                loop.call_soon(self._flush)
-            else:  # idle: nothing to wait for, write now (one task costs no extra turn)
-                self._flush()
+        if self._scheduled:
+            self._queue(data, count, head, fut, loop.time())  # written on a later turn
+        elif self._sent or self._burst:  # gather what other tasks queue in this iteration
+            self._queue(data, count, head, fut, loop.time())
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        else:  # idle: nothing to wait for, write now (one task costs no extra turn)
+            self._queue(data, count, head, fut)
+            self._flush()
         return fut
 
     def _queue(
-        self, data: bytes, count: int, head: bytes | None, fut: asyncio.Future[list[Reply]]
+        self,
+        data: bytes,
+        count: int,
+        head: bytes | None,
+        fut: asyncio.Future[list[Reply]],
+        asked: float = 0.0,
     ) -> None:
+        """Add a request to the next write; ``asked`` (loop time of the request) if that write
+        may come later, so ``_flush`` can take the wait off its TTLs."""
         at = -1
         if head is not None:
             heads = self._heads
@@ -173,6 +191,8 @@ class Pipeline:
                 count_head = 0
         else:
             count_head = 0
+        if asked:
+            self._asked.append((len(self._out), asked))
         self._out.append(data)
         self._queued.append((self._queued_count, count, at, fut))
         self._queued_count += count
@@ -181,6 +201,7 @@ class Pipeline:
             self.peak_inflight = inflight
 
     def _flush(self) -> None:
+        asked, self._asked = self._asked, []
         self._scheduled = self._burst = False
         if self._sock is None or not self._queued:
             return
@@ -188,9 +209,13 @@ class Pipeline:
         if loop is None:
             return
         out = self._out
+        now = loop.time()
+        for i, at in asked:  # held a second or more (a busy loop): TTLs count from the request
+            if now - at >= 1.0:
+                out[i] = retime(out[i], int(now - at))
         out.append(MN)
         data = b"".join(out)
-        self._sent.append(_Write(self._queued, self._queued_count, loop.time()))
+        self._sent.append(_Write(self._queued, self._queued_count, now))
         self.writes += 1
         self._out, self._queued, self._queued_count = [], [], 0
         if self._heads:
@@ -222,10 +247,13 @@ class Pipeline:
             self.fail(exc)
             return
         del self._wbuf[:sent]
+        loop = self._loop()
+        if loop is None:
+            return
+        if sent:  # the server takes our bytes: progress, as replies are (a big write, a slow loop)
+            self._last_read = loop.time()
         if not self._wbuf:
-            loop = self._loop()
-            if loop is not None:
-                loop.remove_writer(self._fd)
+            loop.remove_writer(self._fd)
 
     def _on_readable(self) -> None:
         sock = self._sock
@@ -278,7 +306,7 @@ class Pipeline:
         """Queue backlogged requests while the in-flight bound allows (never reordered)."""
         backlog, queued = self._backlog, False
         while backlog:
-            data, count, head, fut = backlog[0]
+            data, count, head, fut, asked = backlog[0]
             if fut.done():  # cancelled before it was written: never sent
                 backlog.popleft()
                 continue
@@ -286,12 +314,18 @@ class Pipeline:
             if inflight and inflight + count + 1 > self.max_inflight:
                 break
             backlog.popleft()
-            self._queue(data, count, head, fut)
+            self._queue(data, count, head, fut, asked)  # _flush takes the wait off its TTLs
             queued = True
         if queued and not self._scheduled:
             self._flush()
 
     def _check_timeout(self) -> None:
+        """No byte in or out for ``timeout`` seconds since the oldest unanswered write = stalled.
+
+        It measures the server, not the loop: ``sent_at`` is the write itself, and asyncio polls
+        for I/O before it runs a timer that came due, then runs the I/O callbacks first, so
+        every byte that arrived before the deadline has been read when this runs.
+        """
         self._timer = None
         loop = self._loop()
         if not self._sent or loop is None or self.timeout is None:
@@ -308,6 +342,7 @@ class Pipeline:
         sent, queued, backlog = self._sent, self._queued, self._backlog
         self._sent, self._queued, self._backlog = deque(), [], deque()
         self._out, self._got, self._heads, self.inflight = [], [], {}, 0
+        self._asked = []
         for write in sent:
             for *_, fut in write.waiters:
                 if not fut.done():

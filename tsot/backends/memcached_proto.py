@@ -275,6 +275,35 @@ def exptime(ttl_ms: int | None, clock: Callable[[], float] = time.time) -> int:
     return min(int(clock()) + seconds, ABSOLUTE_MAX)
 
 
+def retime(data: bytes, seconds: int) -> bytes:
+    """``data`` (meta commands) with each relative TTL flag (``T<n>``, 0 < n <= 30 days) of its
+    ``ms``/``mg``/``ma`` commands shortened by ``seconds``; one that runs out becomes ``T-1``
+    (memcached: expired at once). Never (``T0``) and absolute times are left as they are.
+
+    For a write the event loop held back ``seconds`` after the caller asked: its TTL counts
+    from the call, not from when it reaches the server.
+    """
+    out: list[bytes] = []
+    pos, size = 0, len(data)
+    while pos < size:
+        end = data.index(b"\r\n", pos)
+        line, pos = data[pos:end], end + 2
+        parts = line.split(b" ")
+        verb = parts[0]
+        if verb in (b"ms", b"mg", b"ma"):
+            for i in range(3 if verb == b"ms" else 2, len(parts)):
+                token = parts[i]
+                if token[:1] == b"T" and 0 < (t := int(token[1:])) <= RELATIVE_MAX:
+                    parts[i] = b"T%d" % (t - seconds if t > seconds else -1)
+                    line = b" ".join(parts)
+        out.append(line + b"\r\n")
+        if verb == b"ms":  # its value block follows, whatever bytes it holds
+            block = int(parts[2]) + 2
+            out.append(data[pos : pos + block])
+            pos += block
+    return b"".join(out)
+
+
 def remaining_ms(t: int) -> int:
     """Remaining milliseconds from memcached's ``t`` flag (-1 = no expiry, passed through).
 

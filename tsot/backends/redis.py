@@ -11,7 +11,7 @@ import asyncio
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import require
 
@@ -32,8 +32,12 @@ from .base import shared  # noqa: E402
 from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
 from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
 from .redis_info import UNKNOWN, stats_steps  # noqa: E402
+from .redis_local import settings  # noqa: E402
 from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
 from .redis_transport import Transport, open_transport  # noqa: E402
+
+if TYPE_CHECKING:
+    from .redis_cached import LocalCachedAsync, LocalCachedSync
 
 T = TypeVar("T")
 
@@ -147,6 +151,11 @@ class RedisSync:
         groups = ops.slot_groups(keys, self._cluster)
         replies = self._t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
+
+    @_sync
+    def get_ttl(self, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
+        """Each key's value and PTTL, in one round trip (the local cache's misses)."""
+        return ops.pairs(self._t.pipeline(ops.get_ttl_cmds(keys), read=True))
 
     @_sync
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
@@ -308,8 +317,15 @@ class RedisAsync:
         replies = await t.pipeline(ops.grouped("MGET", keys, groups), read=True)
         return ops.mget_result(len(keys), groups, replies)
 
+    @_async
+    async def get_ttl(self, keys: Sequence[bytes]) -> list[tuple[bytes | None, int]]:
+        """See ``RedisSync.get_ttl``."""
+        return ops.pairs(await (await self._tp()).pipeline(ops.get_ttl_cmds(keys), read=True))
+
+    # Writes carry an absolute deadline (PXAT, PEXPIREAT) taken when the caller asked: the
+    # command may reach the server a loop turn later, or seconds later on a busy loop.
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        cmd = ops.set_cmd(key, value, ttl_ms)
+        cmd = ops.set_at_cmd(key, value, ttl_ms)
         try:
             await self._send(cmd)
         except RedisError as exc:
@@ -317,11 +333,12 @@ class RedisAsync:
 
     @_async
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        t = await self._tp()
-        await t.pipeline(ops.set_many_cmds(items, ttl_ms, t.cluster))
+        cluster = self._family.cfg.topology == "cluster"
+        cmds = ops.set_many_at_cmds(items, ttl_ms, cluster)  # the deadline: before any await
+        await (await self._tp()).pipeline(cmds)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        cmd = ops.set_cmd(key, value, ttl_ms, nx=True)
+        cmd = ops.set_at_cmd(key, value, ttl_ms, nx=True)
         try:
             return await self._send(cmd) is not None
         except RedisError as exc:
@@ -355,7 +372,8 @@ class RedisAsync:
 
     @_async
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
-        return bool((await (await self._tp()).pipeline(ops.expire_cmds(key, ttl_ms)))[-1])
+        cmds = ops.expire_at_cmds(key, ttl_ms)
+        return bool((await (await self._tp()).pipeline(cmds))[-1])
 
     @_async
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
@@ -418,16 +436,30 @@ class RedisBackend:
     @classmethod
     def check(cls, location: Location, options: Mapping[str, Any]) -> None:
         """Check the configuration without connecting (open connects on first use)."""
-        parse(location, options)
+        settings(options, parse(location, options).name)
 
     @classmethod
-    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> RedisSync:
+    def open(
+        cls, location: Location, options: Mapping[str, Any], prefix: bytes
+    ) -> RedisSync | LocalCachedSync:
         cfg = parse(location, options)
-        return RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)), cfg.db)
+        backend = RedisSync(shared(("redis", cfg.key), lambda: open_transport(cfg)), cfg.db)
+        local = settings(options, cfg.name)
+        if local is None:
+            return backend
+        from .redis_cached import LocalCachedSync, tracking
+
+        return LocalCachedSync(backend, tracking(cfg, local, prefix))
 
     @classmethod
     def open_async(
         cls, location: Location, options: Mapping[str, Any], prefix: bytes
-    ) -> RedisAsync:
+    ) -> RedisAsync | LocalCachedAsync:
         cfg = parse(location, options)
-        return RedisAsync(shared(("redis-async", cfg.key), lambda: LoopTransports(cfg)))
+        backend = RedisAsync(shared(("redis-async", cfg.key), lambda: LoopTransports(cfg)))
+        local = settings(options, cfg.name)
+        if local is None:
+            return backend
+        from .redis_cached import LocalCachedAsync, tracking
+
+        return LocalCachedAsync(backend, tracking(cfg, local, prefix))

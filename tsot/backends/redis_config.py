@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from ..config import Location, Option
 from ..errors import ConfigurationError
+from .redis_local import OPTIONS as LOCAL_OPTIONS
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 """Redis refuses bulk strings above ``proto-max-bulk-len`` (512 MB by default)."""
@@ -108,6 +109,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sentinel_password", str, None, "Password for the Sentinels.", secret=True, nullable=True
     ),
+    *LOCAL_OPTIONS,
 )
 
 SCHEMES: Final[Mapping[str, str]] = {

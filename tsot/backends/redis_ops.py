@@ -8,7 +8,8 @@ replies, so each backend only sends what they yield.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final
 
 from redis.crc import key_slot
@@ -127,6 +128,19 @@ def set_cmd(key: bytes, value: bytes, ttl_ms: int | None, nx: bool = False) -> C
     return cmd if ttl_ms is None else (*cmd, "PX", ttl_ms)
 
 
+def set_at_cmd(
+    key: bytes,
+    value: bytes,
+    ttl_ms: int | None,
+    nx: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Cmd:
+    """``SET key value [NX] [PXAT now + ms]``: the TTL counts from this call, not from when the
+    command reaches the server (asyncio: the loop may run other tasks first). Redis 6.2+."""
+    cmd = set_cmd(key, value, None, nx)
+    return cmd if ttl_ms is None else (*cmd, "PXAT", int(clock() * 1000) + ttl_ms)
+
+
 def ttl_result(reply: int) -> int:
     """PTTL's reply in the protocol's terms (-1 and -2 are the same numbers, named)."""
     if reply == -1:
@@ -141,6 +155,25 @@ def expire_cmds(key: bytes, ttl_ms: int | None) -> list[Cmd]:
     if ttl_ms is None:
         return [("PERSIST", key), ("EXISTS", key)]
     return [("PEXPIRE", key, ttl_ms)]
+
+
+def get_ttl_cmds(keys: Sequence[bytes]) -> list[Cmd]:
+    """GET and PTTL of each key, side by side (one round trip; per key, one slot)."""
+    return [cmd for key in keys for cmd in (("GET", key), ("PTTL", key))]
+
+
+def pairs(replies: Sequence[Any]) -> list[tuple[bytes | None, int]]:
+    """The replies of ``get_ttl_cmds``: (value, PTTL) per key."""
+    return list(zip(replies[::2], replies[1::2], strict=True))
+
+
+def expire_at_cmds(
+    key: bytes, ttl_ms: int | None, clock: Callable[[], float] = time.time
+) -> list[Cmd]:
+    """``expire_cmds`` with ``PEXPIREAT now + ms``: the TTL counts from this call."""
+    if ttl_ms is None:
+        return expire_cmds(key, None)
+    return [("PEXPIREAT", key, int(clock() * 1000) + ttl_ms)]
 
 
 def is_wrongtype(exc: ResponseError) -> bool:
@@ -188,6 +221,21 @@ def set_many_cmds(
     if ttl_ms is None:
         return [("SET", k, v) for k, v in items]
     return [("SET", k, v, "PX", ttl_ms) for k, v in items]
+
+
+def set_many_at_cmds(
+    items: Sequence[tuple[bytes, bytes]],
+    ttl_ms: int | None,
+    cluster: bool,
+    clock: Callable[[], float] = time.time,
+) -> list[Cmd]:
+    """``set_many_cmds`` with one ``PXAT`` deadline for every item, counted from this call."""
+    if ttl_ms is None:
+        return set_many_cmds(items, None, cluster)
+    for key, value in items:
+        check_size(key, value)
+    at = int(clock() * 1000) + ttl_ms
+    return [("SET", k, v, "PXAT", at) for k, v in items]
 
 
 # -- multi-step operations -----------------------------------------------------------------------

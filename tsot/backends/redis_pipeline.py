@@ -33,6 +33,8 @@ from redis.exceptions import (
     TimeoutError,
 )
 
+from .loop_lag import within
+
 try:
     from hiredis import Reader as _Reader
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
@@ -125,7 +127,9 @@ class PipelinedConnection(asyncio.Protocol):
         self._waiters: collections.deque[Any] = collections.deque()  # Future | _Batch
         self._wbuf: list[bytes] = []
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._progress = 0.0  # loop time of the last reply, or of the first command after idle
+        self._progress = 0.0  # loop time of the last bytes received, or of the write after idle
+        self._paused = False  # the transport holds more than its high-water mark: a big write
+        self._unsent = 0  # bytes it held at the last write or check while paused
         self._watchdog: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -135,6 +139,19 @@ class PipelinedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f"connection to {self.name} lost" + (f": {exc}" if exc else "")
         self._fail(ConnectionError(reason))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._unsent = self._unsent_now()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._progress = self.loop.time()  # the server took the big write: progress
+
+    def _unsent_now(self) -> int:
+        if not self._paused or self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size()
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -163,9 +180,9 @@ class PipelinedConnection(asyncio.Protocol):
                     waiter.set_exception(error(reply))
                 else:
                     waiter.set_result(reply)
+        self._progress = self.loop.time()  # any byte is progress: a long reply is arriving
         if done:
             self.pending -= done
-            self._progress = self.loop.time()
             if self._room and self.pending < self.max_inflight:
                 self._wake_room()
 
@@ -178,8 +195,6 @@ class PipelinedConnection(asyncio.Protocol):
             raise ValueError(f"{args[0]!r} would block or change the shared connection")
         fut = self.loop.create_future()
         # _queue, inlined: this is the hot path of every single-key operation
-        if not self._waiters:
-            self._idle_ended()
         self._waiters.append(fut)
         self.pending += 1
         if not self._wbuf:
@@ -201,26 +216,32 @@ class PipelinedConnection(asyncio.Protocol):
         return fut
 
     def _queue(self, data: bytes, waiter: Any, n: int) -> None:
-        if not self._waiters:
-            self._idle_ended()
         self._waiters.append(waiter)
         self.pending += n
         if not self._wbuf:
             self.loop.call_soon(self._flush)
         self._wbuf.append(data)
 
-    def _idle_ended(self) -> None:
-        """The first command after idle starts the stall clock (and the watchdog, if off)."""
-        self._progress = self.loop.time()
-        if self._watchdog is None and self.timeout is not None:
-            self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
-
     def _flush(self) -> None:
         buf = self._wbuf
         if not buf or self._transport is None:
             return
         self._wbuf = []
+        if len(self._waiters) == len(buf):  # nothing written awaits a reply: idle until now
+            self._clock_starts()
         self._transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
+        if self._paused:  # more for a big write in progress
+            self._unsent = self._unsent_now()
+
+    def _clock_starts(self) -> None:
+        """The first write after idle starts the stall clock (and the watchdog, if off).
+
+        At the write, not when the command was queued: the loop may run other tasks' blocking
+        code in between, and that time is the loop's, not the server's.
+        """
+        self._progress = self.loop.time()
+        if self._watchdog is None and self.timeout is not None:
+            self._watchdog = self.loop.call_at(self._progress + self.timeout, self._check)
 
     async def room(self) -> None:
         """Wait until fewer than ``max_inflight`` commands are in flight."""
@@ -239,15 +260,29 @@ class PipelinedConnection(asyncio.Protocol):
 
     # -- failure -------------------------------------------------------------------------------
     def _check(self) -> None:
-        """The watchdog: no reply for ``timeout`` seconds while commands wait = stalled."""
+        """The watchdog: no byte for ``timeout`` seconds while written commands wait = stalled
+        (bytes of a big write that the socket takes count as progress too).
+
+        It measures the server, not the loop: the clock starts at the write, and asyncio polls
+        for I/O before it runs a timer that came due, then runs the I/O callbacks first, so
+        every byte that arrived before the deadline has been read when this runs, however long
+        other tasks kept the loop busy.
+        """
         self._watchdog = None
-        if not self._waiters or self.lost is not None or self.timeout is None:
-            return
+        if len(self._waiters) == len(self._wbuf) or self.lost is not None or self.timeout is None:
+            return  # nothing written waits (the next write starts the clock again)
         deadline = self._progress + self.timeout
-        if self.loop.time() >= deadline:
-            self.abort(TimeoutError(f"Timeout reading from {self.name}"))
-        else:
-            self._watchdog = self.loop.call_at(deadline, self._check)
+        now = self.loop.time()
+        if now >= deadline:
+            # a big write the socket takes bit by bit (the loop was busy meanwhile): the server
+            # reads, so it is alive; it answers once the last byte is in
+            unsent = self._unsent_now()
+            if not unsent or unsent >= self._unsent:
+                self.abort(TimeoutError(f"Timeout reading from {self.name}"))
+                return
+            self._unsent, self._progress = unsent, now
+            deadline = now + self.timeout
+        self._watchdog = self.loop.call_at(deadline, self._check)
 
     def abort(self, exc: BaseException) -> None:
         """Fail every waiter with ``exc`` and close the connection for good."""
@@ -351,7 +386,7 @@ async def open_connection(
                 ssl=context,
                 server_hostname=address[0] if context is not None else None,
             )
-        await asyncio.wait_for(opening, conn["socket_connect_timeout"])
+        await within(opening, conn["socket_connect_timeout"])  # a busy loop is not counted
     except asyncio.TimeoutError as exc:  # first: on 3.11+ it is the builtin, an OSError
         proto.close()
         raise TimeoutError(f"Timeout connecting to {name}") from exc

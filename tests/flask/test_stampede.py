@@ -1,0 +1,161 @@
+"""CACHE_TSOT_STAMPEDE: Flask-Caching's cached and memoize compute a missing value once across
+32 threads, on one tsot_flask class per storage kind; the CACHE_TSOT_* keys are checked."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.flask.conftest import Harness
+from tests.stampede_support import BOUND, Gate, Waiters, eventually
+from tsot import ConfigurationError, readthrough
+
+N = 32
+
+
+@pytest.fixture
+def waiters(monkeypatch: pytest.MonkeyPatch) -> Waiters:
+    w = Waiters()
+    monkeypatch.setattr(readthrough, "DEFAULT_TIMING", w.timing(time.time))
+    return w
+
+
+def _concurrently(call: Any, gate: Gate, waiters: Waiters) -> list[Any]:
+    barrier = threading.Barrier(N)
+
+    def one() -> Any:
+        barrier.wait(BOUND)
+        return call()
+
+    with ThreadPoolExecutor(N) as pool:
+        futures = [pool.submit(one) for _ in range(N)]
+        try:
+            eventually(
+                lambda: len(waiters.seen) >= N - 1 or any(f.done() for f in futures),
+                f"{N - 1} waiters",
+            )
+            for f in futures:
+                if f.done():
+                    f.result()  # a call that failed: raise its error
+            eventually(lambda: gate.calls == 1, "the first compute")
+        finally:
+            gate.release()
+        return [f.result(BOUND) for f in futures]
+
+
+def test_memoize_computes_once(per_storage: Harness, waiters: Waiters) -> None:
+    app, cache = per_storage.app(CACHE_TSOT_STAMPEDE=True)
+    gate = Gate("sync")
+
+    @cache.memoize(60)
+    def report(n: int) -> str:
+        return f"{gate.fn()}-{n}"
+
+    # memoize makes its version key on a first call, racily (concurrent first calls can make
+    # different versions, so different keys): a first call made it, as in a running app
+    gate.release()
+    with app.app_context():
+        assert report(1) == "v1-1"
+    gate = Gate("sync")
+
+    def call() -> str:
+        with app.app_context():
+            return report(7)
+
+    assert _concurrently(call, gate, waiters) == ["v1-7"] * N
+    assert gate.calls == 1
+    with app.app_context():
+        assert report(7) == "v1-7"
+        assert report(1) == "v1-1"
+        cache.clear()
+
+
+def test_cached_view_renders_once(per_storage: Harness, waiters: Waiters) -> None:
+    app, cache = per_storage.app(CACHE_TSOT_STAMPEDE=True)
+    gate = Gate("sync", "page")
+
+    @app.route("/report")
+    @cache.cached(60)
+    def view() -> str:
+        return gate.fn()
+
+    def call() -> bytes:
+        return app.test_client().get("/report").data
+
+    assert _concurrently(call, gate, waiters) == [b"page1"] * N
+    assert gate.calls == 1
+    with app.app_context():
+        cache.clear()
+
+
+def test_without_the_switch_every_miss_computes(per_storage: Harness) -> None:
+    app, cache = per_storage.app()
+    calls: list[int] = []
+
+    @cache.memoize(60)
+    def f() -> int:
+        calls.append(1)
+        return len(calls)
+
+    with app.app_context():
+        assert f() == 1 and f() == 1
+        assert cache.cache._split is None  # plain get and set
+        cache.clear()
+
+
+def test_a_failed_compute_leaves_the_lease_to_expire(per_storage: Harness) -> None:
+    app, cache = per_storage.app(CACHE_TSOT_STAMPEDE=True, CACHE_TSOT_LEASE_TIMEOUT=30)
+
+    @cache.memoize(60)
+    def f() -> int:
+        raise RuntimeError("down")
+
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            f()
+        # the same thread asks again: it holds the lease and computes at once (no wait)
+        with pytest.raises(RuntimeError):
+            f()
+        cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CACHE_TSOT_STAMPEDE", "maybe"),
+        ("CACHE_TSOT_GRACE", -1),
+        ("CACHE_TSOT_BETA", "eager"),
+        ("CACHE_TSOT_LEASE_TIMEOUT", 0),
+    ],
+)
+def test_bad_keys_are_named(per_storage: Harness, key: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        per_storage.backend(**{"CACHE_TSOT_STAMPEDE": True, key: value})
+
+
+def test_the_keys_reach_the_storage(per_storage: Harness) -> None:
+    backend = per_storage.backend(
+        CACHE_TSOT_STAMPEDE="true",
+        CACHE_TSOT_GRACE=5,
+        CACHE_TSOT_BETA=2,
+        CACHE_TSOT_LEASE_TIMEOUT=3,
+    )
+    assert backend.storage.policy == (True, 5.0, 2.0, 3.0)
+
+
+def test_a_callable_prefix_is_refused_by_name() -> None:
+    from flask import Flask
+    from flask_caching import Cache
+
+    app = Flask("stampede_prefix")
+    app.config.update(
+        CACHE_TYPE="tsot_flask.MemoryCache",
+        CACHE_KEY_PREFIX=lambda: "tenant_",
+        CACHE_TSOT_STAMPEDE=True,
+    )
+    with pytest.raises(ConfigurationError, match="CACHE_TSOT_STAMPEDE"):
+        Cache(app)

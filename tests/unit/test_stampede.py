@@ -1,0 +1,176 @@
+"""The pure stampede decisions (XFetch, grace, entry times), the entry format and the options."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tsot import ConfigurationError, Storage
+from tsot.codec import MISS, Codec, Signer
+from tsot.stampede import Entry, Freshness, Policy, entry_times, freshness
+
+SECRET = "s" * 32
+POLICY = Policy(grace=5.0, beta=1.0)
+
+
+def test_a_value_without_soft_expiry_is_always_fresh() -> None:
+    assert freshness(Entry("v", None, None), 1e12, POLICY, 0.999) is Freshness.FRESH
+
+
+def test_xfetch_refreshes_with_a_lead_of_delta_plus_delta_beta_ln_1_over_u() -> None:
+    entry = Entry("v", 100.0, 2.0)  # expires at 100, took 2 s to compute
+    # u = 1 - r; the lead is the compute time plus 2 * ln(1 / u): r = 0.5 gives 2 + 1.386 s
+    lead = 2.0 + 2.0 * math.log(2.0)
+    assert freshness(entry, 100.0 - lead - 0.01, POLICY, 0.5) is Freshness.FRESH
+    assert freshness(entry, 100.0 - lead + 0.01, POLICY, 0.5) is Freshness.EARLY
+    # a larger beta refreshes earlier
+    assert freshness(entry, 100.0 - lead - 0.01, POLICY._replace(beta=2.0), 0.5) is (
+        Freshness.EARLY
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "delta"),
+    [(POLICY._replace(beta=0.0), 2.0), (POLICY._replace(stampede=False), 2.0), (POLICY, None)],
+)
+def test_no_early_refresh_without_beta_protection_or_a_known_delta(
+    policy: Policy, delta: float | None
+) -> None:
+    assert freshness(Entry("v", 100.0, delta), 99.99, policy, 0.999999) is Freshness.FRESH
+    assert freshness(Entry("v", 100.0, 2.0), 90.0, POLICY, 0.0) is Freshness.FRESH
+
+
+def test_grace_classifies_stale_then_expired() -> None:
+    entry = Entry("v", 100.0, 1.0)
+    assert freshness(entry, 100.0, POLICY, 0.0) is Freshness.STALE
+    assert freshness(entry, 104.99, POLICY, 0.0) is Freshness.STALE
+    assert freshness(entry, 105.0, POLICY, 0.0) is Freshness.EXPIRED
+    assert freshness(entry, 100.0, POLICY._replace(grace=0.0), 0.0) is Freshness.EXPIRED
+
+
+def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
+    assert entry_times(10_000, 2.5, 1000.0) == (1_010_000, 12_500)
+    assert entry_times(None, 2.5, 1000.0) == (0, None)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("value", ["s", b"b", 1.5, -12, 10**40, {"o": [1]}, None, "x" * 5000])
+def test_entries_round_trip_and_plain_reads_see_the_value(value: object, signed: bool) -> None:
+    codec = Codec(
+        compression="zlib", signer=Signer([SECRET]) if signed else None, compress_threshold=100
+    )
+    data = codec.encode_entry(value, b"ns:k", 1_700_000_000_123, 250)
+    assert data[:1] == (b"h" if signed else b"e")
+    assert codec.decode_entry(data, b"ns:k") == (value, 1_700_000_000_123, 250)
+    assert codec.decode(data, b"ns:k") == value
+    assert codec.decode_entry(codec.encode(value, b"ns:k"), b"ns:k") == (value, 0, -1)
+
+
+def test_the_signature_covers_the_entry_times() -> None:
+    codec = Codec(signer=Signer([SECRET]))
+    data = bytearray(codec.encode_entry("v", b"k", 1_000, 5))
+    data[1 + 32 + 1] ^= 1  # the soft expiry, inside the signed part
+    assert codec.decode_entry(bytes(data), b"k") is MISS
+    unsigned = Codec().encode_entry("v", b"k", 1_000, 5)  # an entry an attacker wrote
+    assert codec.decode_entry(unsigned, b"k") is MISS
+    assert codec.decode(unsigned, b"k") is MISS
+
+
+@given(st.binary(max_size=64))
+def test_hostile_entries_are_misses_never_errors(tail: bytes) -> None:
+    codec = Codec()
+    for data in (b"e" + tail, b"e" + bytes(12) + b"e" + tail, b"e" + bytes(12) + b"h" + tail):
+        out = codec.decode_entry(data, b"k")
+        assert out is MISS or (isinstance(out, tuple) and len(out) == 3)
+
+
+def test_entries_inside_entries_are_refused() -> None:
+    codec = Codec()
+    inner = codec.encode_entry("v", b"k", 1, 1)
+    assert codec.decode(b"e" + bytes(12) + inner, b"k") is MISS
+
+
+def test_the_options_are_checked_by_name() -> None:
+    with Storage.from_url("memory://?stampede=false&grace=2.5&beta=0&lease_timeout=3") as s:
+        assert s.policy == Policy(stampede=False, grace=2.5, beta=0.0, lease_timeout=3.0)
+    for bad, name in [
+        ({"grace": -1}, "grace"),
+        ({"beta": "eager"}, "beta"),
+        ({"lease_timeout": 0}, "lease_timeout"),
+        ({"stampede": "maybe"}, "stampede"),
+        ({"grace": math.nan}, "grace"),
+    ]:
+        with pytest.raises(ConfigurationError, match=name):
+            Storage.new_imc(**bad)
+    with Storage.new_imc() as s, pytest.raises(ConfigurationError, match="grace"):
+        s.get_or_compute("k", lambda: 1, 10, grace=-2)
+
+
+def test_memoize_sync_and_async() -> None:
+    import asyncio
+
+    from tsot import AsyncStorage, memoize
+
+    calls: list[int] = []
+    store = Storage.new_imc()
+
+    @memoize(store, ttl=60)
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    assert (square(3), square(3), square(4)) == (9, 9, 16)
+    assert calls == [3, 4]
+
+    astore = AsyncStorage.new_imc()
+
+    @memoize(astore, ttl=60, key=lambda n: f"cube:{n}")
+    async def cube(n: int) -> int:
+        calls.append(-n)
+        return n**3
+
+    async def run() -> tuple[int, int, Any]:
+        return await cube(2), await cube(2), await astore.load("cube:2")
+
+    assert asyncio.run(run()) == (8, 8, 8)
+    assert calls == [3, 4, -2]
+    with pytest.raises(ConfigurationError, match="AsyncStorage"):
+        memoize(store)(cube)
+    with pytest.raises(ConfigurationError, match="needs a Storage"):
+        memoize(astore)(square)
+
+
+def test_one_draw_per_key_and_compute_time_period() -> None:
+    from tsot.stampede import Draws
+
+    draws, values = Draws(), iter([0.1, 0.2, 0.3])
+    rand = values.__next__
+    assert draws.draw(b"k", 10.05, 0.1, rand) == 0.1
+    assert draws.draw(b"k", 10.09, 0.1, rand) == 0.1  # the same 0.1 s period: the same draw
+    assert draws.draw(b"other", 10.09, 0.1, rand) == 0.2
+    assert draws.draw(b"k", 10.11, 0.1, rand) == 0.3
+
+
+def test_stampede_events_reach_listeners() -> None:
+    from tests.helpers import FakeClock
+    from tsot.stampede import Timing
+
+    clock = FakeClock()
+    store = Storage.new_imc(clock=clock)
+    seen: list[str] = []
+    store.listen(lambda e: seen.append(e.fields["reason"]) if e.kind == "stampede" else None)
+
+    def slow() -> str:
+        clock.advance(10)
+        return "v"
+
+    store.get_or_compute("k", slow, 100, timing=Timing(clock=clock))
+    clock.advance(95)
+    eager = Timing(clock=clock, random=lambda: 0.99)
+    assert store.get_or_compute("k", lambda: "w", 100, timing=eager) == "v"
+    assert "refresh" in seen
+    assert store.stats()["events"]["stampede:refresh"] >= 1

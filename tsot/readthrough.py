@@ -1,0 +1,262 @@
+"""The sync and asyncio drivers of ``tsot.stampede.read_through`` (get_or_compute).
+
+Each driver turns a Step into one backend call (or a compute, a wait, a background refresh) on
+the Storage's final keys; every decision is in ``tsot.stampede``. The lease is a key next to
+the value's (``<final key>\\x00lease``), written with the backend's ``add`` (Redis ``SET NX PX``,
+memcached ``add``, an atomic insert in the memory table or the RocksDB database) with a TTL of
+``lease_timeout``, so a holder that dies frees it when it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from . import events
+from .codec import MISS
+from .stampede import (
+    NOT_FRESH,
+    Entry,
+    Flow,
+    Op,
+    Policy,
+    Step,
+    Timing,
+    entry_of,
+    entry_times,
+    fresh_value,
+    read_through,
+    refresh,
+)
+from .ttl import EXPIRED
+
+if TYPE_CHECKING:
+    from .storage import AsyncStorage, Storage
+
+log = logging.getLogger("tsot.stampede")
+LEASE_SUFFIX: Final = b"\x00lease"
+DEFAULT_TIMING: Final = Timing()
+_tasks: set[asyncio.Task[Any]] = set()  # background refreshes, kept until they finish
+
+
+class _Run:
+    """What both drivers need for one read-through of final key ``k``."""
+
+    __slots__ = ("_token", "fn", "k", "lease_ms", "policy", "timing", "ttl_ms")
+
+    def __init__(
+        self, k: bytes, fn: Any, ttl_ms: int | None, policy: Policy, timing: Timing
+    ) -> None:
+        self.k, self.fn, self.ttl_ms, self.policy, self.timing = k, fn, ttl_ms, policy, timing
+        self.lease_ms = math.ceil(policy.lease_timeout * 1000)
+        self._token: bytes | None = None
+
+    @property
+    def lease_k(self) -> bytes:
+        return self.k + LEASE_SUFFIX
+
+    @property
+    def token(self) -> bytes:
+        """This read-through's lease value (a bytes value: readable by any tsot reader)."""
+        if self._token is None:
+            self._token = b"b" + os.urandom(12)
+        return self._token
+
+    def entry(self, storage: Storage | AsyncStorage, data: bytes | None) -> Entry | None:
+        return _entry(storage, self.k, data)
+
+    def encoded(self, storage: Storage | AsyncStorage, arg: Any) -> tuple[bytes, int | None]:
+        value, delta = arg
+        soft_ms, server_ms = entry_times(self.ttl_ms, self.policy.grace, self.timing.clock())
+        data = storage.codec.encode_entry(value, self.k, soft_ms, math.ceil(delta * 1000))
+        return data, server_ms
+
+
+def _entry(storage: Storage | AsyncStorage, k: bytes, data: bytes | None) -> Entry | None:
+    if data is None:
+        return None
+    decoded = storage.codec.decode_entry(data, k)
+    return None if decoded is MISS else entry_of(decoded)  # type: ignore[arg-type]
+
+
+def _note(storage: Storage | AsyncStorage, reason: str) -> None:
+    """A ``stampede`` event (docs/observability.md): ``wait``, ``refresh``, ``refresh_failed``."""
+    events.notify(storage, "stampede", "get_or_compute", reason=reason)
+
+
+def _failed_refresh(k: bytes, exc: BaseException) -> None:
+    log.warning("tsot: background refresh of key %r failed: %r", k[:100], exc, exc_info=exc)
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+def run_sync(storage: Storage, run: _Run, flow: Flow) -> Any:
+    """Drive ``flow`` against ``storage``; return its value (or raise its error)."""
+    b = storage.backend
+    reply: Any = None
+    try:
+        step: Step = next(flow)
+        while True:
+            try:
+                reply = _step_sync(storage, b, run, step)
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
+    op = step.op
+    if op is Op.GET:
+        return run.entry(storage, b.get(run.k))
+    if op is Op.LEASE:
+        return b.add(run.lease_k, run.token, run.lease_ms)
+    if op is Op.COMPUTE:
+        clock = run.timing.clock
+        start = clock()
+        value = run.fn()
+        return value, max(0.0, clock() - start)
+    if op is Op.STORE:
+        data, ms = run.encoded(storage, step.arg)
+        b.set(run.k, data, ms)
+        return None
+    if op is Op.RELEASE:
+        if b.get(run.lease_k) == run.token:  # never free a lease another caller took over
+            b.delete(run.lease_k)
+        return None
+    if op is Op.WAIT:
+        if step.arg == run.timing.poll:  # this caller's first wait
+            _note(storage, "wait")
+        run.timing.sleep(step.arg)
+        return None
+    if op is Op.HOLD:
+        if b.get(run.lease_k) == run.token:
+            b.expire(run.lease_k, math.ceil(step.arg * 1000))
+        return None
+    # Op.REFRESH: the lease is ours; compute in a thread while this caller returns
+    _note(storage, "refresh")
+    threading.Thread(
+        target=_refresh_sync, args=(storage, run), name="tsot-refresh", daemon=True
+    ).start()
+    return None
+
+
+def _refresh_sync(storage: Storage, run: _Run) -> None:
+    try:
+        run_sync(storage, run, refresh(run.policy))
+    except Exception as exc:
+        _note(storage, "refresh_failed")
+        _failed_refresh(run.k, exc)
+
+
+def get_or_compute(
+    storage: Storage,
+    k: bytes,
+    fn: Callable[[], Any],
+    ttl_ms: int | None,
+    policy: Policy,
+    timing: Timing | None,
+) -> Any:
+    """``Storage.get_or_compute`` on final key ``k``."""
+    timing = timing or DEFAULT_TIMING
+    if ttl_ms != EXPIRED:  # the fast path: a fresh hit is one get
+        data = storage.backend.get(k)
+        value = fresh_value(_entry(storage, k, data), k, policy, timing)
+        if value is not NOT_FRESH:
+            return value
+    run = _Run(k, fn, ttl_ms, policy, timing)
+    return run_sync(storage, run, read_through(policy, ttl_ms, timing, k))
+
+
+# -- asyncio -----------------------------------------------------------------------------------
+
+
+async def run_async(storage: AsyncStorage, run: _Run, flow: Flow) -> Any:
+    """Drive ``flow`` against ``storage`` on the running loop."""
+    b = storage.backend
+    reply: Any = None
+    try:
+        step: Step = next(flow)
+        while True:
+            try:
+                reply = await _step_async(storage, b, run, step)
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> Any:
+    op = step.op
+    if op is Op.GET:
+        return run.entry(storage, await b.get(run.k))
+    if op is Op.LEASE:
+        return await b.add(run.lease_k, run.token, run.lease_ms)
+    if op is Op.COMPUTE:
+        clock = run.timing.clock
+        start = clock()
+        value = run.fn()
+        if inspect.isawaitable(value):
+            value = await value
+        return value, max(0.0, clock() - start)
+    if op is Op.STORE:
+        data, ms = run.encoded(storage, step.arg)
+        await b.set(run.k, data, ms)
+        return None
+    if op is Op.RELEASE:
+        if await b.get(run.lease_k) == run.token:
+            await b.delete(run.lease_k)
+        return None
+    if op is Op.WAIT:
+        if step.arg == run.timing.poll:
+            _note(storage, "wait")
+        asleep = run.timing.asleep or asyncio.sleep
+        await asleep(step.arg)
+        return None
+    if op is Op.HOLD:
+        if await b.get(run.lease_k) == run.token:
+            await b.expire(run.lease_k, math.ceil(step.arg * 1000))
+        return None
+    _note(storage, "refresh")
+    task = asyncio.get_running_loop().create_task(_refresh_async(storage, run))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return None
+
+
+async def _refresh_async(storage: AsyncStorage, run: _Run) -> None:
+    try:
+        await run_async(storage, run, refresh(run.policy))
+    except Exception as exc:
+        _note(storage, "refresh_failed")
+        _failed_refresh(run.k, exc)
+
+
+async def aget_or_compute(
+    storage: AsyncStorage,
+    k: bytes,
+    fn: Callable[[], Any | Awaitable[Any]],
+    ttl_ms: int | None,
+    policy: Policy,
+    timing: Timing | None,
+) -> Any:
+    """``AsyncStorage.get_or_compute`` on final key ``k``."""
+    timing = timing or DEFAULT_TIMING
+    if ttl_ms != EXPIRED:
+        data = await storage.backend.get(k)
+        value = fresh_value(_entry(storage, k, data), k, policy, timing)
+        if value is not NOT_FRESH:
+            return value
+    run = _Run(k, fn, ttl_ms, policy, timing)
+    return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))

@@ -1,0 +1,130 @@
+"""A read-through split in two calls, for callers that compute between a ``get`` and a ``set``
+(Flask-Caching's ``cached`` and ``memoize`` do): docs/stampede.md#flask.
+
+``get`` answers a hit, or a miss that makes the calling thread responsible for the value: it
+then holds the key's lease (the same lease as ``get_or_compute``) until its ``set`` of that key,
+which writes an entry (soft expiry, compute time) and frees the lease. Other threads and
+processes wait for the value meanwhile, at most ``lease_timeout``. Early refresh and grace
+apply as in ``get_or_compute``, except that the one caller who refreshes does it inline (there
+is no function to run in the background): it gets a miss while everyone else keeps the value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import readthrough
+from .codec import MISS
+from .readthrough import LEASE_SUFFIX
+from .stampede import DRAWS, Entry, Freshness, Timing, entry_of, entry_times, freshness
+from .ttl import EXPIRED
+
+if TYPE_CHECKING:
+    from .keys import Key
+    from .storage import Storage, TTLArg
+
+
+class SplitReadThrough:
+    """``get`` then ``set`` with the stampede protection of ``storage.policy``."""
+
+    def __init__(self, storage: Storage, timing: Timing | None = None) -> None:
+        self.storage = storage
+        self.timing = timing
+        self._mine = threading.local()  # final key -> (lease token or None, compute start)
+
+    def _pending(self) -> dict[bytes, tuple[bytes | None, float]]:
+        pending = getattr(self._mine, "keys", None)
+        if pending is None:
+            pending = self._mine.keys = {}
+        return pending
+
+    def _entry(self, k: bytes) -> Entry | None:
+        data = self.storage.backend.get(k)
+        if data is None:
+            return None
+        decoded = self.storage.codec.decode_entry(data, k)
+        return None if decoded is MISS else entry_of(decoded)  # type: ignore[arg-type]
+
+    def get(self, key: Key) -> Any:
+        """The value of ``key``, or ``MISSING`` when the caller must compute and ``set`` it."""
+        storage, timing = self.storage, self.timing or readthrough.DEFAULT_TIMING
+        policy, b = storage.policy, storage.backend
+        k = storage._keys.make(key)
+        held = self._pending().get(k)
+        if held is not None and held[0] is not None:  # this thread holds the lease: compute
+            return MISSING
+        lease_k = k + LEASE_SUFFIX
+        token = b"b" + os.urandom(12)
+        lease_ms = math.ceil(policy.lease_timeout * 1000)
+        waited_since: float | None = None
+        pause = timing.poll
+        while True:
+            entry = self._entry(k)
+            now = timing.clock()
+            if entry is not None:
+                rand = DRAWS.draw(k, now, entry.delta, timing.random)
+                state = freshness(entry, now, policy, rand)
+                if state is Freshness.FRESH:
+                    return entry.value
+                if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes
+                    if policy.stampede and b.add(lease_k, token, lease_ms):
+                        return self._miss(k, token, now)
+                    if policy.stampede:
+                        return entry.value
+            if not policy.stampede:
+                return self._miss(k, None, now)
+            if b.add(lease_k, token, lease_ms):
+                entry = self._entry(k)  # the previous holder may have just stored it
+                if entry is not None and freshness(entry, now, policy, 0.0) is Freshness.FRESH:
+                    self._release(lease_k, token)
+                    return entry.value
+                return self._miss(k, token, now)
+            if waited_since is None:
+                waited_since = now
+            elif now - waited_since >= policy.lease_timeout:
+                return self._miss(k, None, now)
+            timing.sleep(pause)
+            pause = min(pause * 2, timing.poll_max)
+
+    def _miss(self, k: bytes, token: bytes | None, now: float) -> Any:
+        self._pending()[k] = (token, now)
+        return MISSING
+
+    def _release(self, lease_k: bytes, token: bytes) -> None:
+        b = self.storage.backend
+        if b.get(lease_k) == token:
+            b.delete(lease_k)
+
+    def set(self, key: Key, value: Any, ttl: TTLArg) -> None:
+        """Store ``value`` as an entry (with its compute time when this thread missed it just
+        before) and free this thread's lease of ``key``; a TTL <= 0 deletes the key."""
+        storage, timing = self.storage, self.timing or readthrough.DEFAULT_TIMING
+        k = storage._keys.make(key)
+        token, start = self._pending().pop(k, (None, None))
+        try:
+            data_ms = storage._ttl(ttl)
+            if data_ms == EXPIRED:
+                storage.backend.delete(k)
+                return
+            now = timing.clock()
+            soft_ms, server_ms = entry_times(data_ms, storage.policy.grace, now)
+            delta_ms = 0 if start is None else math.ceil(max(0.0, now - start) * 1000)
+            data = storage.codec.encode_entry(value, k, soft_ms, delta_ms)
+            storage.backend.set(k, data, server_ms)
+        finally:
+            if token is not None:
+                self._release(k + LEASE_SUFFIX, token)
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What ``SplitReadThrough.get`` returns when the caller must compute the value."""
