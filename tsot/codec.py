@@ -423,16 +423,9 @@ class Codec:
     def decode_entry(self, data: bytes, key: bytes = b"") -> tuple[Any, int, int] | _Miss:
         """``(value, soft_ms, delta_ms)`` for an entry (``encode_entry``), ``(value, 0, -1)`` for
         any other value (no soft expiry, unknown compute time), or MISS; never raises."""
-        meta = [0, -1]  # _decode overwrites it for an entry
-        try:
-            if not data:
-                raise _Refused("corrupt", "empty payload")
-            return self._decode(data, key, meta), meta[0], meta[1]
-        except _Refused as exc:
-            return self._miss(exc.topic, key, str(exc))
-        except Exception as exc:  # as in decode
-            why = f"{type(exc).__name__}: {str(exc)[:200]}"
-            return self._miss("undecodable", key, why)
+        meta = [0, -1]  # decode overwrites it for an entry
+        value = self.decode(data, key, meta)  # (a subclass may read other stored forms)
+        return value if value is MISS else (value, meta[0], meta[1])
 
     def _decode(self, data: bytes, key: bytes, meta: list[int] | None = None) -> Any:
         limit = self.max_value_size

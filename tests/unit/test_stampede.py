@@ -254,3 +254,11 @@ def test_a_refresh_reads_again_and_skips_a_value_stored_since_its_draw() -> None
     assert flow.send(Entry("old", 100.0, 1.0)).op is Op.COMPUTE  # still the value it drew on
     assert flow.send(("v2", 1.0)).op is Op.STORE
     assert flow.send(None).op is Op.RELEASE
+
+
+@pytest.mark.parametrize("value", ["kept as a str", {"kept": ["as", "an", "object"]}, 7])
+def test_a_value_stored_by_store_on_memory_is_a_fresh_hit(value: Any) -> None:
+    # the memory table keeps values as objects (tsot.inprocess): decode_entry reads them too
+    with Storage.new_imc() as s:
+        s.store("k", value, 60)
+        assert s.get_or_compute("k", lambda: pytest.fail("computed"), 60) == value
