@@ -5,6 +5,10 @@ the Storage's final keys; every decision is in ``tsot.stampede``. The lease is a
 the value's (``<final key>\\x00lease``), written with the backend's ``add`` (Redis ``SET NX PX``,
 memcached ``add``, an atomic insert in the memory table or the RocksDB database) with a TTL of
 ``lease_timeout``, so a holder that dies frees it when it expires.
+
+``begin`` / ``finish`` / ``abandon`` (and their ``a*`` twins) split one read-through around a
+compute the caller runs itself, later (Django's two-part page middleware renders between
+them); a refresh that caller wins is then computed by it, not in the background.
 """
 
 from __future__ import annotations
