@@ -195,11 +195,10 @@ def get_or_compute(
     if ttl_ms != EXPIRED:  # the fast path: a fresh hit is one get
         data = b.get(k)
         if data is not None:
-            decoded = storage.codec.decode_entry(data, k)
-            if decoded is not MISS:
-                value, soft_ms, delta_ms = decoded  # type: ignore[misc]
-                if is_fresh(soft_ms, delta_ms, k, policy, timing):
-                    return value
+            times = [0, -1]  # decode_entry's times, without its tuple
+            value = storage.codec.decode(data, k, times)
+            if value is not MISS and is_fresh(times[0], times[1], k, policy, timing):
+                return value
     run = _Run(k, fn, ttl_ms, policy, timing)
     return run_sync(storage, run, read_through(policy, ttl_ms, timing, k))
 
@@ -284,11 +283,10 @@ async def aget_or_compute(
     if ttl_ms != EXPIRED:
         data = await b.get(k)
         if data is not None:
-            decoded = storage.codec.decode_entry(data, k)
-            if decoded is not MISS:
-                value, soft_ms, delta_ms = decoded  # type: ignore[misc]
-                if is_fresh(soft_ms, delta_ms, k, policy, timing):
-                    return value
+            times = [0, -1]  # decode_entry's times, without its tuple
+            value = storage.codec.decode(data, k, times)
+            if value is not MISS and is_fresh(times[0], times[1], k, policy, timing):
+                return value
     run = _Run(k, fn, ttl_ms, policy, timing)
     return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))
 
