@@ -571,10 +571,12 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
                 await self.cache.adelete(lease)
 
 
-def _middleware_seconds() -> int:
+def _middleware_seconds() -> Any:
+    """CACHE_MIDDLEWARE_SECONDS, the TTL a read-through begins with (Update stores the page
+    with the one it computes from the response)."""
     from django.conf import settings
 
-    return int(settings.CACHE_MIDDLEWARE_SECONDS)
+    return settings.CACHE_MIDDLEWARE_SECONDS
 
 
 def _storage(cache: Any) -> Storage:
