@@ -35,6 +35,7 @@ from redis.exceptions import (
 )
 
 from . import redis_retry as retry
+from . import redis_topology as topology
 from .redis_config import RedisConfig
 from .redis_pipeline import Address, Cmd, Endpoint, PipelinedConnection
 
@@ -286,6 +287,7 @@ class ClusterTransport:
                 conn = await ep.connect()
             except (ConnectionError, TimeoutError):
                 self._stale = True
+                topology.moved(self._cfg.key)
                 raise
         if conn.pending >= conn.max_inflight:
             await conn.room()
@@ -317,11 +319,13 @@ class ClusterTransport:
             try:
                 if isinstance(exc, MovedError):
                     self._stale = True  # reload the whole map before the next command
+                    topology.moved(self._cfg.key)
                     ep = self._node((exc.host, int(exc.port)))
                     self._slots[exc.slot_id] = ep
                     reply = await (await self._conn(ep)).send(args)
                     return reply
                 if isinstance(exc, AskError):
+                    topology.moved(self._cfg.key)
                     conn = await self._conn(self._node((exc.host, int(exc.port))))
                     _asking, reply = await conn.send_many([("ASKING",), args], check=False)
                     if isinstance(reply, ResponseError):
@@ -386,6 +390,7 @@ class ClusterTransport:
         except (ConnectionError, TimeoutError, ClusterDownError) as exc:
             if not isinstance(exc, ClusterDownError):
                 self._stale = True
+                topology.moved(self._cfg.key)
             for _, batch in futures:
                 batch.cancel()  # their replies are read and dropped
             return [], exc, sent
