@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendUnavailable
-from .base import backend_stats, drop_shared, shared, shared_keys
+from .base import drop_shared, shared, shared_keys
 from .redis_config import RedisConfig
 from .redis_local import LocalSettings, LocalStore, Ticket
 from .redis_tracking import Tracking
@@ -163,13 +162,10 @@ class LocalCachedSync:
         """Nothing to release: the store and its listeners serve the whole process."""
 
     def stats(self) -> Mapping[str, int | None]:
-        """The server's counters (None for each while it is unreachable) and the local ones,
-        which this process keeps whatever the server's state."""
-        try:
-            server = self._b.stats()
-        except BackendUnavailable:
-            server = backend_stats(None)
-        return {**server, **self._s.stats()}
+        """The server's counters and the local ones. Raises BackendUnavailable while the server
+        is unreachable, as without the local cache (under fail_open: None counters); the local
+        activity goes on being reported through the event hook (``redis_observed``)."""
+        return {**self._b.stats(), **self._s.stats()}
 
 
 class LocalCachedAsync:
@@ -275,8 +271,4 @@ class LocalCachedAsync:
 
     async def stats(self) -> Mapping[str, int | None]:
         """See ``LocalCachedSync.stats``."""
-        try:
-            server = await self._b.stats()
-        except BackendUnavailable:
-            server = backend_stats(None)
-        return {**server, **self._s.stats()}
+        return {**(await self._b.stats()), **self._s.stats()}
