@@ -29,12 +29,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def memory_target(clock: FakeClock) -> Target:
-    """A fresh named in-memory table with an injected clock."""
+    """A fresh named in-memory table with an injected clock (in process: never signed)."""
     return Target(
         url=f"memory://contract-{uuid.uuid4().hex}",
         options={"clock": clock, "max_entries": 1_000_000},
         advance=clock.advance,
-        caps=frozenset({"clock", "bigint"}),
+        caps=frozenset({"clock", "bigint", "in_process"}),
     )
 
 

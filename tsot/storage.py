@@ -24,6 +24,7 @@ from .backends.base import (
 from .codec import MISS, Codec, Signer
 from .errors import StorageClosed, TsotError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
+from .inprocess import LocalCodec
 from .keys import Key, KeySpace, rekey, shown
 from .lazy import Deferred, detach, resolved
 from .locks import AsyncLock, Lock
@@ -74,6 +75,7 @@ def _prepare(
         {k: v for k, v in merged.items() if k in core_names}, config.CORE_OPTIONS, where, from_url
     )
     secrets.secret_keys(core["secret"])  # a bad secret fails before anything is opened
+    core["in_process"] = getattr(cls, "IN_PROCESS", False)  # values kept as objects: inprocess
     backend = config.parse_options(
         {k: v for k, v in merged.items() if k not in core_names}, specs.values(), where, from_url
     )
@@ -151,7 +153,7 @@ class _Core:
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
         self._keys = KeySpace(core["namespace"])
-        self.codec = Codec(
+        self.codec = (LocalCodec if core.get("in_process") else Codec)(
             serializer=core["serializer"],
             compression=core["compression"],
             compress_threshold=core["compress_threshold"],

@@ -16,7 +16,8 @@ class Target:
 
     ``url`` is a storage URL (query options allowed); ``options`` are extra keyword options;
     ``advance`` moves the backend's clock (None when the backend runs on real time, e.g. a
-    server); ``caps`` are capability flags tests may check.
+    server); ``caps`` are capability flags tests may check (``in_process``: nothing outside
+    the process writes there, so values are never signed: docs/backends/memory.md).
     """
 
     url: str

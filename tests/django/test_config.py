@@ -249,15 +249,20 @@ def _entry(location: str, **options: Any) -> dict[str, Any]:
     return {"BACKEND": "tsot_django.MemoryCache", "LOCATION": location, "OPTIONS": options}
 
 
-def test_value_written_with_another_secret_key_is_a_miss() -> None:
-    location = f"sign-{uuid.uuid4().hex}"
-    with override_settings(SECRET_KEY="first-key-for-tests", CACHES={"default": _entry(location)}):
+def _disk(path: Path, **options: Any) -> dict[str, Any]:
+    """A cache on disk, for the signing tests: process memory is never signed."""
+    return {"BACKEND": "tsot_django.TsotCache", "LOCATION": f"rocksdb://{path}", "OPTIONS": options}
+
+
+def test_value_written_with_another_secret_key_is_a_miss(tmp_path: Path) -> None:
+    location = tmp_path / "sign"
+    with override_settings(SECRET_KEY="first-key-for-tests", CACHES={"default": _disk(location)}):
         writer = caches["default"]
         writer.set("obj", {"a": 1})
         writer.set("text", "plain str")
         writer.set("num", 7)
         assert writer.get("obj") == {"a": 1}
-    with override_settings(SECRET_KEY="second-key-for-tests", CACHES={"default": _entry(location)}):
+    with override_settings(SECRET_KEY="second-key-for-tests", CACHES={"default": _disk(location)}):
         reader = caches["default"]
         assert reader.get("obj", "miss") == "miss"  # never unpickled
         assert reader.get_many(["obj", "text"]) == {"text": "plain str"}
@@ -266,38 +271,34 @@ def test_value_written_with_another_secret_key_is_a_miss() -> None:
         assert reader.get_or_set("obj", {"b": 2}) == {"b": 2}
 
 
-def test_secret_key_fallbacks_rotation() -> None:
-    location = f"rotate-{uuid.uuid4().hex}"
-    with override_settings(
-        SECRET_KEY="old-key-for-the-tests", CACHES={"default": _entry(location)}
-    ):
+def test_secret_key_fallbacks_rotation(tmp_path: Path) -> None:
+    location = tmp_path / "rotate"
+    with override_settings(SECRET_KEY="old-key-for-the-tests", CACHES={"default": _disk(location)}):
         caches["default"].set("obj", ["written", "with", "old"])
     with override_settings(
         SECRET_KEY="new-key-for-the-tests",
         SECRET_KEY_FALLBACKS=["old-key-for-the-tests"],
-        CACHES={"default": _entry(location)},
+        CACHES={"default": _disk(location)},
     ):
         rotated = caches["default"]
         assert rotated.get("obj") == ["written", "with", "old"]
         rotated.set("fresh", {"by": "new"})
-    with override_settings(
-        SECRET_KEY="new-key-for-the-tests", CACHES={"default": _entry(location)}
-    ):
+    with override_settings(SECRET_KEY="new-key-for-the-tests", CACHES={"default": _disk(location)}):
         assert caches["default"].get("fresh") == {"by": "new"}  # new values signed by new key
         assert caches["default"].get("obj") is None  # the old key is gone from the fallbacks
 
 
-def test_signing_off() -> None:
-    location = f"unsigned-{uuid.uuid4().hex}"
+def test_signing_off(tmp_path: Path) -> None:
+    location = tmp_path / "unsigned"
     with override_settings(
-        SECRET_KEY="k1-key-for-the-tests", CACHES={"default": _entry(location, SIGNING=False)}
+        SECRET_KEY="k1-key-for-the-tests", CACHES={"default": _disk(location, SIGNING=False)}
     ):
         caches["default"].set("obj", {"a": 1})
     with override_settings(
-        SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _entry(location, SIGNING=False)}
+        SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _disk(location, SIGNING=False)}
     ):
         assert caches["default"].get("obj") == {"a": 1}
-    with override_settings(SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _entry(location)}):
+    with override_settings(SECRET_KEY="k2-key-for-the-tests", CACHES={"default": _disk(location)}):
         assert caches["default"].get("obj") is None  # a signing cache never trusts it
 
 
@@ -313,13 +314,13 @@ class _Planted:
         return (_plant, ("ran",))
 
 
-def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key() -> None:
+def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key(tmp_path: Path) -> None:
     """``SECRET_KEY_FALLBACKS=[os.environ.get("OLD_SECRET_KEY", "")]`` signed with key ""."""
-    location = f"empty-fallback-{uuid.uuid4().hex}"
+    location = tmp_path / "empty-fallback"
     with override_settings(
         SECRET_KEY="a-real-secret-key-for-tests",
         SECRET_KEY_FALLBACKS=["", b""],
-        CACHES={"default": _entry(location)},
+        CACHES={"default": _disk(location)},
     ):
         assert translate({}, "memory", "test")["secret"] == [b"a-real-secret-key-for-tests"]
         cache = caches["default"]

@@ -6,6 +6,7 @@ import logging
 import os
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -331,8 +332,9 @@ class TestSigning:
             return backend.storage.backend.get(f"{backend.storage.namespace}:{key}".encode())
 
     @pytest.fixture
-    def url(self) -> str:
-        return f"memory://sign-{uuid.uuid4().hex}"
+    def url(self, tmp_path: Path) -> str:
+        # On disk: process memory is never signed (nothing outside the process writes there).
+        return f"rocksdb://{tmp_path}/sign-{uuid.uuid4().hex}"
 
     def test_objects_are_signed_with_the_secret_key(self, url: str) -> None:
         signed = self.cache(url, SECRET_KEY="first-secret-key-1")

@@ -368,3 +368,18 @@ def test_max_value_size_is_the_same_bound_on_write_and_read() -> None:
     too_big = Codec(signer=Signer([SECRET])).encode({"k": "v" * 100})
     assert c.decode(too_big) is MISS  # signed by the same secret, but over the reader's limit
     assert c.decode(b"b" + b"x" * 100) is MISS
+
+
+def test_signatures_are_the_documented_hmac_whatever_state_signs_them() -> None:
+    """docs/signing.md: HMAC-SHA256(sha256(b"tsot.signing:" + secret), 0 + len(key) + key + rest);
+    the Signer may use the C state behind hmac.HMAC, the bytes must not change."""
+    import hashlib
+    import hmac
+
+    secret, key, payload = "s" * 32, b"ns:k", b"p" + pickle.dumps({"a": 1})
+    k = hashlib.sha256(b"tsot.signing:" + secret.encode()).digest()
+    want = hmac.new(k, b"\x00" + len(key).to_bytes(4, "big") + key + payload, "sha256").digest()
+    signer = Signer([secret])
+    for _ in range(2):  # the keyed state is copied, never consumed
+        assert signer.sign(payload, key) == want
+        assert signer.verify(want, payload, key)

@@ -52,17 +52,19 @@ def test_bad_secrets_are_configuration_errors(secret: Any, match: str, open_: st
         assert secret not in str(info.value)
 
 
-def test_sixteen_bytes_sign_and_rotation_verifies() -> None:
-    old = Storage.new_imc(secret="o" * MIN_SECRET_BYTES)
+def test_sixteen_bytes_sign_and_rotation_verifies(tmp_path: Path) -> None:
+    # On disk: a memory table never signs (nothing outside the process writes to it).
+    old = Storage.from_url(f"rocksdb://{tmp_path}/old", secret="o" * MIN_SECRET_BYTES)
     payload = old.codec.encode({"a": 1})
     assert payload[:1] == b"h"
-    rotated = Storage.new_imc(secret=[GOOD, b"o" * MIN_SECRET_BYTES])
+    rotated = Storage.from_url(f"rocksdb://{tmp_path}/new", secret=[GOOD, b"o" * MIN_SECRET_BYTES])
     assert rotated.codec.decode(payload) == {"a": 1}
     assert secret_keys(("é" * 8,)) == ["é".encode() * 8]  # 16 UTF-8 bytes
 
 
-def test_secret_none_and_omitted_turn_signing_off() -> None:
-    for store in (Storage.new_imc(secret=None), Storage.new_imc()):
+def test_secret_none_and_omitted_turn_signing_off(tmp_path: Path) -> None:
+    off = Storage.from_url(f"rocksdb://{tmp_path}/off", secret=None)
+    for store in (off, Storage.from_url(f"rocksdb://{tmp_path}/omitted")):
         assert store.codec.encode({"a": 1})[:1] == b"p"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tsot import ConfigurationError, Storage, ValueTooLarge
@@ -44,8 +46,8 @@ def test_max_value_size_refuses_a_write_whole() -> None:
     assert s.load_many(["a", "b"]) == {"a": "old", "b": "old"}
 
 
-def test_sign_all_from_a_url() -> None:
-    s = Storage.from_url("memory://sign-url?sign=all", secret=SECRET)
+def test_sign_all_from_a_url(tmp_path: Path) -> None:
+    s = Storage.from_url(f"rocksdb://{tmp_path}/db?sign=all", secret=SECRET)
     s.store("page", "<p>hi</p>")
     assert s.backend.get(b"page")[:1] == b"h"  # type: ignore[index]
     assert s.load("page") == "<p>hi</p>"

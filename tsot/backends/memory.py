@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from ..codec import decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, ValueTooLarge
+from ..errors import ConfigurationError, ValueTooLarge, WrongType
 from ..ints import format_int
 from ..keys import shown
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
@@ -197,6 +197,8 @@ class MemoryStore:
                     return None
                 self._put(key, format_int(delta), None)
                 return delta
+            if type(entry[0]) is not bytes:  # a value kept as an object (tsot.inprocess)
+                raise WrongType(f"value of key {shown(key)} is not an integer")
             value = decode_int(entry[0], key) + delta
             self._put(key, format_int(value), entry[1])  # too many digits: nothing written
             return value
@@ -266,6 +268,10 @@ class MemoryStore:
 
 class MemoryBackend:
     """``memory://`` (the process-wide default table), ``memory://NAME`` (a named one)."""
+
+    IN_PROCESS: ClassVar[bool] = True
+    """Values may be kept as objects, unsigned (tsot.inprocess): nothing outside the process
+    writes to a table."""
 
     OPTIONS: ClassVar[tuple[Option, ...]] = (
         Option(

@@ -1,0 +1,166 @@
+"""Values in process memory: kept as objects where that is safe, copied where not, never signed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tsot import Storage, ValueTooLarge, WrongType
+from tsot.inprocess import LocalCodec, frozen_size, keep
+
+SECRET = "an-in-process-secret-of-32-bytes"
+
+
+class Markup(str):
+    """Like Django's SafeString: a str subclass whose instances hold nothing more."""
+
+    __slots__ = ()
+
+
+class Tagged(str):
+    """A str subclass whose instances can carry attributes: not immutable."""
+
+
+def _table() -> str:
+    return f"memory://inproc-{uuid.uuid4().hex}"
+
+
+IMMUTABLE: list[Any] = [
+    "text",
+    b"bytes",
+    1.5,
+    True,
+    None,
+    ("a", (1, b"b"), frozenset({2.5, None})),
+    frozenset({"x", ("y", 1)}),
+    Markup("<b>safe</b>"),
+]
+
+
+@pytest.mark.parametrize("value", IMMUTABLE, ids=repr)
+def test_immutable_values_are_kept_and_returned_as_they_are(value: Any) -> None:
+    s = Storage.new_imc()
+    s.store("k", value)
+    assert type(s.backend.get(b"k")) is not bytes  # kept as an object: nothing serialized
+    got = s.load("k")
+    assert got is value
+    assert s.load_many(["k"]) == {"k": value}
+
+
+@pytest.mark.parametrize("value", [{"a": "1", "b": (2, 3)}, ["x", 1, None, ("t",)]], ids=repr)
+def test_flat_dicts_and_lists_are_copied_in_and_out(value: Any) -> None:
+    s = Storage.new_imc()
+    original = type(value)(value)
+    s.store("k", value)
+    value.clear()  # the caller's object changes after the write: nothing stored changes
+    first = s.load("k")
+    assert first == original and type(first) is type(original)
+    first.clear()  # a reader's copy changes: the next read does not see it
+    assert s.load("k") == original
+    assert s.load("k") is not s.load("k")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"nested": [1, 2]}, [{"a": 1}], {"s": {1, 2}}, Tagged("attrs"), bytearray(b"ab")],
+    ids=repr,
+)
+def test_anything_mutable_is_serialized(value: Any) -> None:
+    s = Storage.new_imc()
+    s.store("k", value)
+    assert type(s.backend.get(b"k")) is bytes
+    got = s.load("k")
+    assert got == value and type(got) is type(value) and got is not value
+
+
+def test_int_stays_decimal_and_incr_refuses_kept_values() -> None:
+    s = Storage.new_imc()
+    s.store("n", 41)
+    assert s.backend.get(b"n") == b"41"
+    assert s.incr("n") == 42
+    s.store("s", "text")
+    s.store("t", ("a",))
+    for key in ("s", "t"):
+        with pytest.raises(WrongType, match=key):
+            s.incr(key)
+    assert s.load("s") == "text"
+
+
+def test_nothing_is_signed_and_every_storage_on_a_table_reads_the_others() -> None:
+    url = _table()
+    signed = Storage.from_url(url, secret=SECRET, sign="all")
+    other = Storage.from_url(url, secret="another-secret-of-32-bytes-here!")
+    plain = Storage.from_url(url, secret=None)
+    jsonish = Storage.from_url(url, serializer="json", accept=["json", "pickle"])
+    signed.store("page", "<p>hi</p>")
+    signed.store("obj", {"deep": [1, 2]})
+    plain.store("tuple", (1, "a"))
+    jsonish.store("list", [[1], [2]])
+    assert signed.backend.get(b"page") == "<p>hi</p>"  # a str is stored as itself
+    assert signed.backend.get(b"obj")[:1] == b"p"  # type: ignore[index]  # pickled, no "h"
+    for reader in (signed, other, plain, jsonish):
+        assert reader.load("page") == "<p>hi</p>"
+        assert reader.load("obj") == {"deep": [1, 2]}
+        assert reader.load("tuple") == (1, "a")
+    assert jsonish.load("list") == [[1], [2]]
+    assert plain.load("list") is None  # serialized objects still obey ``accept``
+    assert signed.codec.signer is None and signed.codec.sign == "objects"
+
+
+def test_sign_all_without_a_secret_is_still_a_configuration_error() -> None:
+    from tsot import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="sign='all' needs a signing secret"):
+        Storage.from_url(_table(), sign="all")
+
+
+def test_kept_values_count_towards_max_bytes_and_max_value_size() -> None:
+    s = Storage.new_imc(max_bytes=1000)
+    for i in range(20):
+        s.store(f"k{i}", "x" * 100)
+    assert 0 < s.backend.size_bytes <= 1000  # type: ignore[attr-defined]
+    assert s.load("k0") is None and s.load("k19") == "x" * 100
+    with pytest.raises(ValueTooLarge, match="big"):
+        s.store("big", ("y" * 2000,))
+    small = Storage.new_imc(max_value_size=100)
+    with pytest.raises(ValueTooLarge, match="max_value_size is 100"):
+        small.store("k", "z" * 200)
+    with pytest.raises(ValueTooLarge, match="max_value_size is 100"):
+        small.store("k", {"a": "z" * 200})
+
+
+def test_compression_still_applies_to_long_text() -> None:
+    s = Storage.new_imc(compression="zlib", compress_threshold=64)
+    s.store("long", "a" * 1000)
+    s.store("short", "a" * 10)
+    assert s.backend.get(b"long")[:1] == b"z"  # type: ignore[index]
+    assert s.backend.get(b"short") == "a" * 10
+    assert s.load("long") == "a" * 1000
+
+
+def test_locks_compare_kept_tokens_by_value() -> None:
+    s = Storage.new_imc()
+    lock = s.lock("job", timeout=10)
+    assert lock.acquire(blocking=False)
+    assert lock.owned()
+    lock.release()
+    assert s.load("job") is None
+
+
+def test_sizes_and_holders() -> None:
+    assert frozen_size("abc") == 4
+    assert frozen_size(("abc", 1)) > frozen_size("abc")
+    assert frozen_size(["mutable"]) == -1
+    assert frozen_size((["mutable"],)) == -1
+    deep: Any = "x"
+    for _ in range(40):
+        deep = (deep,)
+    assert frozen_size(deep) == -1  # too deep to walk: serialized instead
+    assert keep(b"x" * 10, 5, None) is None
+    a, b = keep(b"tok", 100, None), keep(b"tok", 100, None)
+    assert a == b and a != keep("tok", 100, None)
+    c = keep({"a": "b"}, 100, None)
+    assert c is not None and c != keep({"a": "b"}, 100, None) and c == c
+    assert len(LocalCodec().encode(("a", "b"))) == frozen_size(("a", "b"))

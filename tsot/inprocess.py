@@ -1,0 +1,193 @@
+"""Values kept as objects in process memory: no signature, no serialization where none is needed.
+
+A memory table lives in this process, so nothing outside the process can write to it: a
+signature there proves nothing, and an immutable value (str, bytes, float, bool, None, and
+tuples and frozensets of those) cannot be changed by the caller, so it is kept as it is and
+returned as it is. A ``dict`` or ``list`` whose items are all immutable is kept as a copy and
+each read returns a new copy; anything else is serialized (unsigned), so a read never hands
+out the stored object. ``int`` stays plain decimal bytes, for ``incr``. With the json or msgpack
+serializer only str, bytes, float, bool and None are kept (a tuple must come back as a list).
+
+``LocalCodec`` stands in for ``Codec`` on the memory backend (docs/backends/memory.md): what it
+returns from ``encode`` is the usual bytes, a plain ``str`` (stored as itself: the commonest
+value, and no holder to make) or a ``Kept`` holder, and ``decode`` takes all three, so every
+Storage on one named table reads what any other wrote, whatever their options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Final, cast
+
+from .codec import Codec
+from .ints import format_int
+
+_SCALAR_SIZE: Final = 8
+"""What a float, bool or None counts towards ``max_bytes`` (about its encoded size)."""
+_ITEM_SIZE: Final = 8
+"""What each item of a tuple, frozenset, dict or list adds on top of its own size."""
+_MAX_DEPTH: Final = 32
+"""Tuples nested deeper than this are serialized instead (walking them costs more than it saves)."""
+_SIMPLE: Final = frozenset((float, bool, type(None), int))
+_TEXT: Final = frozenset((str, bytes))
+_PLAIN: Final = frozenset((str, bytes, float, bool, type(None)))
+"""What every serializer returns as it was given; the rest is kept as an object with pickle only."""
+_immutable_subclass: dict[type, bool] = {}
+
+
+def _frozen_class(t: type) -> bool:
+    """True for a subclass of str or bytes whose instances can hold nothing else (every class
+    in its MRO declares empty ``__slots__``), such as Django's SafeString."""
+    known = _immutable_subclass.get(t)
+    if known is None:
+        known = (issubclass(t, (str, bytes))) and all(
+            c.__dict__.get("__slots__", None) == ()
+            for c in t.__mro__
+            if c not in (str, bytes, object)
+        )
+        _immutable_subclass[t] = known
+    return known
+
+
+def frozen_size(value: Any, depth: int = 0) -> int:
+    """About the bytes ``value`` would take encoded, or -1 if it is (or holds) anything mutable
+    or unknown, or is nested too deep to be worth walking."""
+    t = type(value)
+    if t in _TEXT:
+        return len(value) + 1
+    if t in _SIMPLE:
+        return _SCALAR_SIZE
+    if t is tuple or t is frozenset:
+        if depth >= _MAX_DEPTH:
+            return -1
+        total = _ITEM_SIZE
+        for item in value:
+            size = frozen_size(item, depth + 1)
+            if size < 0:
+                return -1
+            total += size + _ITEM_SIZE
+        return total
+    if _frozen_class(t):
+        return len(value) + 1
+    return -1
+
+
+class Kept:
+    """A value kept as an object in a memory table; ``len`` is about its encoded size (what
+    ``max_bytes`` and the event hook count). ``copy`` is how a read gets its own object: None
+    for an immutable value (returned itself), else ``dict.copy`` or ``list.copy``."""
+
+    __slots__ = ("copy", "size", "value")
+
+    def __init__(self, value: Any, size: int, copy: Any = None) -> None:
+        self.value = value
+        self.size = size
+        self.copy = copy
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other: object) -> bool:
+        # Lock tokens are compared by value (delete_if, expire_if); a copied value only equals
+        # itself.
+        if type(other) is not Kept:
+            return NotImplemented
+        if self.copy is not None or other.copy is not None:
+            return self is other
+        return type(self.value) is type(other.value) and bool(self.value == other.value)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"<Kept {type(self.value).__name__} ({self.size} bytes)>"
+
+
+def _items_size(items: Collection[Any]) -> int:
+    """``frozen_size`` summed over ``items`` (a list, a dict or a dict's values), each plus
+    ``_ITEM_SIZE``; -1 if any is mutable. All-text items are measured at C speed."""
+    if set(map(type, items)) <= _TEXT:
+        return sum(map(len, items)) + (_ITEM_SIZE + 1) * len(items)
+    total = 0
+    for item in items:
+        size = frozen_size(item)
+        if size < 0:
+            return -1
+        total += size + _ITEM_SIZE
+    return total
+
+
+def keep(value: Any, limit: int, compress_from: int | None) -> Kept | None:
+    """The holder to store ``value`` as an object, or None if it must be serialized: it is (or
+    holds) something mutable, it is over ``limit`` (so the codec raises ValueTooLarge), or it
+    is a str/bytes of at least ``compress_from`` bytes (compression is on)."""
+    t = type(value)
+    if t is dict:
+        keys = _items_size(value)
+        values = _items_size(value.values()) if keys >= 0 else -1
+        if values < 0 or keys + values > limit:
+            return None
+        return Kept(value.copy(), _ITEM_SIZE + keys + values, dict.copy)
+    if t is list:
+        size = _items_size(value)
+        if size < 0 or size > limit:
+            return None
+        return Kept(value.copy(), _ITEM_SIZE + size, list.copy)
+    size = frozen_size(value)
+    if size < 0 or size > limit:
+        return None
+    if compress_from is not None and size >= compress_from and (t in _TEXT or _frozen_class(t)):
+        return None
+    return Kept(value, size)
+
+
+class LocalCodec(Codec):
+    """The codec of a Storage on process memory: values kept as objects where that is safe,
+    everything else encoded as usual but never signed (module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # every option is still checked by name
+        # Nothing outside the process writes to a memory table: a signature proves nothing.
+        self.signer = None
+        self.sign = "objects"
+        self._sign_all = False
+
+    def encode(self, value: Any, key: bytes = b"") -> bytes:
+        t = type(value)
+        if t is str:  # the common case first: stored as the str itself (no holder to make)
+            if len(value) * 4 < self.max_value_size and (
+                self._compress is None or len(value) * 4 < self.compress_threshold
+            ):  # within both limits whatever its UTF-8 length; else measured exactly below
+                return cast("bytes", value)
+            return super().encode(value, key)
+        if t is int:
+            return format_int(value)
+        if self.serializer != "pickle" and t not in _PLAIN:
+            return super().encode(value, key)  # JSON and msgpack change containers' types
+        compress_from = self.compress_threshold if self._compress is not None else None
+        kept = keep(value, self.max_value_size, compress_from)
+        if kept is None:
+            return super().encode(value, key)
+        return cast("bytes", kept)  # the memory table stores it as it is (module docstring)
+
+    def encode_entry(self, value: Any, key: bytes, soft_ms: int, delta_ms: int) -> bytes:
+        """An entry of get_or_compute carries its times in bytes: it is encoded whole (by a
+        plain twin of this codec, unsigned), never kept as an object."""
+        plain = self._plain
+        if plain is None:
+            plain = Codec.__new__(Codec)
+            for name in Codec.__slots__:
+                setattr(plain, name, getattr(self, name))
+            self._plain = plain
+        return plain.encode_entry(value, key, soft_ms, delta_ms)
+
+    def decode(self, data: bytes, key: bytes = b"", meta: list[int] | None = None) -> Any:
+        kept: Any = data
+        t = type(kept)
+        if t is str:
+            return kept
+        if t is Kept:
+            return kept.value if kept.copy is None else kept.copy(kept.value)
+        return super().decode(data, key, meta)
