@@ -285,9 +285,10 @@ class ClusterTransport:
         if conn is None or conn.lost is not None:
             try:
                 conn = await ep.connect()
-            except (ConnectionError, TimeoutError):
+            except (ConnectionError, TimeoutError) as exc:
                 self._stale = True
-                topology.moved(self._cfg.key)
+                if isinstance(exc, ConnectionError):  # a node lost, not a slow one
+                    topology.moved(self._cfg.key)
                 raise
         if conn.pending >= conn.max_inflight:
             await conn.room()
@@ -390,7 +391,8 @@ class ClusterTransport:
         except (ConnectionError, TimeoutError, ClusterDownError) as exc:
             if not isinstance(exc, ClusterDownError):
                 self._stale = True
-                topology.moved(self._cfg.key)
+                if isinstance(exc, ConnectionError):
+                    topology.moved(self._cfg.key)
             for _, batch in futures:
                 batch.cancel()  # their replies are read and dropped
             return [], exc, sent

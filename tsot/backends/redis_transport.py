@@ -395,7 +395,8 @@ class ClusterTransport:
                 return [], exc, True
             return [exc], None, True
         except (ConnectionError, TimeoutError) as exc:
-            topology.moved(self._cfg.key)
+            if isinstance(exc, ConnectionError):  # a node lost, not a slow one
+                topology.moved(self._cfg.key)
             return [], exc, not retry.connect_failure(exc)
         except RedisClusterException as exc:  # no node to ask, a slot no node serves
             self._refresh = True
@@ -431,7 +432,8 @@ class ClusterTransport:
             for _pool, conn in taken:
                 conn.disconnect()  # replies may be left unread: out of step
             self._refresh = True
-            topology.moved(self._cfg.key)
+            if isinstance(exc, ConnectionError):
+                topology.moved(self._cfg.key)
             return [], exc, sent and not retry.connect_failure(exc)
         finally:
             for pool, conn in taken:
