@@ -385,11 +385,18 @@ def instrument(backend: Any, hub: Hub, asynchronous: bool) -> Any:
     from .failopen import _Guard
 
     twin = AsyncObserved if asynchronous else Observed
+
+    def observed(inner: Any) -> Any:
+        # a backend that reports events of its own (the Redis local cache) gets the hub's
+        # notify as its sink; backends never import this module
+        report = getattr(inner, "with_events", None)
+        return twin(inner if report is None else report(hub.notify), hub)
+
     if isinstance(backend, _Guard):
-        guard = backend.rewrap(lambda inner: twin(inner, hub))
+        guard = backend.rewrap(observed)
         guard.notify = hub.notify
         return guard
-    return twin(backend, hub)
+    return observed(backend)
 
 
 S = TypeVar("S")

@@ -149,11 +149,17 @@ class _Pages:
         return get_cache_key(request, self.key_prefix, method, cache=cast(Any, _Recorder(headers)))
 
     def store(self, request: HttpRequest, response: HttpResponseBase) -> Any:
-        """Store a cacheable ``response`` (Django's UpdateCacheMiddleware); its key or None."""
-        cache = self.cache
-        found = self.storable(request, response, cache)
+        """Store a cacheable ``response`` (Django's UpdateCacheMiddleware); its key or None.
+
+        The page is written before its Vary list (Django writes the list first): a first visit's
+        waiters poll for the list, and must find the page once they see it, or each would
+        render it again through the read-through."""
+        recorder = _Recorder()
+        found = self.storable(request, response, recorder)
         if found is not None:
-            cache.set(found[0], _rendered(response), found[1])
+            assert recorder.stored is not None
+            self.cache.set(found[0], _rendered(response), found[1])
+            self.cache.set(*recorder.stored)
         return found
 
     async def astore(self, request: HttpRequest, response: HttpResponseBase) -> Any:
@@ -161,8 +167,8 @@ class _Pages:
         found = self.storable(request, response, recorder)
         if found is not None:
             assert recorder.stored is not None
+            await self.cache.aset(found[0], _rendered(response), found[1])  # page, then list
             await self.cache.aset(*recorder.stored)
-            await self.cache.aset(found[0], _rendered(response), found[1])
         return found
 
     def page(self, request: HttpRequest, key: str, response: HttpResponseBase) -> Any:

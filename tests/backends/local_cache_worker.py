@@ -79,7 +79,10 @@ def tsot_writer(url: str, ns: str, seconds: float, rng: random.Random, keys: lis
             time.sleep(0.005)
             continue
         out.append(f"W {key} {n} {_now():.6f}")
-        store.load(key)  # keeps it locally, to be invalidated by the others
+        try:
+            store.load(key)  # keeps it locally, to be invalidated by the others
+        except BackendUnavailable:  # the server was restarted between the write and this read
+            time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.002))
     print("\n".join(out), flush=True)
 

@@ -23,6 +23,7 @@ from tests.servers.redis import (
 from tsot import AsyncStorage, Storage
 from tsot.backends.redis_cached import close_all
 from tsot.errors import BackendUnavailable
+from tsot.events import Event
 
 pytestmark = pytest.mark.server
 
@@ -138,6 +139,18 @@ def _load(store: Any, key: str) -> Any:
         return None
 
 
+def _entries(store: Any) -> int | None:
+    try:
+        return stat(store, "entries")
+    except BackendUnavailable:
+        return None
+
+
+def reported(events: list[Event], reason: str) -> bool:
+    """Whether a ``local`` event of ``reason`` has arrived."""
+    return any(e.kind == "local" and e.fields["reason"] == reason for e in list(events))
+
+
 @pytest.mark.slow
 def test_sentinel_failover_empties_the_table(sentinel_set: SentinelSet) -> None:
     space = f"lc{uuid.uuid4().hex[:8]}"
@@ -149,10 +162,13 @@ def test_sentinel_failover_empties_the_table(sentinel_set: SentinelSet) -> None:
     assert store.load("k") == "v1"
     old = redis.Redis(host="127.0.0.1", port=sentinel_set.primary.port)
     assert old.wait(1, 2000) == 1
+    events: list[Event] = []
+    store.listen(events.append)  # stats() raises while no primary answers: the hook does not
     sentinel_set.primary.kill()
-    until(lambda: stat(store, "live") == 0, "tracking down with the primary")
-    assert stat(store, "entries") == 0
+    until(lambda: reported(events, "lost"), "tracking down with the primary")
     until(lambda: sentinel_set.master_port() == sentinel_set.replica.port, "the failover", 30)
+    # emptied when tracking went down, nothing read since (stats() needs the new primary)
+    until(lambda: _entries(store) == 0, "stats() from the new primary", 30)
     new = redis.Redis(host="127.0.0.1", port=sentinel_set.replica.port)
     new.set(f"{space}:k".encode(), b"sv2")
     until(lambda: _load(store, "k") == "v2", "the new primary's value", 30)

@@ -260,3 +260,25 @@ async def test_concurrent_first_visits_render_once_async(
     responses = await asyncio.gather(*pending)
     assert {r.content for r in responses} == {b"afirst1"}
     assert gate.calls == 1
+
+
+def test_a_first_visit_writes_the_page_before_its_vary_list(
+    cache: TsotCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiters of a first visit poll for the Vary list and then read the page through the lease:
+    a list written before its page would send each of them to render it again."""
+    written: list[str] = []
+    real_set = cache.set
+
+    def recording_set(key: Any, value: Any, timeout: Any = None, version: Any = None) -> None:
+        written.append(str(key))
+        real_set(key, value, timeout, version)
+
+    monkeypatch.setattr(cache, "set", recording_set)
+    gate = Gate("sync", "order")
+    gate.release()
+    view = cache_page(60)(_page_view(gate))
+    assert view(RequestFactory().get("/order/")).content == b"order1"
+    pages = [i for i, k in enumerate(written) if "cache_page" in k]
+    lists = [i for i, k in enumerate(written) if "cache_header" in k]
+    assert pages and lists and max(pages) < min(lists), written

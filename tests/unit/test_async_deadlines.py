@@ -67,3 +67,19 @@ def test_memcached_retime_takes_the_held_seconds_off_relative_ttls_only() -> Non
 
 def test_memcached_exptime_still_rounds_up_to_whole_seconds() -> None:
     assert [mp.exptime(ms) for ms in (None, 1, 1000, 1001, 4000)] == [0, 1, 1, 2, 4]
+
+
+def test_redis_async_lock_extension_carries_the_deadline_of_the_call() -> None:
+    """The async ``expire_if`` script gets ``now + ms`` (PEXPIREAT), computed when the steps
+    are made, not when the script is sent; ``None`` (persist) stays empty."""
+    from tsot.backends import redis_keys
+
+    clock = FakeClock(1_700_000_000.25)
+    steps = redis_keys.expire_at_if_steps(b"k", b"tok", 1500, clock=clock)
+    clock.advance(5)  # the loop is busy before the first step runs
+    (cmd,), node = next(steps)
+    assert node is None
+    assert cmd[0] == "EVALSHA" and cmd[2:] == (1, b"k", b"tok", 1_700_000_001_750)
+    (cmd,), _ = next(redis_keys.expire_at_if_steps(b"k", b"tok", None, clock=clock))
+    assert cmd[2:] == (1, b"k", b"tok", b"")
+    assert b"PEXPIREAT" in redis_keys.EXPIRE_AT_IF and b"PEXPIRE'" in redis_keys.EXPIRE_IF

@@ -417,7 +417,7 @@ class RedisAsync:
 
     @_async
     async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return await self._drive(keys.expire_if_steps(key, value, ttl_ms))  # type: ignore[no-any-return]
+        return await self._drive(keys.expire_at_if_steps(key, value, ttl_ms))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Nothing to release: connections belong to the loop and the URL, not to a Storage."""

@@ -35,6 +35,7 @@ from redis.exceptions import (
 )
 
 from . import redis_retry as retry
+from . import redis_topology as topology
 from .redis_config import RedisConfig
 from .redis_pipeline import Address, Cmd, Endpoint, PipelinedConnection
 
@@ -284,8 +285,10 @@ class ClusterTransport:
         if conn is None or conn.lost is not None:
             try:
                 conn = await ep.connect()
-            except (ConnectionError, TimeoutError):
+            except (ConnectionError, TimeoutError) as exc:
                 self._stale = True
+                if isinstance(exc, ConnectionError):  # a node lost, not a slow one
+                    topology.moved(self._cfg.key)
                 raise
         if conn.pending >= conn.max_inflight:
             await conn.room()
@@ -317,11 +320,13 @@ class ClusterTransport:
             try:
                 if isinstance(exc, MovedError):
                     self._stale = True  # reload the whole map before the next command
+                    topology.moved(self._cfg.key)
                     ep = self._node((exc.host, int(exc.port)))
                     self._slots[exc.slot_id] = ep
                     reply = await (await self._conn(ep)).send(args)
                     return reply
                 if isinstance(exc, AskError):
+                    topology.moved(self._cfg.key)
                     conn = await self._conn(self._node((exc.host, int(exc.port))))
                     _asking, reply = await conn.send_many([("ASKING",), args], check=False)
                     if isinstance(reply, ResponseError):
@@ -386,6 +391,8 @@ class ClusterTransport:
         except (ConnectionError, TimeoutError, ClusterDownError) as exc:
             if not isinstance(exc, ClusterDownError):
                 self._stale = True
+                if isinstance(exc, ConnectionError):
+                    topology.moved(self._cfg.key)
             for _, batch in futures:
                 batch.cancel()  # their replies are read and dropped
             return [], exc, sent

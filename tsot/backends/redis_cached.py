@@ -12,14 +12,17 @@ and the listeners; the steps they share are the functions below.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendUnavailable
-from .base import backend_stats, drop_shared, shared, shared_keys
+from .base import drop_shared, shared, shared_keys
 from .redis_config import RedisConfig
 from .redis_local import LocalSettings, LocalStore, Ticket
 from .redis_tracking import Tracking
+
+Notify = Callable[..., None]
+"""``notify(kind, operation, **fields)``: where an observed local cache reports (the storage's
+event hub; a backend never imports tsot.events)."""
 
 
 def tracking(cfg: RedisConfig, s: LocalSettings, prefix: bytes) -> Tracking:
@@ -71,24 +74,38 @@ class LocalCachedSync:
     def __repr__(self) -> str:
         return f"<LocalCachedSync {self.name}>"
 
+    def with_events(self, notify: Notify) -> LocalCachedSync:
+        """This backend reporting local-cache activity to ``notify`` (``redis_observed``)."""
+        from .redis_observed import ObservedLocalSync
+
+        return ObservedLocalSync(self._b, self._hub, notify)
+
     def get(self, key: bytes) -> bytes | None:
         s = self._s
         value = s.lookup(key)
         if value is not None:
             return value
+        return self._read(key)
+
+    def _read(self, key: bytes) -> bytes | None:
+        s = self._s
         ticket = s.begin()
         value, pttl = self._b.get_ttl([key])[0]
         s.fill(key, value, pttl, ticket)
         return value  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        s = self._s
-        found, todo = _split(s, keys)
+        found, todo = _split(self._s, keys)
         if not todo:
             return found
-        ticket = s.begin()
+        return self._read_many(keys, found, todo)
+
+    def _read_many(
+        self, keys: Sequence[bytes], found: list[bytes | None], todo: list[int]
+    ) -> list[bytes | None]:
+        ticket = self._s.begin()
         replies = self._b.get_ttl([keys[i] for i in todo])
-        return _merge(s, keys, found, todo, replies, ticket)
+        return _merge(self._s, keys, found, todo, replies, ticket)
 
     def _write(self, keys: Sequence[bytes], name: str, *args: Any) -> Any:
         drop = self._s.drop
@@ -145,13 +162,10 @@ class LocalCachedSync:
         """Nothing to release: the store and its listeners serve the whole process."""
 
     def stats(self) -> Mapping[str, int | None]:
-        """The server's counters (None for each while it is unreachable) and the local ones,
-        which this process keeps whatever the server's state."""
-        try:
-            server = self._b.stats()
-        except BackendUnavailable:
-            server = backend_stats(None)
-        return {**server, **self._s.stats()}
+        """The server's counters and the local ones. Raises BackendUnavailable while the server
+        is unreachable, as without the local cache (under fail_open: None counters); the local
+        activity goes on being reported through the event hook (``redis_observed``)."""
+        return {**self._b.stats(), **self._s.stats()}
 
 
 class LocalCachedAsync:
@@ -168,24 +182,38 @@ class LocalCachedAsync:
     def __repr__(self) -> str:
         return f"<LocalCachedAsync {self.name}>"
 
+    def with_events(self, notify: Notify) -> LocalCachedAsync:
+        """See ``LocalCachedSync.with_events``."""
+        from .redis_observed import ObservedLocalAsync
+
+        return ObservedLocalAsync(self._b, self._hub, notify)
+
     async def get(self, key: bytes) -> bytes | None:
         s = self._s
         value = s.lookup(key)
         if value is not None:
             return value
+        return await self._read(key)
+
+    async def _read(self, key: bytes) -> bytes | None:
+        s = self._s
         ticket = s.begin()
         value, pttl = (await self._b.get_ttl([key]))[0]
         s.fill(key, value, pttl, ticket)
         return value  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        s = self._s
-        found, todo = _split(s, keys)
+        found, todo = _split(self._s, keys)
         if not todo:
             return found
-        ticket = s.begin()
+        return await self._read_many(keys, found, todo)
+
+    async def _read_many(
+        self, keys: Sequence[bytes], found: list[bytes | None], todo: list[int]
+    ) -> list[bytes | None]:
+        ticket = self._s.begin()
         replies = await self._b.get_ttl([keys[i] for i in todo])
-        return _merge(s, keys, found, todo, replies, ticket)
+        return _merge(self._s, keys, found, todo, replies, ticket)
 
     async def _write(self, keys: Sequence[bytes], name: str, *args: Any) -> Any:
         drop = self._s.drop
@@ -243,8 +271,4 @@ class LocalCachedAsync:
 
     async def stats(self) -> Mapping[str, int | None]:
         """See ``LocalCachedSync.stats``."""
-        try:
-            server = await self._b.stats()
-        except BackendUnavailable:
-            server = backend_stats(None)
-        return {**server, **self._s.stats()}
+        return {**(await self._b.stats()), **self._s.stats()}

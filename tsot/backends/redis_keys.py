@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from redis.exceptions import NoScriptError
@@ -21,7 +23,15 @@ if ARGV[2] == '' then return redis.call('PERSIST', KEYS[1]) + 1 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-_SHA: Final = {s: hashlib.sha1(s).hexdigest() for s in (DELETE_IF, EXPIRE_IF)}
+# asyncio: the deadline of the call (PEXPIREAT), as for every async write. A deadline already
+# past when the script runs deletes the key (the lock expired as asked) and reports 0.
+EXPIRE_AT_IF: Final = b"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('PERSIST', KEYS[1]) + 1 end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return redis.call('EXISTS', KEYS[1])
+"""
+_SHA: Final = {s: hashlib.sha1(s).hexdigest() for s in (DELETE_IF, EXPIRE_IF, EXPIRE_AT_IF)}
 
 
 def scan_cmd(cursor: int, prefix: bytes, pattern: bytes, count: int | None) -> Cmd:
@@ -44,3 +54,13 @@ def delete_if_steps(key: bytes, value: bytes) -> Steps:
 
 def expire_if_steps(key: bytes, value: bytes, ttl_ms: int | None) -> Steps:
     return script_steps(EXPIRE_IF, key, value, b"" if ttl_ms is None else ttl_ms)
+
+
+def expire_at_if_steps(
+    key: bytes, value: bytes, ttl_ms: int | None, clock: Callable[[], float] = time.time
+) -> Steps:
+    """``expire_if_steps`` with the deadline taken now (``PEXPIREAT now + ms``), not when the
+    script reaches the server: an extension held back by a busy loop ends when it was asked to.
+    """
+    at = b"" if ttl_ms is None else int(clock() * 1000) + ttl_ms  # before the first step runs
+    return script_steps(EXPIRE_AT_IF, key, value, at)

@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ..config import Option
 from ..errors import ConfigurationError
@@ -66,6 +67,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 """The options of the local cache (part of the Redis backend's options)."""
+
+
+class Observer(Protocol):
+    """What a ``LocalStore`` tells its observers (``LocalStore.observe``)."""
+
+    def local_event(self, reason: str, count: int) -> None:
+        """``reason``: ``invalidation`` (``count`` keys the server reported), ``flush`` (a null
+        message, ``clear()``, or a Cluster topology change that kept tracking up), ``lost`` or
+        ``restored`` (tracking went down or came back up; the table was emptied either way)."""
+
 
 _RECENT: Final = 4096
 """Invalidated keys remembered for reads in flight; an older read refills nothing."""
@@ -130,6 +141,28 @@ class LocalStore:
         self.invalidations = 0
         self.flushes = 0
         self.refused = 0  # replies not kept: an invalidation or a flush overtook them
+        self._observers: tuple[weakref.ref[Observer], ...] = ()
+
+    # -- observers -------------------------------------------------------------------------------
+
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` of invalidations, flushes and tracking changes, from whichever
+        thread sees them, until it is garbage or ``unobserve``d (held weakly: a Storage that is
+        dropped stops listening). Reads and hits are not reported here (``redis_cached``)."""
+        with self._lock:
+            live = tuple(r for r in self._observers if r() is not None)
+            self._observers = (*live, weakref.ref(observer))
+
+    def unobserve(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers = tuple(r for r in self._observers if r() not in (None, observer))
+
+    def _report(self, reason: str, count: int) -> None:
+        """Outside the lock: an observer runs listeners' code."""
+        for ref in self._observers:
+            observer = ref()
+            if observer is not None:
+                observer.local_event(reason, count)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -188,10 +221,14 @@ class LocalStore:
 
     def invalidate(self, keys: Iterable[bytes]) -> None:
         """The server says these keys changed."""
+        count = 0
         with self._lock:
             for key in keys:
-                self.invalidations += 1
+                count += 1
                 self._drop(key)
+            self.invalidations += count
+        if self._observers:
+            self._report("invalidation", count)
 
     def drop(self, keys: Iterable[bytes]) -> None:
         """This process writes these keys: forget them, and refuse reads already in flight."""
@@ -205,12 +242,17 @@ class LocalStore:
         with self._lock:
             self.flushes += 1
             self._reset()
+        if self._observers:
+            self._report("flush", 1)
 
     def set_live(self, live: bool) -> None:
         """Tracking went up or down: either way the table starts empty."""
         with self._lock:
+            was = self.live
             self._reset()
             self.live = live
+        if self._observers and (was or live):
+            self._report("flush" if was and live else "restored" if live else "lost", 1)
 
     def orphan(self) -> None:
         """A forked child's copy: empty, down, with a new lock (another thread may have held

@@ -11,7 +11,10 @@ A listener that loses its connection, misses a PING reply, or (Sentinel) finds t
 Sentinels name another primary, marks tracking down (the cache empties and fills nothing), and
 connects again with backoff; coming back up empties the cache once more. On a Cluster a
 supervisor thread reads ``CLUSTER NODES`` every ``REFRESH`` seconds, keeps one listener per
-primary, and empties the cache whenever the primaries or their slots change.
+primary, and empties the cache whenever the primaries or their slots change; when the data
+path meets a MOVED or ASK reply or loses a node (``redis_topology``), the cache stops serving at
+once and the supervisor reads the topology right away, serving again when every listener of
+the topology it found is up.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as RedisRetry
 
 from ..logs import limited
+from . import redis_topology as topology
 from .redis_config import RedisConfig
 from .redis_local import LocalStore
 from .redis_transport import connection_kwargs, sentinel_pools
@@ -185,6 +189,9 @@ class Tracking:
         if cfg.topology == "cluster":
             self._seen: Any = None
             self._control: Any = None  # the supervisor's connection for CLUSTER NODES
+            self._wake = threading.Event()  # read the topology now, not at the next poll
+            self._suspect = False  # the data path saw a move: serve nothing until re-read
+            topology.watch(cfg.key, self.suspect)
             self._supervisor = threading.Thread(
                 target=self._supervise, name=f"tsot-tracking {cfg.name}", daemon=True
             )
@@ -243,18 +250,39 @@ class Tracking:
 
     # -- Cluster topology ----------------------------------------------------------------------
 
+    def suspect(self) -> None:
+        """The data path met MOVED/ASK or lost a node: stop serving (the table empties and
+        keeps nothing) and wake the supervisor. Called from any thread or event loop."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._suspect = True
+            self.store.set_live(False)
+        self._wake.set()
+
     def _supervise(self) -> None:
         while not self._closed.is_set():
+            self._wake.clear()  # before the flag is read: a move reported from now on wakes it
+            with self._lock:
+                suspect, self._suspect = self._suspect, False
             try:
                 self._refresh()
             except Exception as exc:  # the supervisor carries on, whatever happens
+                if suspect:
+                    with self._lock:
+                        self._suspect = True  # still not serving: try again at the next poll
                 limited.warning(
                     f"tracking {self.cfg.name}",
                     "Redis local cache: cannot read the Cluster topology of %s (%s)",
                     self.cfg.name,
                     type(exc).__name__,
                 )
-            self._closed.wait(REFRESH)
+            else:
+                if suspect:
+                    with self._lock:  # serving again if every listener is up and no new move
+                        if not self._suspect:
+                            self.store.set_live(self._all_up())
+            self._wake.wait(REFRESH)
 
     def _refresh(self) -> None:
         """Read ``CLUSTER NODES`` over the kept control connection, or a new one to a node we
@@ -330,6 +358,8 @@ class Tracking:
         for listener in listeners:
             listener.join(5)
         if self._supervisor is not None:
+            topology.unwatch(self.cfg.key, self.suspect)
+            self._wake.set()
             self._supervisor.join(5)
             if self._control is not None:
                 self._control.disconnect()

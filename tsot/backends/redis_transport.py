@@ -33,6 +33,7 @@ from redis.exceptions import (
 from redis.retry import Retry as RedisRetry
 
 from . import redis_retry as retry
+from . import redis_topology as topology
 from .redis_config import RedisConfig
 
 _pack: Callable[[Any], bytes]
@@ -394,9 +395,12 @@ class ClusterTransport:
                 return [], exc, True
             return [exc], None, True
         except (ConnectionError, TimeoutError) as exc:
+            if isinstance(exc, ConnectionError):  # a node lost, not a slow one
+                topology.moved(self._cfg.key)
             return [], exc, not retry.connect_failure(exc)
         except RedisClusterException as exc:  # no node to ask, a slot no node serves
             self._refresh = True
+            topology.moved(self._cfg.key)
             return [], ConnectionError(f"{type(exc).__name__}: {exc}"), False
 
     def _batch(self, client: Any, cmds: Sequence[Cmd], read: bool) -> retry.Attempt:
@@ -428,12 +432,15 @@ class ClusterTransport:
             for _pool, conn in taken:
                 conn.disconnect()  # replies may be left unread: out of step
             self._refresh = True
+            if isinstance(exc, ConnectionError):
+                topology.moved(self._cfg.key)
             return [], exc, sent and not retry.connect_failure(exc)
         finally:
             for pool, conn in taken:
                 pool.release(conn)
         for i, reply in enumerate(replies):
             if isinstance(reply, AskError):  # MOVED is an AskError too
+                topology.moved(self._cfg.key)
                 try:
                     replies[i] = client.execute_command(*cmds[i])
                 except ResponseError as exc:

@@ -90,7 +90,8 @@ class OtelTracing:
 
 class OtelMetrics:
     """``db.client.operation.duration`` (s), ``tsot.cache.hits`` / ``tsot.cache.misses``
-    (keys), ``tsot.fail_open.skipped`` and ``tsot.breaker.transitions`` (calls)."""
+    (keys), ``tsot.fail_open.skipped`` and ``tsot.breaker.transitions`` (calls), and the Redis
+    local cache's ``tsot.local.hits``, ``.invalidations``, ``.flushes`` and ``.tracking``."""
 
     _shared: ClassVar[OtelMetrics | None] = None
 
@@ -109,6 +110,24 @@ class OtelMetrics:
         )
         self.transitions = meter.create_counter(
             "tsot.breaker.transitions", unit="{transition}", description="Breaker changes"
+        )
+        self.local = {
+            "hits": meter.create_counter(
+                "tsot.local.hits", unit="{key}", description="Keys the Redis local cache served"
+            ),
+            "invalidation": meter.create_counter(
+                "tsot.local.invalidations",
+                unit="{key}",
+                description="Keys the server told the Redis local cache changed",
+            ),
+            "flush": meter.create_counter(
+                "tsot.local.flushes", unit="{flush}", description="Redis local cache emptied"
+            ),
+        }
+        self.tracking = meter.create_counter(
+            "tsot.local.tracking",
+            unit="{transition}",
+            description="Redis local cache tracking lost or restored",
         )
 
     @classmethod
@@ -132,3 +151,10 @@ class OtelMetrics:
             self.skipped.add(1, {**attributes, "tsot.reason": event.fields["reason"]})
         elif event.kind == "breaker":
             self.transitions.add(1, {**attributes, "tsot.state": event.fields["state"]})
+        elif event.kind == "local":
+            reason, count = event.fields["reason"], event.fields["count"]
+            counter = self.local.get(reason)
+            if counter is not None:
+                counter.add(count, attributes)
+            elif reason in ("lost", "restored"):
+                self.tracking.add(1, {**attributes, "tsot.state": reason})

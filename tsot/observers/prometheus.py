@@ -23,6 +23,11 @@ HITS = "tsot_cache_hits_total"
 MISSES = "tsot_cache_misses_total"
 BREAKER = "tsot_breaker_open"
 SKIPPED = "tsot_fail_open_skipped_total"
+LOCAL_HITS = "tsot_local_hits_total"
+LOCAL_INVALIDATIONS = "tsot_local_invalidations_total"
+LOCAL_FLUSHES = "tsot_local_flushes_total"
+LOCAL_LOST = "tsot_local_tracking_lost_total"
+LOCAL_LIVE = "tsot_local_tracking_live"
 
 
 def _collector(registry: Any, make: Any, name: str, doc: str, labels: list[str]) -> Any:
@@ -73,6 +78,36 @@ class PrometheusListener:
             SKIPPED,
             "Calls answered under fail_open without the backend",
             [*op, "reason"],
+        )
+        storage = ["storage"]
+        self.local = {
+            "hits": _collector(
+                registry, c, LOCAL_HITS, "Keys the Redis local cache served", storage
+            ),
+            "invalidation": _collector(
+                registry,
+                c,
+                LOCAL_INVALIDATIONS,
+                "Keys the server told the Redis local cache changed",
+                storage,
+            ),
+            "flush": _collector(
+                registry, c, LOCAL_FLUSHES, "Times the Redis local cache was emptied", storage
+            ),
+            "lost": _collector(
+                registry,
+                c,
+                LOCAL_LOST,
+                "Times the Redis local cache's invalidation connection was lost",
+                storage,
+            ),
+        }
+        self.local_live = _collector(
+            registry,
+            g,
+            LOCAL_LIVE,
+            "1 while the Redis local cache's tracking is up (after its first change)",
+            storage,
         )
 
     @classmethod
@@ -138,3 +173,12 @@ class PrometheusListener:
         elif event.kind == "skip":
             reason = event.fields["reason"]
             self.skipped.labels(storage=name, operation=event.operation, reason=reason).inc()
+        elif event.kind == "local":
+            self._local(name, event.fields["reason"], event.fields["count"])
+
+    def _local(self, name: str, reason: str, count: int) -> None:
+        counter = self.local.get(reason)
+        if counter is not None:
+            counter.labels(storage=name).inc(count)
+        if reason in ("lost", "restored"):
+            self.local_live.labels(storage=name).set(1 if reason == "restored" else 0)

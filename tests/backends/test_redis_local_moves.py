@@ -1,0 +1,108 @@
+"""``local_cache=true`` on a Cluster whose slots move: a MOVED or ASK reply met by the data path
+(sync and asyncio) stops local serving before the read returns and has the listeners read the
+topology at once, not at their next poll (which these tests push an hour away)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from tests.backends import test_redis_local_topologies as topo
+from tests.backends.test_redis_local_cache import live, served_locally, until, write
+from tests.servers.proc import Server, free_port
+from tests.servers.redis import PROGRAMS, Cluster, start_single
+from tsot.backends import redis_tracking
+from tsot.events import Event
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+# the fixtures of the topology tests: a fresh cluster per test, sync and async openers
+_stop_listeners, own_cluster, opener = topo._stop_listeners, topo.own_cluster, topo.opener
+
+
+@pytest.fixture(autouse=True)
+def _slow_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the data path can make the listeners look at the topology in time."""
+    monkeypatch.setattr(redis_tracking, "REFRESH", 3600.0)
+
+
+@pytest.fixture
+def new_node(own_cluster: Cluster, tmp_path: Path) -> Iterator[Server]:
+    """A primary that joins the cluster with no slots (every node knows it when yielded)."""
+    program = next(p for p in PROGRAMS if p.name == own_cluster.scheme)
+    bus = free_port()
+    node = start_single(
+        tmp_path / "new",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        str(bus),
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "2000",
+        name="cluster",
+        program=program,
+    )
+    try:
+        first = redis.Redis(port=own_cluster.nodes[0].port)
+        first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+        new_id = redis.Redis(port=node.port).execute_command("CLUSTER", "MYID")
+        new_id = new_id.decode() if isinstance(new_id, bytes) else new_id
+
+        def known() -> bool:
+            for n in [*own_cluster.nodes, node]:
+                text = redis.Redis(port=n.port).execute_command("CLUSTER", "NODES")
+                text = text.decode() if isinstance(text, bytes) else str(text)
+                flags = [ln.split()[2] for ln in text.splitlines() if ln.startswith(new_id)]
+                if not flags or flags[0].split(",")[-1] != "master":  # not "handshake"
+                    return False
+            return True
+
+        until(known, "the new node joining", 30)
+        yield node
+    finally:
+        node.stop()
+
+
+def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
+    """``slot`` (empty) now belongs to ``node``: told to it first, then to every other node."""
+    target = redis.Redis(port=node.port)
+    node_id = target.execute_command("CLUSTER", "MYID")
+    for port in [node.port, *(n.port for n in cluster.nodes)]:
+        redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
+
+    def settled() -> bool:
+        for port in [node.port, *(n.port for n in cluster.nodes)]:
+            if b"cluster_state:ok" not in redis.Redis(port=port).execute_command("CLUSTER", "INFO"):
+                return False
+        return True
+
+    until(settled, "the cluster agreeing on the move", 30)
+
+
+def test_a_slot_moved_to_a_new_node_is_tracked_before_it_is_served(
+    own_cluster: Cluster, new_node: Server, opener: Callable[..., Any]
+) -> None:
+    space = f"lc{uuid.uuid4().hex[:8]}"
+    store = live(opener(own_cluster.url, space))
+    events: list[Event] = []
+    store.listen(events.append)
+    give_slot(own_cluster, new_node, key_slot(f"{space}:k".encode()))
+
+    assert store.load("k") is None  # sent to the old owner: MOVED
+    lost = [e for e in events if e.kind == "local" and e.fields["reason"] == "lost"]
+    assert lost, "the MOVED reply did not stop local serving before the read returned"
+    live(store)  # the new node's listener is up: within the WAIT, not an hour
+
+    write(store, "k", "v1")  # the invalidation comes from the new node's listener
+    assert store.load("k") == "v1"
+    assert served_locally(store, "k") == "v1"
+    redis.Redis(port=new_node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
+    until(lambda: store.load("k") == "v2", "the new node's invalidation")

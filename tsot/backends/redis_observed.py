@@ -1,0 +1,123 @@
+"""The Redis local cache reporting to a storage's event hub, made only once someone listens.
+
+``local`` events (``fields["reason"]``): ``hits`` (``count`` local hits, reported in batches:
+with the next read that goes to the server, every ``HIT_BATCH`` hits, and at ``stats()`` and
+``close()``), ``invalidation`` (``count`` keys the server reported changed), ``flush`` (the
+table emptied by a null message, ``clear()`` or a Cluster topology change), ``lost`` and
+``restored`` (tracking went down or came back up). A storage nobody listens to keeps the plain
+``redis_cached`` classes, so the local cache's hot path has no check for a listener.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Final
+
+from .redis_cached import LocalCachedAsync, LocalCachedSync, Notify, _split
+from .redis_local import LocalStore
+from .redis_tracking import Tracking
+
+HIT_BATCH: Final = 256
+"""Local hits reported in one event at most: an event per hit would cost as much as the hit
+(docs/observability.md, "Cost")."""
+
+
+class _Reports:
+    """What both twins share: the pending hits and the store's reports (no ``__slots__``: a
+    twin needs a weak reference, which the store holds)."""
+
+    _notify: Notify
+    _pending: int
+    _plock: threading.Lock
+    _s: LocalStore
+
+    def _start(self, notify: Notify) -> None:
+        self._notify = notify
+        self._pending = 0
+        self._plock = threading.Lock()
+        self._s.observe(self)
+
+    def _hits(self, count: int) -> None:
+        with self._plock:
+            pending = self._pending + count
+            if pending < HIT_BATCH:
+                self._pending = pending
+                return
+            self._pending = 0
+        self._notify("local", reason="hits", count=pending)
+
+    def _report_hits(self) -> None:
+        if self._pending:  # read without the lock: a hit racing it is reported next time
+            with self._plock:
+                pending, self._pending = self._pending, 0
+            if pending:
+                self._notify("local", reason="hits", count=pending)
+
+    def local_event(self, reason: str, count: int) -> None:
+        """From the store (any thread): an invalidation, a flush, tracking lost or restored."""
+        self._notify("local", reason=reason, count=count)
+
+
+class ObservedLocalSync(_Reports, LocalCachedSync):
+    """``LocalCachedSync`` with its activity reported."""
+
+    def __init__(self, backend: Any, hub: Tracking, notify: Notify) -> None:
+        super().__init__(backend, hub)
+        self._start(notify)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._s.lookup(key)
+        if value is not None:
+            self._hits(1)
+            return value
+        self._report_hits()
+        return self._read(key)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        found, todo = _split(self._s, keys)
+        if len(todo) < len(keys):
+            self._hits(len(keys) - len(todo))
+        if not todo:
+            return found
+        self._report_hits()
+        return self._read_many(keys, found, todo)
+
+    def stats(self) -> Any:
+        self._report_hits()
+        return super().stats()
+
+    def close(self) -> None:
+        self._report_hits()
+
+
+class ObservedLocalAsync(_Reports, LocalCachedAsync):
+    """``LocalCachedAsync`` with its activity reported."""
+
+    def __init__(self, backend: Any, hub: Tracking, notify: Notify) -> None:
+        super().__init__(backend, hub)
+        self._start(notify)
+
+    async def get(self, key: bytes) -> bytes | None:
+        value = self._s.lookup(key)
+        if value is not None:
+            self._hits(1)
+            return value
+        self._report_hits()
+        return await self._read(key)
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        found, todo = _split(self._s, keys)
+        if len(todo) < len(keys):
+            self._hits(len(keys) - len(todo))
+        if not todo:
+            return found
+        self._report_hits()
+        return await self._read_many(keys, found, todo)
+
+    async def stats(self) -> Any:
+        self._report_hits()
+        return await super().stats()
+
+    async def close(self) -> None:
+        self._report_hits()
