@@ -76,7 +76,9 @@ def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
     target = redis.Redis(port=node.port)
     node_id = target.execute_command("CLUSTER", "MYID")
     for port in [node.port, *(n.port for n in cluster.nodes)]:
-        redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
+        # a node that has not yet heard the new node's latest gossip may still see it in a state
+        # other than primary ("Target node is not a master"): ask again until it agrees
+        until(lambda port=port: _setslot(port, slot, node_id), f"node {port} taking the move", 30)
 
     def settled() -> bool:
         for port in [node.port, *(n.port for n in cluster.nodes)]:
@@ -85,6 +87,16 @@ def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
         return True
 
     until(settled, "the cluster agreeing on the move", 30)
+
+
+def _setslot(port: int, slot: int, node_id: Any) -> bool:
+    try:
+        redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
+    except redis.ResponseError as exc:
+        if "not a master" not in str(exc):
+            raise
+        return False
+    return True
 
 
 def test_a_slot_moved_to_a_new_node_is_tracked_before_it_is_served(
