@@ -25,7 +25,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, TypeVar
 
 from .errors import ConfigurationError, SerializationError, ValueTooLarge, WrongType, require
 from .ints import MAX_INT_DIGITS, format_int, parse_int
@@ -62,6 +62,9 @@ class _Miss:
 
 
 MISS: Final = _Miss()
+_SLOW: Final = object()
+"""Codec._quick's "not a common form": decode decides."""
+N = TypeVar("N")
 
 SERIALIZERS: Final = ("pickle", "json", "msgpack")
 COMPRESSIONS: Final = ("none", "zlib", "zstd", "lz4")
@@ -84,36 +87,53 @@ def _key_prefix(key: bytes) -> bytes:
     return b"\x00" + len(key).to_bytes(4, "big") + key
 
 
-class _Mac(Protocol):
-    def copy(self) -> _Mac: ...
+class _Hash(Protocol):
+    def copy(self) -> _Hash: ...
     def update(self, data: bytes, /) -> None: ...
     def digest(self) -> bytes: ...
 
 
-def _keyed(key: bytes) -> _Mac:
-    """A keyed HMAC-SHA256 state with ``copy``, ``update`` and ``digest``: the C object behind
-    ``hmac.HMAC`` where there is one (OpenSSL; its methods skip the Python wrapper's, a third
-    of a 100 B signature), else the ``hmac.HMAC`` itself."""
-    h = hmac.new(key, digestmod="sha256")
-    inner = getattr(h, "_hmac", None)
-    return cast("_Mac", inner if inner is not None and hasattr(inner, "copy") else h)
+Pads = tuple[_Hash, _Hash]
+"""One secret's HMAC-SHA256 key schedule: SHA-256 states that have absorbed the key XOR ipad
+(inner) and XOR opad (outer), RFC 2104. Copied per signature, never fed themselves."""
+
+
+def _pads(key: bytes) -> Pads:
+    block = key.ljust(64, b"\0")  # a 32-byte key: never longer than SHA-256's 64-byte block
+    return (
+        hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+    )
+
+
+def _hmac(pads: Pads, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data``: the same bytes as ``hmac.digest(key, data, "sha256")``.
+
+    Two copied SHA-256 states cost less than one copied ``hmac.HMAC`` state (with OpenSSL 3,
+    copying an HMAC context copies three digest contexts, and ``digest`` copies them again):
+    0.65 us against 0.78 us for a 100 B value, and 1.5 us for the one-shot ``hmac.digest``.
+    """
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 class Signer:
     """HMAC-SHA256 over payloads; the first secret signs, every secret verifies (key rotation).
 
     Signatures cover the stored key (``_key_prefix``): a signed value verifies only under the
-    key it was written to. Each secret's keyed HMAC state is made once and copied per call
-    (half the cost of keying it again).
+    key it was written to. Each secret is keyed once (``_pads``); a signature copies its states.
     """
 
-    __slots__ = ("_macs",)
+    __slots__ = ("_pads",)
 
     def __init__(self, secrets: Sequence[str | bytes]) -> None:
         if not secrets:
             raise ConfigurationError("signing needs at least one secret")
-        self._macs = [
-            _keyed(
+        self._pads = [
+            _pads(
                 hashlib.sha256(
                     b"tsot.signing:" + (s.encode() if isinstance(s, str) else s)
                 ).digest()
@@ -121,32 +141,29 @@ class Signer:
             for s in secrets
         ]
 
+    @property
+    def first(self) -> Pads:
+        """The first secret's key schedule (``_hmac``): the one that signs."""
+        return self._pads[0]
+
     def sign(self, payload: bytes, key: bytes = b"") -> bytes:
-        h = self._macs[0].copy()
-        h.update(_key_prefix(key))
-        h.update(payload)
-        return h.digest()
+        return _hmac(self._pads[0], _key_prefix(key) + payload)
 
     def verify(self, mac: bytes, payload: bytes, key: bytes = b"", unbound: bool = False) -> bool:
         """True if ``mac`` signs ``payload`` under ``key`` with any secret; with ``unbound``,
         also a signature of the payload alone (values written before keys were bound)."""
-        prefix = _key_prefix(key)
-        for base in self._macs:
-            h = base.copy()
-            h.update(prefix)
-            h.update(payload)
-            if hmac.compare_digest(mac, h.digest()):
+        bound = _key_prefix(key) + payload
+        for pads in self._pads:
+            if hmac.compare_digest(mac, _hmac(pads, bound)):
                 return True
         if unbound:
-            for base in self._macs:
-                h = base.copy()
-                h.update(payload)
-                if hmac.compare_digest(mac, h.digest()):
+            for pads in self._pads:
+                if hmac.compare_digest(mac, _hmac(pads, payload)):
                     return True
         return False
 
     def __repr__(self) -> str:  # never show secrets
-        return f"<Signer with {len(self._macs)} key(s)>"
+        return f"<Signer with {len(self._pads)} key(s)>"
 
 
 class Counter:
@@ -241,7 +258,9 @@ class Codec:
         "_compress",
         "_compress_tag",
         "_dumps",
+        "_mac",
         "_obj_tag",
+        "_pickled",
         "_plain",
         "_sign_all",
         "accept",
@@ -315,6 +334,7 @@ class Codec:
                 f"{serializer!r}, or this storage could not read its own values"
             )
         self._accept_tags = frozenset(_OBJECT_TAG[a] for a in self.accept)
+        self._pickled = T_PICKLE in self._accept_tags
         if sign not in SIGN_MODES:
             raise ConfigurationError(
                 f"option 'sign' must be one of {', '.join(SIGN_MODES)}, not {sign!r}"
@@ -326,6 +346,7 @@ class Codec:
         self.accept_unbound = accept_unbound
         self.refused = Counter()
         self._plain: Codec | None = None
+        self._mac = signer.first if signer is not None else None  # what _quick verifies with
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, value: Any, key: bytes = b"") -> bytes:
@@ -380,7 +401,7 @@ class Codec:
             plain = Codec.__new__(Codec)
             for name in Codec.__slots__:
                 setattr(plain, name, getattr(self, name))
-            plain.signer, plain._sign_all = None, False
+            plain.signer, plain._sign_all, plain._mac = None, False, None
             self._plain = plain
         return plain.encode(value, key)
 
@@ -408,17 +429,106 @@ class Codec:
         """The value ``data`` (stored under ``key``) holds, or MISS for anything that is not a
         valid value for this storage; never raises. A miss is logged (rate-limited, the key
         shortened) and counted in ``refused``."""
+        value = self._quick(data, key)  # the common forms first
+        if value is not _SLOW:
+            return value
         try:
             if not data:
                 raise _Refused("corrupt", "empty payload")
-            if data[0] == T_STR and not self._sign_all and len(data) <= self.max_value_size:
-                return data[1:].decode()  # the common case first
             return self._decode(data, key, meta)
         except _Refused as exc:
             return self._miss(exc.topic, key, str(exc))
         except Exception as exc:  # corrupt bytes, a missing extra, a failing deserializer
             why = f"{type(exc).__name__}: {str(exc)[:200]}"
             return self._miss("undecodable", key, why)
+
+    def decode_many(
+        self, names: Sequence[N], keys: Sequence[bytes], found: Sequence[bytes | None]
+    ) -> dict[N, Any]:
+        """``{name: value}`` for each stored value of ``found`` (``None``: absent) that decodes,
+        as ``decode`` of each under the stored key of ``keys`` at the same index would give.
+
+        A batch is mostly one form: a str, bytes or pickle signed with the first secret (with
+        ``sign="all"``, every one). Those are checked and read here, one HMAC per value and no
+        call per value; every other value goes through ``decode``.
+        """
+        out: dict[N, Any] = {}
+        pads = self._mac if self.signer is not None else None  # (a subclass may drop signer)
+        decode = self.decode
+        limit = self.max_value_size + 1 + MAC_SIZE
+        pickled, compare = self._pickled, hmac.compare_digest
+        for name, key, data in zip(names, keys, found, strict=True):
+            if data is None:
+                continue
+            # Literals, not the T_* names: a global lookup per value is a tenth of the rest.
+            if (
+                pads is not None
+                and type(data) is bytes
+                and 34 <= len(data) <= limit
+                and data[0] == 0x68  # h
+            ):
+                tag = data[33]  # after the tag and the 32-byte MAC
+                if tag == 0x73 or tag == 0x62 or tag == 0x70:  # s, b, p
+                    # _hmac, inlined: key-bound (_key_prefix) with the first secret
+                    inner = pads[0].copy()
+                    inner.update(b"\x00" + len(key).to_bytes(4, "big") + key + data[33:])
+                    outer = pads[1].copy()
+                    outer.update(inner.digest())
+                    if compare(data[1:33], outer.digest()):
+                        try:
+                            if tag == 0x73:
+                                out[name] = data[34:].decode()
+                                continue
+                            if tag == 0x62:
+                                out[name] = data[34:]
+                                continue
+                            if pickled:
+                                out[name] = pickle.loads(data[34:])
+                                continue
+                        except Exception:  # decode below logs and counts it
+                            pass
+            value = decode(data, key)
+            if value is not MISS:
+                out[name] = value
+        return out
+
+    def _quick(self, data: bytes, key: bytes) -> Any:
+        """The value of ``data`` if it is a common form that checks out, else ``_SLOW``.
+
+        Common: a str, bytes or (where accepted) pickled payload of at most ``max_value_size``
+        bytes, signed under ``key`` with the first secret, or unsigned where that is allowed
+        (a str or bytes unless ``sign="all"``; a pickle only without a signer). Never raises
+        and never decides a miss: ``_decode`` takes every other case and gives its verdict.
+        ``decode_many`` reads the signed forms the same way.
+        """
+        try:
+            tag = data[0]
+            if tag == T_SIGNED:
+                pads = self._mac
+                if pads is None or len(data) - (1 + MAC_SIZE) > self.max_value_size:
+                    return _SLOW
+                tag = data[1 + MAC_SIZE]  # IndexError for a truncated signature: _SLOW
+                mac = _hmac(pads, _key_prefix(key) + data[1 + MAC_SIZE :])
+                if not hmac.compare_digest(data[1 : 1 + MAC_SIZE], mac):
+                    return _SLOW  # another secret, an unbound signature, or a bad one
+                if tag == T_STR:
+                    return data[2 + MAC_SIZE :].decode()
+                if tag == T_BYTES:
+                    return data[2 + MAC_SIZE :]
+                if tag == T_PICKLE and self._pickled:
+                    return pickle.loads(data[2 + MAC_SIZE :])
+                return _SLOW
+            if len(data) > self.max_value_size or self._sign_all:
+                return _SLOW
+            if tag == T_STR:
+                return data[1:].decode()
+            if tag == T_BYTES:
+                return data[1:]
+            if tag == T_PICKLE and self._pickled and self.signer is None:
+                return pickle.loads(data[1:])
+        except Exception:  # _decode gives the verdict (and the log line) on its own
+            pass
+        return _SLOW
 
     def decode_entry(self, data: bytes, key: bytes = b"") -> tuple[Any, int, int] | _Miss:
         """``(value, soft_ms, delta_ms)`` for an entry (``encode_entry``), ``(value, 0, -1)`` for

@@ -209,14 +209,7 @@ class _Core:
     def _found(
         self, wanted: list[Key], final: list[bytes], found: list[bytes | None]
     ) -> dict[Key, Any]:
-        decode = self.codec.decode
-        out: dict[Key, Any] = {}
-        for key, k, data in zip(wanted, final, found, strict=True):
-            if data is not None:
-                value = decode(data, k)
-                if value is not MISS:
-                    out[key] = value
-        return out
+        return self.codec.decode_many(wanted, final, found)
 
     def _counts(self, counts: Mapping[str, Any]) -> dict[str, Any]:
         return {

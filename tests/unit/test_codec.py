@@ -383,3 +383,65 @@ def test_signatures_are_the_documented_hmac_whatever_state_signs_them() -> None:
     for _ in range(2):  # the keyed state is copied, never consumed
         assert signer.sign(payload, key) == want
         assert signer.verify(want, payload, key)
+
+
+def _batch_forms(signer: Signer) -> list[bytes | None]:
+    """Every stored form a batch can hold, for decode_many against decode: each tag signed with
+    the reader's first and second secret, under another key, tampered, plus the poison list."""
+    import zlib
+
+    writers = [
+        Codec(signer=Signer([SECRET]), sign="all"),
+        Codec(signer=Signer([OTHER]), sign="all"),
+        Codec(signer=Signer([SECRET]), serializer="json"),
+        Codec(signer=Signer([SECRET]), compression="zlib", compress_threshold=10),
+        Codec(),
+    ]
+    values = ["text", "é" * 40, b"raw", 1.5, 7, {"a": [1, 2]}, ("t",), "x" * 300]
+    forms: list[bytes | None] = [None]
+    for w in writers:
+        for v in values:
+            for key in (b"k", b"other"):
+                data = w.encode(v, key)
+                forms.append(data)
+                forms.append(data[:-1] + bytes([data[-1] ^ 1]))  # the last byte flipped
+    mac = signer.sign(b"s\xff\xfe", b"k")  # a valid signature over invalid UTF-8
+    forms += [b"h" + mac + b"s\xff\xfe", b"h" + signer.sign(b"p\x80", b"k") + b"p\x80"]
+    forms += [b"h" + signer.sign(b"z" + zlib.compress(b"sz"), b"k") + b"z" + zlib.compress(b"sz")]
+    return forms + _poison()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sign": "all"},
+        {"sign": "objects"},
+        {"sign": "all", "accept": ("pickle", "json")},
+        {"sign": "all", "max_value_size": 40},
+        {"accept_unbound": True},
+        {"no_signer": True},
+        {"rotated": True},
+    ],
+    ids=["default", "all", "objects", "all-json", "all-small", "unbound", "unsigned", "rotated"],
+)
+def test_decode_many_gives_what_decode_gives(options: dict[str, object]) -> None:
+    """decode_many reads the common forms on its own; its answers must be decode's, misses and
+    the count of refused values included."""
+    opts = dict(options)
+    secrets = [OTHER, SECRET] if opts.pop("rotated", False) else [SECRET, OTHER]
+    signer = None if opts.pop("no_signer", False) else Signer(secrets)
+    one, batch = Codec(signer=signer, **opts), Codec(signer=signer, **opts)  # type: ignore[arg-type]
+    forms = _batch_forms(Signer([SECRET]))
+    names = list(range(len(forms)))
+    keys = [b"k"] * len(forms)
+    want = {}
+    for name, data in zip(names, forms, strict=True):
+        if data is not None and (value := one.decode(data, b"k")) is not MISS:
+            want[name] = value
+    got = batch.decode_many(names, keys, forms)
+    assert got == want
+    assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+    assert batch.refused.value == one.refused.value > 0
+    if signer is not None:  # values signed for b"other" verify only there
+        assert batch.decode_many(names, [b"other"] * len(forms), forms).keys() != got.keys()
