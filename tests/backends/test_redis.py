@@ -132,6 +132,37 @@ def test_acl_user_and_password(own: Server) -> None:
         admin.execute_command("ACL", "DELUSER", "app")
 
 
+def test_replies_of_one_read_keep_their_places_and_errors(own: Server) -> None:
+    """The sync transport takes the replies that came with one socket read straight from the
+    hiredis reader: each stays in its place, an error reply is returned in place (the replies
+    after it are theirs) and the connection stays in step; a reply that redis-py raises as a
+    connection failure (WRONGPASS) raises and drops the connection, as read_response does."""
+    import hiredis
+
+    from tsot.backends.redis_transport import _buffered, _read
+
+    conn = redis.connection.Connection(
+        host="127.0.0.1", port=own.port, socket_timeout=5, protocol=2  # as tsot connects
+    )
+    conn.connect()
+    assert _buffered(conn) is not None  # else this tests nothing new
+    cmds = [("SET", b"t:a", b"x"), *[("INCR", b"t:a"), ("GET", b"t:a")] * 300, ("PING",)]
+    conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in cmds)])
+    replies = _read(conn, len(cmds))
+    assert replies[0] == b"OK" and replies[-1] == b"PONG"
+    for incr, get in zip(replies[1:-1:2], replies[2:-1:2], strict=True):
+        assert isinstance(incr, redis.ResponseError) and "not an integer" in str(incr)
+        assert get == b"x"
+    conn.send_command("GET", b"t:a")
+    assert conn.read_response() == b"x"  # still in step
+    cmds = [("PING",), ("AUTH", b"no-such-user", b"pw"), ("PING",)]
+    conn.send_packed_command([b"".join(hiredis.pack_command(c) for c in cmds)])
+    with pytest.raises(redis.AuthenticationError):
+        _read(conn, 3)
+    assert conn._sock is None
+    conn.disconnect()
+
+
 # -- one round trip per operation ----------------------------------------------------------------
 
 

@@ -45,6 +45,15 @@ except ImportError:  # pragma: no cover - hiredis comes with the redis extra
 Cmd = Sequence[Any]
 Node = Any  # a cluster node; None on other topologies
 
+_MORE: Any = object()  # the hiredis reader's "no whole reply yet"
+_HIREDIS_PARSER: Any = None
+try:  # as redis-py's hiredis parser makes its reader
+    import redis._parsers.hiredis as _parsers
+
+    _MORE, _HIREDIS_PARSER = _parsers.NOT_ENOUGH_DATA, _parsers._HiredisParser
+except (ImportError, AttributeError):  # pragma: no cover - other layouts: all via read_response
+    pass
+
 _NO_RETRY = RedisRetry(NoBackoff(), 0)  # connections never retry on their own: we do
 BATCH_ARGS = 10_000  # arguments per write of a batch, before its replies are read
 
@@ -145,12 +154,40 @@ def pool_factory(pool: Any) -> Callable[[], Any]:
     return lambda: pool.connection_class(**pool.connection_kwargs)
 
 
+def _buffered(conn: Any) -> Any:
+    """The hiredis reader of ``conn`` if later replies of a batch may be taken from it directly:
+    RESP2 (no push message can come between replies) on redis-py's hiredis parser; else None."""
+    parser = conn._parser
+    if type(parser) is not _HIREDIS_PARSER or conn.protocol not in (2, "2", None):
+        return None
+    return parser._reader
+
+
 def _read(conn: Any, n: int) -> list[Any]:
-    """Read ``n`` replies; error replies are returned in place so the connection stays in step."""
+    """Read ``n`` replies; error replies are returned in place so the connection stays in step.
+
+    Once ``read_response`` has read from the socket, the replies that came with that read are
+    taken from the hiredis reader directly: redis-py's own layers (timeouts, host name, health
+    bookkeeping) cost more than parsing a reply, most of reading a 100-command pipeline. An
+    error reply taken that way is handled as ``read_response`` would raise it.
+    """
     out: list[Any] = []
+    reader = None
     for i in range(n):
         try:
-            out.append(conn.read_response())
+            reply = reader.gets() if reader is not None else _MORE
+            if reply is _MORE or reply is False:  # (False: a reader made without the sentinel)
+                reply = conn.read_response()
+                if reader is None:
+                    reader = _buffered(conn)
+            elif isinstance(reply, Exception) or (
+                type(reply) is list and reply and isinstance(reply[0], ConnectionError)
+            ):
+                error = reply if isinstance(reply, Exception) else reply[0]
+                if not isinstance(error, ResponseError):
+                    conn.disconnect()  # as read_response does for a failure it raises
+                raise error
+            out.append(reply)
         except ResponseError as exc:
             out.append(exc)
         except ConnectionError as exc:
