@@ -235,12 +235,8 @@ class _Core:
             )
 
     def _items(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, bytes]]:
-        make, encode = self._keys.make, self.codec.encode
-        items = []
-        for key, value in mapping.items():
-            k = make(key)
-            items.append((k, encode(value, k)))
-        return items
+        make = self._keys.make
+        return self.codec.encode_many([(make(key), value) for key, value in mapping.items()])
 
     def _pairs(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, Key]]:
         """(final key, caller's key) of every valid key of ``mapping``: for error messages."""

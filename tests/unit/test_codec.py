@@ -445,3 +445,41 @@ def test_decode_many_gives_what_decode_gives(options: dict[str, object]) -> None
     assert batch.refused.value == one.refused.value > 0
     if signer is not None:  # values signed for b"other" verify only there
         assert batch.decode_many(names, [b"other"] * len(forms), forms).keys() != got.keys()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"sign": "all"},
+        {"sign": "objects"},
+        {"sign": "all", "compression": "zlib", "compress_threshold": 20},
+        {"compression": "zlib", "compress_threshold": 0},
+        {"sign": "all", "max_value_size": 30},
+        {"no_signer": True},
+        {"no_signer": True, "serializer": "json"},
+    ],
+    ids=["default", "all", "objects", "all-zlib", "zlib-0", "all-small", "unsigned", "json"],
+)
+def test_encode_many_gives_what_encode_gives(options: dict[str, object]) -> None:
+    """encode_many encodes and signs plain strs on its own: byte for byte what encode writes,
+    and the same error for a value that cannot be written."""
+    from tsot import ValueTooLarge
+
+    opts = dict(options)
+    signer = None if opts.pop("no_signer", False) else Signer([SECRET, OTHER])
+    c = Codec(signer=signer, **opts)  # type: ignore[arg-type]
+    values = ["", "text", "é" * 40, "x" * 19, "x" * 20, "x" * 29, "x" * 300, b"raw", 7, 1.5,
+              {"a": [1]}, "\ud800"]  # fmt: skip
+    for value in values:
+        keys = [b"k", b"other:key", b""]
+        items = [(k, value) for k in keys]
+        try:
+            want = [(k, c.encode(v, k)) for k, v in items]
+        except (SerializationError, ValueTooLarge) as exc:
+            with pytest.raises(type(exc), match=r"cannot|max_value_size"):
+                c.encode_many(items)
+            continue
+        assert c.encode_many(items) == want, value
+        for k, data in want:
+            assert c.decode(data, k) == value
