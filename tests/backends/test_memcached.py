@@ -558,3 +558,17 @@ def test_stats_and_shared_state(memcached_url: str) -> None:
     assert backend(a).loc is backend(b).loc  # one pool per location, whatever the namespace
     stats = a.stats()
     assert isinstance(stats["hits"], int) and isinstance(stats["keys"], int)
+
+
+def test_a_one_key_request_past_the_send_buffer_is_written_whole(memcached_url: str) -> None:
+    """A one-key request is written straight to the socket (no poll first); what the send
+    buffer does not take at once must still go out, whole and in order."""
+    store = Storage.from_url(memcached_url, namespace=f"big-{uuid.uuid4().hex}", secret=None)
+    store.store("warm", 1)  # learns the generation and item size: the next store is one request
+    (conn,) = store.backend.loc.sync.pools[0].idle
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    value = os.urandom(400_000)
+    store.store("big", value)
+    assert store.backend.loc.sync.pools[0].idle == [conn]  # the same connection, in step
+    assert store.load("big") == value
+    assert store.incr("warm") == 2
