@@ -142,7 +142,10 @@ def test_replies_of_one_read_keep_their_places_and_errors(own: Server) -> None:
     from tsot.backends.redis_transport import _buffered, _read
 
     conn = redis.connection.Connection(
-        host="127.0.0.1", port=own.port, socket_timeout=5, protocol=2  # as tsot connects
+        host="127.0.0.1",
+        port=own.port,
+        socket_timeout=5,
+        protocol=2,  # as tsot connects
     )
     conn.connect()
     assert _buffered(conn) is not None  # else this tests nothing new
