@@ -30,6 +30,7 @@ from .memcached_proto import Reply, ReplyParser
 
 _RECV: Final = 256 * 1024
 _SEND: Final = 256 * 1024
+_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class Job:
@@ -94,7 +95,10 @@ def _step(sel: selectors.BaseSelector, job: Job, events: int) -> bool:
     """Write and read what the socket allows now; True once every reply is read."""
     sock = job.sock
     if events & selectors.EVENT_WRITE and job.rest:
-        sent = sock.send(job.rest[:_SEND])
+        try:  # never waits, whatever the socket's mode (memcached_sync.kernel_timeouts)
+            sent = sock.send(job.rest[:_SEND], _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
         job.rest = job.rest[sent:]
         if not job.rest:
             sel.modify(sock, selectors.EVENT_READ, job)

@@ -14,6 +14,8 @@ import math
 import os
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -28,6 +30,28 @@ from .memcached_proto import Reply, ReplyParser
 from .memcached_stream import Job, readable_now, stream
 
 _RECV = 256 * 1024
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def kernel_timeouts(sock: socket.socket, timeout: float | None) -> None:
+    """Put ``sock`` in blocking mode with ``timeout`` kept by the kernel (SO_RCVTIMEO and
+    SO_SNDTIMEO) where that is Linux: a socket with a Python timeout polls before every send
+    and every recv, two system calls per request more than the raw client makes. A read or
+    write that runs out then fails with EAGAIN, which ``Conn`` raises as TimeoutError; writes
+    that must not wait say so (MSG_DONTWAIT). Elsewhere the Python timeout stays."""
+    if sys.platform != "linux" or _DONTWAIT == 0:
+        return
+    if timeout is not None:
+        sec = int(timeout)
+        usec = min(999_999, round((timeout - sec) * 1e6))
+        if sec == 0:
+            usec = max(1, usec)  # 0 would mean "never" to the kernel
+        tv = struct.pack("@ll", sec, usec)  # struct timeval
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    sock.settimeout(None)
+
+
 _IDLE_POLL = 0.001  # seconds between looks at the idle list while the pool is exhausted
 
 
@@ -46,28 +70,34 @@ class Conn:
             self.poller.register(sock, select.POLLIN)
 
     def send(self, data: bytes) -> None:
-        """``sendall``, without the poll(2) a socket with a timeout makes before each write:
-        a request of one or two commands goes straight into the idle connection's empty send
-        buffer; whatever does not fit at once goes through ``sendall`` (and its timeout)."""
+        """``sendall``, as one write(2) where the socket takes it all (a socket with a Python
+        timeout would poll first); the rest, if any, through ``sendall``."""
         try:
             sent = os.write(self.sock.fileno(), data)
         except BlockingIOError:
             sent = 0
         if sent < len(data):
-            self.sock.sendall(memoryview(data)[sent:])
+            try:
+                self.sock.sendall(memoryview(data)[sent:])
+            except BlockingIOError:  # SO_SNDTIMEO ran out (kernel_timeouts)
+                raise TimeoutError("timed out writing to memcached") from None
 
     def receive(self, count: int) -> list[Reply]:
         """The next ``count`` replies (ConnectionResetError if the server closes first: a
-        request it was sent may have run, whether or not a byte of its reply arrived)."""
+        request it was sent may have run, whether or not a byte of its reply arrived;
+        TimeoutError after the read timeout)."""
         parser, recv = self.parser, self.sock.recv
         out: list[Reply] = []
         got = parser.take(count, out) if parser.pending else 0
-        while got < count:
-            chunk = recv(_RECV)
-            if not chunk:
-                raise ConnectionResetError("the server closed the connection")
-            parser.feed(chunk)
-            got += parser.take(count - got, out)
+        try:
+            while got < count:
+                chunk = recv(_RECV)
+                if not chunk:
+                    raise ConnectionResetError("the server closed the connection")
+                parser.feed(chunk)
+                got += parser.take(count - got, out)
+        except BlockingIOError:  # SO_RCVTIMEO ran out (kernel_timeouts)
+            raise TimeoutError("timed out reading from memcached") from None
         return out
 
     def idle(self) -> bool:
@@ -154,6 +184,7 @@ class Pool:
                 ) from exc
             sock: Any = client.sock
             client.sock = None  # ours now: the Client object is dropped
+            kernel_timeouts(sock, self.timeout)
             return Conn(sock)
         except BaseException:
             self._forget()
@@ -273,7 +304,9 @@ class SyncTransport:
                     continue
                 data = b"".join(cmds)
                 try:
-                    sent = conn.sock.send(data)  # what fits now: never waits on the server
+                    sent = conn.sock.send(data, _DONTWAIT)  # what fits now: never waits
+                except BlockingIOError:
+                    sent = 0
                 except Exception as exc:
                     self._broken(s, conn)
                     failures[s] = (exc, True)
