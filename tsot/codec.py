@@ -397,11 +397,6 @@ class Codec:
             self._plain = plain
         return plain.encode(value, key)
 
-    def encode_int(self, value: int) -> bytes:
-        if type(value) is not int:
-            raise WrongType(f"expected an int, got {type(value).__name__} {value!r}")
-        return format_int(value)
-
     def _finish(self, payload: bytes, signed: bool, key: bytes) -> bytes:
         if len(payload) > self.max_value_size:
             raise ValueTooLarge(

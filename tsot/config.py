@@ -622,7 +622,16 @@ ENTRY_POINT_GROUP = "tsot.backends"
 
 
 def register_backend(scheme: str, target: str | Callable[[], Any]) -> None:
-    """Map a URL scheme to a backend class (``"pkg.module:Class"`` or the class itself)."""
+    """Map a URL scheme to a backend class (``"pkg.module:Class"`` or the class itself).
+
+    The class offers ``OPTIONS`` (a tuple of Option: its own options, from the URL query or
+    keyword arguments) and the classmethods ``open(location, options, prefix)`` and
+    ``open_async(location, options, prefix)``, which receive the options parsed and the
+    Storage's namespace prefix and return a ``Backend`` / ``AsyncBackend``
+    (``tsot/backends/base.py``). It may add ``check(location, options)``, which validates
+    without any I/O: ``from_url`` then calls it at once and defers ``open`` to the Storage's
+    first call (``tsot.lazy``).
+    """
     with _lock:
         _registered[scheme.lower()] = target
 
