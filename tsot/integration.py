@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from .compat import glob_escape, redis_ttl, seconds_until
 from .config import (
-    CORE_OPTIONS,
     REDIS_SCHEMES,
     UrlParts,
     default_sign,
@@ -34,7 +33,6 @@ from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
 from .splitread import MISSING, SplitReadThrough
 
 __all__ = [
-    "CORE_OPTIONS",
     "LOCAL_SCHEMES",
     "MISSING",
     "REDIS_SCHEMES",
