@@ -1,4 +1,4 @@
-"""The "never" rules of docs/architecture.md#import-rules, read from the source (AST) of every
+"""The "never" rules of docs/architecture.md#the-never-rules, read from the source (AST) of every
 module in tsot/, tsot_django/ and tsot_flask/, imports inside functions and TYPE_CHECKING
 blocks included:
 
@@ -51,7 +51,7 @@ TRANSPORTS = frozenset(
         "tsot.backends.memcached_stream",
     }
 )
-"""The modules that open connections (docs/architecture.md#layers)."""
+"""The modules that open connections (docs/architecture.md#the-never-rules)."""
 NETWORK_MODULES = ("socket", "select", "selectors", "ssl", "pymemcache")
 REDIS_SAFE = ("redis.exceptions", "redis.crc")
 """redis-py modules any Redis module may use: errors to translate, the Cluster key slot."""
