@@ -139,13 +139,14 @@ def signing_secrets(where: str) -> list[bytes]:
         ) from exc
 
 
-def fingerprint_secrets() -> list[bytes]:
-    """The secrets that tell one cache configuration from another (tsot_django.stores): as
-    ``signing_secrets`` gathers them, or [] when they are unusable (building the storages then
-    raises, unless OPTIONS['SIGNING'] = False, when the secrets play no part)."""
+def fingerprint_secrets() -> list[str]:
+    """What tells one configuration's secrets from another's (tsot_django.stores): SECRET_KEY and
+    SECRET_KEY_FALLBACKS as written, unchecked, so building a cache instance stays cheap
+    (``signing_secrets`` checks them when the storages are built); [] when Django refuses an
+    empty SECRET_KEY."""
     try:
-        return framework_secrets(*secret_settings()) or []
-    except (ImproperlyConfigured, ConfigurationError):
+        return [repr(secret_settings())]
+    except ImproperlyConfigured:
         return []
 
 
