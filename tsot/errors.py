@@ -54,6 +54,11 @@ class MissingDependency(ConfigurationError, ImportError):
         )
         self.package = package
         self.extra = extra
+        self.feature = feature
+
+    def __reduce__(self) -> tuple[type[MissingDependency], tuple[str, str, str]]:
+        # pickle re-creates an exception from its args (the message): give it the three names
+        return type(self), (self.package, self.extra, self.feature)
 
 
 class InvalidKey(TsotError, ValueError):

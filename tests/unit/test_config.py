@@ -145,6 +145,18 @@ def test_configuration_errors_keep_their_option_through_pickle() -> None:
     assert (str(again), again.option) == (str(error), "db")
 
 
+def test_a_missing_dependency_survives_pickle() -> None:
+    """A worker process can hand it back to its parent (multiprocessing pickles exceptions)."""
+    import pickle
+
+    from tsot.errors import MissingDependency
+
+    error = MissingDependency("redis", "redis", "redis:// URLs")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is MissingDependency
+    assert (str(again), again.package, again.extra) == (str(error), "redis", "redis")
+
+
 @pytest.mark.parametrize(
     ("call", "url"),
     [
