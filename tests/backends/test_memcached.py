@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -540,7 +541,9 @@ def test_stats_and_shared_state(memcached_url: str) -> None:
 def test_a_one_key_request_past_the_send_buffer_is_written_whole(memcached_url: str) -> None:
     """A one-key request is written straight to the socket (no poll first); what the send
     buffer does not take at once must still go out, whole and in order."""
-    store = Storage.from_url(memcached_url, namespace=f"big-{uuid.uuid4().hex}", secret=None)
+    store = Storage.from_url(
+        memcached_url, namespace=f"big-{uuid.uuid4().hex}", secret=None, timeout=30
+    )  # a long timeout: a busy machine must not make it a retry on another connection
     store.store("warm", 1)  # learns the generation and item size: the next store is one request
     (conn,) = store.backend.loc.sync.pools[0].idle
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
