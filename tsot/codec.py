@@ -473,9 +473,15 @@ class Codec:
         """The value ``data`` (stored under ``key``) holds, or MISS for anything that is not a
         valid value for this storage; never raises. A miss is logged (rate-limited, the key
         shortened) and counted in ``refused``."""
-        value = self._quick(data, key)  # the common forms first
-        if value is not _SLOW:
-            return value
+        if data[:1] == b"s" and not self._sign_all and len(data) <= self.max_value_size:
+            try:
+                return data[1:].decode()  # the commonest form, without a call
+            except UnicodeDecodeError:
+                pass  # _decode logs it
+        else:
+            value = self._quick(data, key)  # the other common forms
+            if value is not _SLOW:
+                return value
         try:
             if not data:
                 raise _Refused("corrupt", "empty payload")
