@@ -25,11 +25,11 @@ from . import readthrough
 from .codec import MISS
 from .readthrough import LEASE_SUFFIX
 from .stampede import (
-    DRAWS,
     REFRESH_BACKOFF,
     Entry,
     Freshness,
     Timing,
+    draw,
     entry_of,
     entry_times,
     freshness,
@@ -80,8 +80,7 @@ class SplitReadThrough:
             entry = self._entry(k)
             now = timing.clock()
             if entry is not None:
-                rand = DRAWS.draw(k, now, entry.delta, timing.random)
-                state = freshness(entry, now, policy, rand)
+                state = freshness(entry, now, policy, draw(timing, k, entry))
                 if state is Freshness.FRESH:
                     return entry.value
                 if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes

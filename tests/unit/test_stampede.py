@@ -186,15 +186,33 @@ def test_memoize_sync_and_async() -> None:
         memoize(astore)(square)
 
 
-def test_one_draw_per_key_and_compute_time_period() -> None:
-    from tsot.stampede import Draws
+def test_the_draw_is_the_entrys_whatever_the_process() -> None:
+    import os
+    import subprocess
+    import sys
 
-    draws, values = Draws(), iter([0.1, 0.2, 0.3])
-    rand = values.__next__
-    assert draws.draw(b"k", 10.05, 0.1, rand) == 0.1
-    assert draws.draw(b"k", 10.09, 0.1, rand) == 0.1  # the same 0.1 s period: the same draw
-    assert draws.draw(b"other", 10.09, 0.1, rand) == 0.2
-    assert draws.draw(b"k", 10.11, 0.1, rand) == 0.3
+    from tsot.stampede import DRAWS, Entry, draw, shared_draw
+
+    u = shared_draw(b"ns:k", 1_700_000_000_000)
+    assert u == shared_draw(b"ns:k", 1_700_000_000_000)
+    assert u != shared_draw(b"ns:k", 1_700_000_000_001)  # a new entry: a new draw
+    assert u != shared_draw(b"ns:other", 1_700_000_000_000)
+    assert DRAWS.draw(b"ns:k", 1_700_000_000_000) == u
+    assert draw(Timing(), b"ns:k", Entry("v", 1_700_000_000.0, 0.1)) == u
+    assert draw(Timing(random=lambda: 0.25), b"ns:k", Entry("v", 1_700_000_000.0, 0.1)) == 0.25
+    # another interpreter (another hash seed) draws the same for the same entry
+    code = "from tsot.stampede import shared_draw; print(repr(shared_draw(b'ns:k', 1700000000000)))"
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert float(out.stdout) == u
+    # uniform over entries: the mean and the spread of 4000 draws
+    draws = [shared_draw(b"k%d" % i, 1_700_000_000_000 + i) for i in range(4000)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert abs(sum(draws) / len(draws) - 0.5) < 0.02
+    assert sum(d < 0.1 for d in draws) in range(340, 460)
 
 
 def test_stampede_events_reach_listeners() -> None:
