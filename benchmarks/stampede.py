@@ -118,8 +118,18 @@ def _warmed(tally: Tally) -> None:
         tally.computes = tally.peak = 0
 
 
-def run_threads(read: Callable[[], Any], p: Params, n: int, tally: Tally) -> None:
+def run_threads(
+    read: Callable[[], Any],
+    p: Params,
+    n: int,
+    tally: Tally,
+    ready: Callable[[], Any] | None = None,
+) -> None:
+    """``n`` threads read for ``p.seconds`` after one warm-up read (and ``ready()``, which
+    processes use to start together)."""
     read()
+    if ready is not None:
+        ready()
     _warmed(tally)
     started = time.monotonic()
     stop = started + p.seconds
@@ -286,20 +296,23 @@ def scenario_diskcache(directory: str, p: Params, n: int) -> Tally:
     return tally
 
 
-def _process_reader(url: str, p: Params, out: Any, counters: Any) -> None:
+def _process_reader(url: str, p: Params, out: Any, start: Any) -> None:
     from tsot import Storage
 
     tally = Tally()
     compute = Compute(p, tally)
     with Storage.from_url(url, namespace="stampede", secret="benchmark-only-not-secret!") as s:
-        run_threads(lambda: s.get_or_compute(KEY, compute, p.ttl, grace=p.grace), p, 1, tally)
+        read = lambda: s.get_or_compute(KEY, compute, p.ttl, grace=p.grace)  # noqa: E731
+        # every process warms up, then all count over the same seconds (spawning them takes
+        # a while: without the barrier the first ones would count computes the others miss)
+        run_threads(read, p, 1, tally, ready=lambda: start.wait(p.seconds + 120))
     out.put((tally.computes, tally.latencies, tally.slow, tally.stale, tally.max_age))
 
 
 def scenario_processes(url: str, p: Params, n: int) -> Tally:
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_process_reader, args=(url, p, out, None)) for _ in range(n)]
+    out, start = ctx.Queue(), ctx.Barrier(n)
+    procs = [ctx.Process(target=_process_reader, args=(url, p, out, start)) for _ in range(n)]
     for proc in procs:
         proc.start()
     tally = Tally()

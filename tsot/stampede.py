@@ -141,19 +141,22 @@ XFetch never refreshes a value more than ``delta * (1 + beta * _LOG_MAX)`` befor
 expiry."""
 
 
-def is_fresh(soft_ms: int, delta_ms: int, key: bytes, policy: Policy, timing: Timing) -> bool:
-    """True when a read-through returns a value with these times (``Codec.decode_entry``'s)
-    without any other step: a fresh hit, no early refresh drawn. The drivers' fast path.
+def is_fresh(times: list[int], key: bytes, policy: Policy, timing: Timing) -> bool:
+    """True when a read-through returns a value with these times (``[soft_ms, delta_ms]``, as
+    ``Codec.decode_times`` fills them) without any other step: a fresh hit, no early refresh
+    drawn. The drivers' fast path.
 
     A value further from its soft expiry than any XFetch draw can reach is fresh without a
     draw (one clock read, no allocation); closer, the entry's draw decides as in
     ``read_through``.
     """
+    soft_ms = times[0]
     if not soft_ms:
         return True
     now = timing.clock()
     left_ms = soft_ms - now * 1000.0
-    if left_ms > 0.0 and left_ms > delta_ms * (1.0 + policy.beta * _LOG_MAX):
+    delta_ms = times[1]
+    if left_ms > delta_ms * (1.0 + policy.beta * _LOG_MAX) and left_ms > 0.0:
         return True
     entry = Entry(None, soft_ms / 1000.0, None if delta_ms < 0 else delta_ms / 1000.0)
     rand = timing.random() if timing.random is not None else DRAWS.draw(key, soft_ms)

@@ -62,17 +62,17 @@ def test_the_fast_path_skips_the_draw_only_where_no_draw_could_refresh() -> None
     clock = FakeClock(1000.0)
     soft_ms, delta_ms = 1_100_000, 2_000  # expires at 1100 s, took 2 s
     never = Timing(clock=clock, random=_no_draw)
-    assert is_fresh(0, -1, b"k", POLICY, never)  # a plain value: no soft expiry
+    assert is_fresh([0, -1], b"k", POLICY, never)  # a plain value: no soft expiry
     # XFetch's lead is at most delta * (1 + beta * 36.7) = 75.5 s: before that, no draw
     clock.now = 1100.0 - 76.0
-    assert is_fresh(soft_ms, delta_ms, b"fast", POLICY, never)
+    assert is_fresh([soft_ms, delta_ms], b"fast", POLICY, never)
     # within reach, the draw decides exactly as freshness does (the largest draw refreshes)
     clock.now = 1100.0 - 74.0
-    assert not is_fresh(soft_ms, delta_ms, b"near", POLICY, Timing(clock, lambda: 1 - 2**-53))
-    assert is_fresh(soft_ms, delta_ms, b"near2", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, delta_ms], b"near", POLICY, Timing(clock, lambda: 1 - 2**-53))
+    assert is_fresh([soft_ms, delta_ms], b"near2", POLICY, Timing(clock, lambda: 0.0))
     clock.now = 1100.0  # at or past the soft expiry: never fresh
-    assert not is_fresh(soft_ms, delta_ms, b"late", POLICY, Timing(clock, lambda: 0.0))
-    assert not is_fresh(soft_ms, 0, b"late2", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, delta_ms], b"late", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, 0], b"late2", POLICY, Timing(clock, lambda: 0.0))
 
 
 def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
@@ -128,6 +128,29 @@ def test_hostile_entries_are_misses_never_errors(tail: bytes) -> None:
     for data in (b"e" + tail, b"e" + bytes(12) + b"e" + tail, b"e" + bytes(12) + b"h" + tail):
         out = codec.decode_entry(data, b"k")
         assert out is MISS or (isinstance(out, tuple) and len(out) == 3)
+
+
+@given(st.binary(max_size=64), st.sampled_from([None, "inprocess", "signed", "small"]))
+def test_decode_times_reads_whatever_decode_reads(tail: bytes, kind: str | None) -> None:
+    # its shortcut (an unsigned entry holding a str) gives what the general decode gives
+    from tsot.inprocess import LocalCodec
+
+    codec = {
+        None: Codec(),
+        "inprocess": LocalCodec(),
+        "signed": Codec(signer=Signer([SECRET])),
+        "small": Codec(max_value_size=20),
+    }[kind]
+    head = b"e" + (1_700_000_000_123).to_bytes(8, "big") + (250).to_bytes(4, "big")
+    for data in (head + b"s" + tail, head + tail, b"s" + tail, codec.encode_entry("v", b"k", 9, 1)):
+        expected = [0, -1]
+        value = codec.decode(data, b"k", expected)
+        times = [0, -1]
+        out = codec.decode_times(data, b"k", times)
+        assert (out is MISS) == (value is MISS)
+        assert repr(out) == repr(value)  # (a float NaN is not equal to itself)
+        if value is not MISS:
+            assert times == expected
 
 
 def test_entries_inside_entries_are_refused() -> None:
