@@ -173,3 +173,57 @@ def test_a_callable_prefix_is_refused_by_name() -> None:
     )
     with pytest.raises(ConfigurationError, match="CACHE_TSOT_STAMPEDE"):
         Cache(app)
+
+
+@pytest.mark.parametrize("through", ["cached", "memoize"])
+def test_tsot_flask_cache_refreshes_in_the_background(
+    per_storage: Harness, monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    # tsot_flask.Cache: the request that wins an early refresh is served the current value at
+    # once, like every other; a thread computes the new value (once) and stores it
+    import uuid
+
+    from flask import Flask
+
+    import tsot_flask
+    from tsot.stampede import Timing
+
+    clock = per_storage.clock
+    # the draw 0.99 refreshes 10 + 10 * ln(100) = 56 s before the soft expiry of a 10 s compute
+    monkeypatch.setattr(readthrough, "DEFAULT_TIMING", Timing(clock=clock, random=lambda: 0.99))
+    app = Flask(f"flask_test_{uuid.uuid4().hex[:6]}")
+    app.config.update(DEBUG=True, **per_storage.config(CACHE_TSOT_STAMPEDE=True))
+    cache = tsot_flask.Cache(app)
+    gate = Gate("sync", "page")
+    first = [True]
+
+    def compute() -> str:
+        if first[0]:
+            first[0] = False
+            clock.advance(10)  # delta = 10 s
+            return "page0"
+        return str(gate.fn())
+
+    if through == "cached":
+        app.route("/report")(cache.cached(60)(compute))
+
+        def read() -> str:
+            return app.test_client().get("/report").text
+
+    else:
+        memoized = cache.memoize(60)(compute)
+
+        def read() -> str:
+            with app.app_context():
+                return str(memoized())
+
+    assert read() == "page0"
+    clock.advance(55)  # 5 s before the soft expiry: due
+    assert read() == "page0"  # the winner: not blocked by the (closed) gate
+    eventually(lambda: gate.calls == 1, "the background refresh start")
+    assert read() == "page0"  # during the refresh: the current value, no second compute
+    gate.release()
+    eventually(lambda: read() == "page1", "the refreshed value")
+    assert gate.calls == 1
+    with app.app_context():
+        cache.clear()
