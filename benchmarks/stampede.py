@@ -6,12 +6,13 @@
 Each scenario runs ``--n`` workers (threads, asyncio tasks or processes) that read the key in a
 loop with ``--think`` seconds between reads, for ``--seconds``; the key's TTL is ``--ttl`` and
 its compute sleeps ``--compute`` seconds. Paths: Django ``get_or_set`` (tsot and Django's own
-backends, django-redis with its default and HerdClient), ``cache_page`` (tsot's and Django's),
-Flask-Caching ``@cached``, diskcache ``memoize_stampede`` and tsot's ``get_or_compute``
-(processes). Reported per scenario: recomputes per expiry, peak concurrent computes, slow
-requests (> 50 ms) after the first TTL, p50 / p99.9 / max latency, stale responses served (older
-than the TTL) and their maximum age, errors. ``--raises`` makes every compute after the first
-raise (with tsot's grace on: stale-if-error). Timings depend on the machine: no assertions.
+backends, django-redis with its default and HerdClient), ``cache_page`` (tsot's on tsot
+backends, Django's on the others), Flask-Caching ``@cached`` (through ``tsot_flask.Cache``),
+diskcache ``memoize_stampede`` and tsot's ``get_or_compute`` (processes). Reported per
+scenario: recomputes per expiry, peak concurrent computes, slow requests (> 50 ms) after the
+first TTL, p50 / p99.9 / max latency, stale responses served (older than the TTL) and their
+maximum age, errors. ``--raises`` makes every compute after the first raise (with tsot's grace
+on: stale-if-error). Timings depend on the machine: no assertions.
 """
 
 from __future__ import annotations
@@ -250,7 +251,8 @@ def scenario_cache_page(alias: str, p: Params, n: int, tsot: bool) -> Tally:
 
 def scenario_flask(url: str, p: Params, n: int) -> Tally:
     from flask import Flask
-    from flask_caching import Cache
+
+    from tsot_flask import Cache  # flask_caching.Cache refreshing in the background
 
     app = Flask("stampede")
     app.config.update(
@@ -449,11 +451,13 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{alias} aget_or_set {args.tasks} tasks"
             if wanted(name):
                 print(row(name, p, scenario_get_or_set(alias, p, args.tasks, "tasks")), flush=True)
-        for alias, tsot in (("tsot-memory", True), ("locmem", False)):
+        for alias in caches:
             name = f"{alias} cache_page 32 threads"
             if wanted(name):
+                tsot = alias.startswith("tsot")
                 print(row(name, p, scenario_cache_page(alias, p, 32, tsot)), flush=True)
-        for kind in ("memory://stampede-flask", urls["redis"], urls["memcached"]):
+        flask_urls = ("memory://stampede-flask", f"rocksdb://{urls['dir']}/flask-rocks")
+        for kind in (*flask_urls, urls["redis"], urls["memcached"]):
             name = f"flask @cached {str(kind).partition(':')[0]} 32 threads"
             if kind and wanted(name):
                 print(row(name, p, scenario_flask(kind, p, 32)), flush=True)
