@@ -277,6 +277,8 @@ def scenario_flask(url: str, p: Params, n: int) -> Tally:
     with app.app_context():
         cache.clear()
     run_threads(read, p, n, tally)
+    with app.app_context():
+        cache.cache.storage.close()  # before its directory goes (RocksDB)
     return tally
 
 

@@ -270,6 +270,36 @@ async def aget_or_compute(
     return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))
 
 
+# -- a value computed outside a read-through --------------------------------------------------
+
+
+def _entry_run(storage: Storage | AsyncStorage, key: Key, ttl: TTLArg) -> _Run | None:
+    ttl_ms = storage._ttl(ttl)
+    if ttl_ms == EXPIRED:
+        return None
+    return _Run(storage._keys.make(key), None, ttl_ms, storage.policy, DEFAULT_TIMING)
+
+
+def store_entry(storage: Storage, key: Key, value: Any, ttl: TTLArg, delta: float) -> None:
+    """Store ``value`` as ``get_or_compute`` would after a compute of ``delta`` seconds (its
+    soft expiry and compute time, so early refresh applies to it), for a value its caller
+    computed without a read-through (a page's first render). A TTL <= 0 stores nothing."""
+    run = _entry_run(storage, key, ttl)
+    if run is not None:
+        data, ms = run.encoded(storage, (value, delta))
+        storage.backend.set(run.k, data, ms)
+
+
+async def astore_entry(
+    storage: AsyncStorage, key: Key, value: Any, ttl: TTLArg, delta: float
+) -> None:
+    """``store_entry`` on the running loop."""
+    run = _entry_run(storage, key, ttl)
+    if run is not None:
+        data, ms = run.encoded(storage, (value, delta))
+        await storage.backend.set(run.k, data, ms)
+
+
 # -- split in two calls: begin, the caller computes, then finish or abandon ---------------------
 # (the two-part page middleware: the request renders between its two halves)
 

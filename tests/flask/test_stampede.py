@@ -227,3 +227,52 @@ def test_tsot_flask_cache_refreshes_in_the_background(
     assert gate.calls == 1
     with app.app_context():
         cache.clear()
+
+
+def test_a_failed_background_refresh_keeps_serving_and_backs_off(
+    per_storage: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # tsot_flask.Cache: the refresh thread's compute raises; the value stays served, and the
+    # lease is kept the backoff (1 s, not lease_timeout) so that readers do not start a
+    # refresh on every read
+    import uuid
+
+    from flask import Flask
+
+    import tsot_flask
+    from tsot.readthrough import LEASE_SUFFIX
+    from tsot.stampede import Timing
+
+    clock = per_storage.clock
+    monkeypatch.setattr(readthrough, "DEFAULT_TIMING", Timing(clock=clock, random=lambda: 0.99))
+    app = Flask(f"flask_test_{uuid.uuid4().hex[:6]}")
+    app.config.update(DEBUG=True, **per_storage.config(CACHE_TSOT_STAMPEDE=True))
+    cache = tsot_flask.Cache(app)
+    calls: list[int] = []
+
+    @cache.memoize(60)
+    def report() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            clock.advance(10)  # delta = 10 s
+            return "v1"
+        raise RuntimeError("down")
+
+    with app.app_context():
+        assert report() == "v1"
+        storage = cache.cache.storage
+        lease = storage._keys.make(report.make_cache_key(report.uncached)) + LEASE_SUFFIX
+    clock.advance(55)  # due
+    with app.app_context():
+        assert report() == "v1"  # the winner: served; the refresh fails in its thread
+    eventually(lambda: "background refresh" in caplog.text, "the failure logged")
+    assert len(calls) == 2
+    ttl = storage.backend.ttl(lease)
+    assert ttl <= 1000  # the backoff (lease_timeout is 10 s), or already over on a server
+    if per_storage.uses_clock:  # the backend's time stands still: the lease is still held
+        assert ttl > 0
+        with app.app_context():
+            assert report() == "v1"  # still served, no second refresh
+        assert len(calls) == 2
+    with app.app_context():
+        cache.clear()
