@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 
@@ -20,22 +19,12 @@ from tsot import Storage, mask_url
 
 from . import diagnose, locations
 from .ops import AWAIT, Op, translate_error
-from .options import default_timeout, translate
+from .options import default_timeout, fingerprint_secrets, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
 from .toolbar import ToolbarAware
 
 T = TypeVar("T")
-
-
-def _secrets() -> list[str | bytes]:
-    """The secrets as they are set (for the fingerprint only; options.py checks them)."""
-    try:
-        fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
-        given = [settings.SECRET_KEY, *(fallbacks if isinstance(fallbacks, list | tuple) else [])]
-    except ImproperlyConfigured:  # an empty SECRET_KEY: only an error if signing is on
-        return []
-    return [s for s in given if isinstance(s, str | bytes)]
 
 
 class TsotCache(ToolbarAware, RedisApi):
@@ -52,7 +41,7 @@ class TsotCache(ToolbarAware, RedisApi):
         options = params.get("OPTIONS") or {}
         try:
             default_timeout(params, where)
-            key = fingerprint(type(self), location, options, secrets=_secrets())
+            key = fingerprint(type(self), location, options, secrets=fingerprint_secrets())
             self._stores = stores_for(key, lambda: self._build(location, options, where))
         except ImproperlyConfigured as exc:
             if not diagnose.in_system_checks():
