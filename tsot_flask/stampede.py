@@ -26,8 +26,8 @@ import flask
 import flask_caching
 
 from tsot import ConfigurationError, Option
+from tsot.integration import Pending, SplitReadThrough
 from tsot.readthrough import log
-from tsot.splitread import Pending, SplitReadThrough
 
 from . import config as cfg
 
