@@ -30,13 +30,14 @@ from .config import (
 )
 from .keys import Key
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
-from .splitread import MISSING, SplitReadThrough
+from .splitread import MISSING, Pending, SplitReadThrough
 
 __all__ = [
     "LOCAL_SCHEMES",
     "MISSING",
     "REDIS_SCHEMES",
     "Key",
+    "Pending",
     "SplitReadThrough",
     "UrlParts",
     "default_sign",
