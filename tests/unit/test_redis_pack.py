@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from tsot.backends import redis_ops as ops
-from tsot.backends.redis_transport import _pack, _pack_sets, pack
+from tsot.backends.redis_resp import pack_sets
+from tsot.backends.redis_transport import _pack, pack
 
 
 def _hiredis(cmds: list[ops.Cmd]) -> bytes:
@@ -21,7 +22,7 @@ def test_set_runs_are_packed_as_hiredis_packs_them() -> None:
         ops.set_many_at_cmds(items, 2**40, cluster=False),
     ]
     for cmds in runs:
-        assert _pack_sets(cmds) is not None  # the fast path is the one taken
+        assert pack_sets(cmds) is not None  # the fast path is the one taken
         assert pack(cmds) == _hiredis(cmds)
 
 
@@ -38,4 +39,4 @@ def test_anything_else_is_packed_by_hiredis() -> None:
     ]
     for cmds in others:
         assert pack(cmds) == _hiredis(cmds)
-    assert _pack_sets(others[0]) is None and _pack_sets(others[1]) is None
+    assert pack_sets(others[0]) is None and pack_sets(others[1]) is None

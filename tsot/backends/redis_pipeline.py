@@ -34,6 +34,7 @@ from redis.exceptions import (
 )
 
 from .loop_lag import within
+from .redis_resp import pack_sets
 
 try:
     from hiredis import Reader as _Reader
@@ -212,7 +213,10 @@ class PipelinedConnection(asyncio.Protocol):
         if check and any(c[0] in STATEFUL for c in cmds):
             raise ValueError("a command that blocks or changes the shared connection")
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
-        self._queue(b"".join([_pack(c) for c in cmds]), _Batch(fut, len(cmds)), len(cmds))
+        packed = pack_sets(cmds)  # set_many's run of SET commands, as the sync transport
+        if packed is None:
+            packed = b"".join([_pack(c) for c in cmds])
+        self._queue(packed, _Batch(fut, len(cmds)), len(cmds))
         return fut
 
     def _queue(self, data: bytes, waiter: Any, n: int) -> None:
