@@ -16,10 +16,11 @@ Storage on one named table reads what any other wrote, whatever their options.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Collection
 from typing import Any, Final, cast
 
-from .codec import Codec
+from .codec import T_PICKLE, Codec
 from .ints import format_int
 
 _SCALAR_SIZE: Final = 8
@@ -145,7 +146,7 @@ class LocalCodec(Codec):
     """The codec of a Storage on process memory: values kept as objects where that is safe,
     everything else encoded as usual but never signed (module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_loads_pickles", "str_chars")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # every option is still checked by name
@@ -153,15 +154,18 @@ class LocalCodec(Codec):
         self.signer = None
         self.sign = "objects"
         self._sign_all = False
+        limit = self.max_value_size if self._compress is None else self.compress_threshold
+        self.str_chars: int = -(-min(limit, self.max_value_size) // 4)
+        """A str shorter than this is stored as itself: within max_value_size (and below the
+        compression threshold) whatever its UTF-8 length (at most 4 bytes a character)."""
+        self._loads_pickles = T_PICKLE in self._accept_tags
 
     def encode(self, value: Any, key: bytes = b"") -> bytes:
         t = type(value)
         if t is str:  # the common case first: stored as the str itself (no holder to make)
-            if len(value) * 4 < self.max_value_size and (
-                self._compress is None or len(value) * 4 < self.compress_threshold
-            ):  # within both limits whatever its UTF-8 length; else measured exactly below
+            if len(value) < self.str_chars:
                 return cast("bytes", value)
-            return super().encode(value, key)
+            return super().encode(value, key)  # measured exactly, compressed or refused there
         if t is int:
             return format_int(value)
         if self.serializer != "pickle" and t not in _PLAIN:
@@ -190,4 +194,11 @@ class LocalCodec(Codec):
             return kept
         if t is Kept:
             return kept.value if kept.copy is None else kept.copy(kept.value)
+        if data[:1] == b"p" and self._loads_pickles and len(data) <= self.max_value_size:
+            # a mutable object (a Django response...): Codec.decode's steps for it, in one
+            # (an unsigned pickle within the limits); anything amiss is left to Codec.decode
+            try:
+                return pickle.loads(memoryview(data)[1:])
+            except Exception:  # Codec.decode logs and counts it
+                pass
         return super().decode(data, key, meta)

@@ -16,10 +16,13 @@ from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 
-from tsot import Storage, mask_url
+from tsot import Storage, TsotError, mask_url
+from tsot.backends.memory import MemoryStore
+from tsot.inprocess import LocalCodec
+from tsot.ttl import FOREVER_SECONDS
 
 from . import diagnose, locations
-from .ops import AWAIT, Op, translate_error
+from .ops import _MADE_KEYS_KEPT, AWAIT, Op, translate_error
 from .options import default_timeout, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
@@ -334,7 +337,84 @@ class RocksDBCache(TsotCache):
 
 
 class MemoryCache(TsotCache):
-    """LOCATION: a table name (caches with the same name share the table), as LocMemCache."""
+    """LOCATION: a table name (caches with the same name share the table), as LocMemCache.
+
+    ``get`` and ``set`` of a str key seen before go straight to the table while the Storage
+    calls it directly (no fail-open guard, no listener, not closed): the Storage's layers are
+    for network backends and cost more than a memory hit. The key, value, TTL and stats are
+    those of the general path, which every other case (and every error) takes.
+    """
+
+    def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        super().__init__(location, params)
+        only = self._only
+        table = only._b if only is not None else None
+        # a fail-open guard (or anything else around the table) leaves every call general
+        self._table: MemoryStore | None = table if type(table) is MemoryStore else None
+        codec = only.codec if only is not None else None
+        self._codec: LocalCodec | None = codec if isinstance(codec, LocalCodec) else None
+        self._str_chars = self._codec.str_chars if self._codec is not None else 0
+        # (key, version) -> table key, only while there is a table; a str key of the default
+        # version is its own dict key (no tuple to make; a str never equals a tuple)
+        self._finals: dict[Any, bytes] = {}
 
     def location_urls(self, location: Any) -> list[str]:
         return locations.memory_urls(location)
+
+    def _remember(self, key: Any, version: int | None) -> None:
+        """Keep the table key of a str key whose Django key ``tsot_key`` kept (one that warns
+        never is, so its warning comes on every call, as in Django)."""
+        if self._table is None or type(key) is not str:
+            return
+        made = self._made_keys.get((key, version))
+        if made is None:
+            return
+        try:
+            final = self.storage._keys.make(made)
+        except TsotError:
+            return
+        finals = self._finals
+        if len(finals) >= _MADE_KEYS_KEPT:
+            finals.clear()
+        finals[key if version is None else (key, version)] = final
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if type(key) is str:
+            k = self._finals.get(key if version is None else (key, version))
+            if k is not None:  # so there is a table, and a codec
+                table = self._table
+                if self._only._b is table:  # type: ignore[union-attr]  # the Storage calls it
+                    return table.load(k, default, self._codec.decode)  # type: ignore[union-attr]
+        value = super().get(key, default, version)
+        self._remember(key, version)
+        return value
+
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
+        if type(key) is str and not (nx or xx):
+            k = self._finals.get(key if version is None else (key, version))
+            if k is not None:  # as in get
+                table = self._table
+                if timeout is DEFAULT_TIMEOUT:
+                    timeout = self.default_timeout
+                if self._only._b is table and (  # type: ignore[union-attr]
+                    timeout is None or (type(timeout) is int and 0 < timeout < FOREVER_SECONDS)
+                ):  # Storage._ttl's seconds (an int or None: the TTL is the timeout as it is)
+                    try:
+                        data = value  # a str shorter than str_chars: as LocalCodec.encode
+                        if type(value) is not str or len(value) >= self._str_chars:
+                            data = self._codec.encode(value, k)  # type: ignore[union-attr]
+                        table.put(k, data, timeout)
+                        return None
+                    except TsotError:
+                        pass  # nothing written: the general path raises it, naming the key
+        result = super().set(key, value, timeout, version, nx, xx)
+        self._remember(key, version)
+        return result

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..codec import decode_int
+from ..codec import MISS, decode_int
 from ..config import Location, Option
 from ..errors import ConfigurationError, ValueTooLarge, WrongType
 from ..ints import format_int
@@ -18,6 +18,11 @@ from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
 from .glob import matcher
 
 Clock = Callable[[], float]
+
+
+def _as_stored(data: Any, key: bytes) -> Any:
+    """``get``'s decoder: what is stored, as it is."""
+    return data
 
 
 class MemoryStore:
@@ -103,16 +108,35 @@ class MemoryStore:
             key, entry = data.popitem(last=False)
             self._bytes -= len(key) + len(entry[0])
 
-    # the Backend protocol
-    def get(self, key: bytes) -> bytes | None:
-        with self._lock:
-            entry = self._live(key)
+    def load(self, key: bytes, default: Any, decode: Callable[[Any, bytes], Any]) -> Any:
+        """The value of ``key`` decoded by ``decode`` (a LocalCodec's), or ``default`` if it is
+        absent or expired: every read's path (``get`` is this without decoding), so ``_live``
+        is written out. A str is stored as itself (tsot.inprocess) and returned as it is."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            entry = self._data.get(key)
             if entry is None:
                 self.misses += 1
-                return None
+                return default
+            deadline = entry[1]
+            if deadline is not None and deadline <= self.clock():
+                self._remove(key, entry)
+                self.misses += 1
+                return default
             self.hits += 1
             self._data.move_to_end(key)
-            return entry[0]  # type: ignore[no-any-return]
+            data = entry[0]
+        finally:
+            lock.release()
+        if type(data) is str:
+            return data
+        value = decode(data, key)
+        return default if value is MISS else value
+
+    # the Backend protocol
+    def get(self, key: bytes) -> bytes | None:
+        return self.load(key, None, _as_stored)  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         with self._lock:
@@ -130,8 +154,25 @@ class MemoryStore:
             return out
 
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        with self._lock:
-            self._put(key, value, self._deadline(ttl_ms))
+        self.put(key, value, None if ttl_ms is None else ttl_ms / 1000.0)
+
+    def put(self, key: bytes, value: Any, seconds: float | None) -> None:
+        """``set`` with the TTL in seconds (None: never expires): the write of tsot_django's
+        MemoryCache, whose timeouts are seconds already."""
+        deadline = None if seconds is None else self.clock() + seconds
+        lock = self._lock
+        lock.acquire()
+        try:
+            old = self._data.get(key)
+            if old is None or self.max_bytes is not None:
+                self._put(key, value, deadline)
+            else:  # _put's commonest case written out: a new value for a key, no bytes bound
+                self._bytes += len(value) - len(old[0])  # (the number of entries stays)
+                old[0] = value
+                old[1] = deadline
+                self._data.move_to_end(key)
+        finally:
+            lock.release()
 
     def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
         with self._lock:
