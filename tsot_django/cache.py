@@ -19,7 +19,6 @@ from django.core.exceptions import ImproperlyConfigured
 from tsot import Storage, TsotError, mask_url
 from tsot.backends.memory import MemoryStore
 from tsot.inprocess import LocalCodec
-from tsot.ttl import FOREVER_SECONDS
 
 from . import diagnose, locations
 from .ops import _MADE_KEYS_KEPT, AWAIT, Op, translate_error
@@ -339,24 +338,40 @@ class RocksDBCache(TsotCache):
 class MemoryCache(TsotCache):
     """LOCATION: a table name (caches with the same name share the table), as LocMemCache.
 
-    ``get`` and ``set`` of a str key seen before go straight to the table while the Storage
-    calls it directly (no fail-open guard, no listener, not closed): the Storage's layers are
-    for network backends and cost more than a memory hit. The key, value, TTL and stats are
-    those of the general path, which every other case (and every error) takes.
+    ``get`` and ``set`` of a str key seen before go straight to the table, each in one Python
+    call (``MemoryStore.reader``/``writer``, bound on the instance), while the Storage calls
+    the table directly (no fail-open guard, no listener, not closed): the Storage's layers
+    are for network backends and cost more than a memory hit. The key, value, TTL, stats and
+    errors are those of the general path (the methods below), which every other call takes.
     """
 
     def __init__(self, location: Any, params: dict[str, Any]) -> None:
         super().__init__(location, params)
-        only = self._only
-        table = only._b if only is not None else None
-        # a fail-open guard (or anything else around the table) leaves every call general
-        self._table: MemoryStore | None = table if type(table) is MemoryStore else None
-        codec = only.codec if only is not None else None
-        self._codec: LocalCodec | None = codec if isinstance(codec, LocalCodec) else None
-        self._str_chars = self._codec.str_chars if self._codec is not None else 0
-        # (key, version) -> table key, only while there is a table; a str key of the default
+        # (key, version) -> table key, filled by the general path; a str key of the default
         # version is its own dict key (no tuple to make; a str never equals a tuple)
         self._finals: dict[Any, bytes] = {}
+        only = self._only
+        table = only._b if only is not None else None
+        codec = only.codec if only is not None else None
+        if type(table) is not MemoryStore or not isinstance(codec, LocalCodec):
+            return  # a fail-open guard (or anything else around the table): all general
+        self._table = table
+        cls = type(self)
+        if cls.get is MemoryCache.get:  # a subclass's own get or set is always called
+            self.__dict__["get"] = table.reader(only, self._finals, codec.decode, self.get)
+        if cls.set is MemoryCache.set:
+            self.__dict__["set"] = table.writer(
+                only,
+                self._finals,
+                codec.encode,
+                codec.str_chars,
+                DEFAULT_TIMEOUT,
+                self.default_timeout,
+                self.set,
+            )
+
+    _table: MemoryStore | None = None
+    """The table, when calls can go straight to it."""
 
     def location_urls(self, location: Any) -> list[str]:
         return locations.memory_urls(location)
@@ -379,12 +394,6 @@ class MemoryCache(TsotCache):
         finals[key if version is None else (key, version)] = final
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        if type(key) is str:
-            k = self._finals.get(key if version is None else (key, version))
-            if k is not None:  # so there is a table, and a codec
-                table = self._table
-                if self._only._b is table:  # type: ignore[union-attr]  # the Storage calls it
-                    return table.load(k, default, self._codec.decode)  # type: ignore[union-attr]
         value = super().get(key, default, version)
         self._remember(key, version)
         return value
@@ -398,23 +407,6 @@ class MemoryCache(TsotCache):
         nx: bool = False,
         xx: bool = False,
     ) -> Any:
-        if type(key) is str and not (nx or xx):
-            k = self._finals.get(key if version is None else (key, version))
-            if k is not None:  # as in get
-                table = self._table
-                if timeout is DEFAULT_TIMEOUT:
-                    timeout = self.default_timeout
-                if self._only._b is table and (  # type: ignore[union-attr]
-                    timeout is None or (type(timeout) is int and 0 < timeout < FOREVER_SECONDS)
-                ):  # Storage._ttl's seconds (an int or None: the TTL is the timeout as it is)
-                    try:
-                        data = value  # a str shorter than str_chars: as LocalCodec.encode
-                        if type(value) is not str or len(value) >= self._str_chars:
-                            data = self._codec.encode(value, k)  # type: ignore[union-attr]
-                        table.put(k, data, timeout)
-                        return None
-                    except TsotError:
-                        pass  # nothing written: the general path raises it, naming the key
         result = super().set(key, value, timeout, version, nx, xx)
         self._remember(key, version)
         return result

@@ -156,3 +156,50 @@ def test_fail_open_keeps_every_call_general() -> None:
     cache = _cache(OPTIONS={"FAIL_OPEN": True})
     cache.set("k", "v")
     assert cache.get("k") == "v" and cache._table is None and not cache._finals
+
+
+def test_a_subclass_that_overrides_get_or_set_is_always_called() -> None:
+    calls: list[str] = []
+
+    class Counted(MemoryCache):
+        def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+            calls.append("get")
+            return super().get(key, default, version)
+
+        def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append("set")
+            return super().set(key, value, *args, **kwargs)
+
+    cache = Counted(f"direct-{uuid.uuid4().hex}", {})
+    for _ in range(3):
+        cache.set("k", "v")
+        assert cache.get("k") == "v"
+    assert calls == ["set", "get"] * 3
+
+
+def test_a_direct_overwrite_takes_the_new_ttl_and_becomes_the_most_recent() -> None:
+    clock = FakeClock()
+    cache = _cache(clock, OPTIONS={"MAX_ENTRIES": 2})
+    _warm(cache, "a", "b", "c")
+    cache.set("a", "old", None)
+    cache.set("a", "new", 5)  # an overwrite: a deadline again, and a is the most recent
+    cache.set("b", "old", 5)
+    cache.set("b", "new", 100)
+    cache.set("a", "newer", 5)
+    cache.set("c", "3", 100)  # one entry must go: b, written before a's last write
+    assert cache.get("b") is None  # (a miss changes no order)
+    cache.set("b", "back", 100)  # evicts a (c was written after a)
+    clock.advance(50)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, "back", "3")
+    cache.set("c", "short", 5)
+    clock.advance(6)
+    assert cache.get("c") is None
+
+
+def test_a_direct_write_over_max_bytes_is_refused_by_the_general_path() -> None:
+    cache = _cache(OPTIONS={"MAX_BYTES": 300})
+    _warm(cache, "k")
+    cache.set("k", "small")
+    with pytest.raises(ValueTooLarge, match="memory store holds at most 300 bytes"):
+        cache.set("k", "x" * 400)
+    assert cache.get("k") == "small"

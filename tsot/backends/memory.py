@@ -11,18 +11,14 @@ from typing import Any, ClassVar
 
 from ..codec import MISS, decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, ValueTooLarge, WrongType
+from ..errors import ConfigurationError, TsotError, ValueTooLarge, WrongType
 from ..ints import format_int
 from ..keys import shown
+from ..ttl import FOREVER_SECONDS as FOREVER
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
 from .glob import matcher
 
 Clock = Callable[[], float]
-
-
-def _as_stored(data: Any, key: bytes) -> Any:
-    """``get``'s decoder: what is stored, as it is."""
-    return data
 
 
 class MemoryStore:
@@ -108,35 +104,16 @@ class MemoryStore:
             key, entry = data.popitem(last=False)
             self._bytes -= len(key) + len(entry[0])
 
-    def load(self, key: bytes, default: Any, decode: Callable[[Any, bytes], Any]) -> Any:
-        """The value of ``key`` decoded by ``decode`` (a LocalCodec's), or ``default`` if it is
-        absent or expired: every read's path (``get`` is this without decoding), so ``_live``
-        is written out. A str is stored as itself (tsot.inprocess) and returned as it is."""
-        lock = self._lock
-        lock.acquire()
-        try:
-            entry = self._data.get(key)
-            if entry is None:
-                self.misses += 1
-                return default
-            deadline = entry[1]
-            if deadline is not None and deadline <= self.clock():
-                self._remove(key, entry)
-                self.misses += 1
-                return default
-            self.hits += 1
-            self._data.move_to_end(key)
-            data = entry[0]
-        finally:
-            lock.release()
-        if type(data) is str:
-            return data
-        value = decode(data, key)
-        return default if value is MISS else value
-
     # the Backend protocol
     def get(self, key: bytes) -> bytes | None:
-        return self.load(key, None, _as_stored)  # type: ignore[no-any-return]
+        with self._lock:
+            entry = self._live(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._data.move_to_end(key)
+            return entry[0]  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         with self._lock:
@@ -154,25 +131,8 @@ class MemoryStore:
             return out
 
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        self.put(key, value, None if ttl_ms is None else ttl_ms / 1000.0)
-
-    def put(self, key: bytes, value: Any, seconds: float | None) -> None:
-        """``set`` with the TTL in seconds (None: never expires): the write of tsot_django's
-        MemoryCache, whose timeouts are seconds already."""
-        deadline = None if seconds is None else self.clock() + seconds
-        lock = self._lock
-        lock.acquire()
-        try:
-            old = self._data.get(key)
-            if old is None or self.max_bytes is not None:
-                self._put(key, value, deadline)
-            else:  # _put's commonest case written out: a new value for a key, no bytes bound
-                self._bytes += len(value) - len(old[0])  # (the number of entries stays)
-                old[0] = value
-                old[1] = deadline
-                self._data.move_to_end(key)
-        finally:
-            lock.release()
+        with self._lock:
+            self._put(key, value, self._deadline(ttl_ms))
 
     def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
         with self._lock:
@@ -283,6 +243,114 @@ class MemoryStore:
                 return False
             entry[1] = self._deadline(ttl_ms)
             return True
+
+    # one-call reads and writes for an adapter (tsot_django's MemoryCache)
+    def reader(
+        self,
+        owner: Any,
+        keys: Mapping[Any, bytes],
+        decode: Callable[[Any, bytes], Any],
+        general: Callable[..., Any],
+    ) -> Callable[..., Any]:
+        """A ``get(key, default=None, version=None)`` (Django's cache API) that does in one
+        Python call what ``owner`` (a Storage on this table) does in several: the key is
+        looked up in ``keys`` (``key`` itself for version None, else ``(key, version)``; the
+        adapter fills it), the entry read under the lock as ``get`` reads it, the value
+        decoded by ``decode`` (its LocalCodec's). Any key not in ``keys``, and every call
+        once ``owner`` no longer calls this table directly (a listener instruments it, or it
+        is closed), goes to ``general`` with the same arguments."""
+        data, lock, table = self._data, self._lock, self
+
+        def get(key: Any, default: Any = None, version: Any = None) -> Any:
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
+            if k is None or owner._b is not table:
+                return general(key, default, version)
+            lock.acquire()
+            try:
+                entry = data.get(k)
+                if entry is None:
+                    table.misses += 1
+                    return default
+                deadline = entry[1]
+                if deadline is not None and deadline <= table.clock():
+                    table._remove(k, entry)
+                    table.misses += 1
+                    return default
+                table.hits += 1
+                data.move_to_end(k)
+                value = entry[0]
+            finally:
+                lock.release()
+            if type(value) is str:  # stored as itself (tsot.inprocess)
+                return value
+            value = decode(value, k)
+            return default if value is MISS else value
+
+        return get
+
+    def writer(
+        self,
+        owner: Any,
+        keys: Mapping[Any, bytes],
+        encode: Callable[[Any, bytes], Any],
+        str_chars: int,
+        marker: object,
+        default_ttl: Any,
+        general: Callable[..., Any],
+    ) -> Callable[..., Any]:
+        """A ``set(key, value, timeout=marker, version=None, nx=False, xx=False)`` (Django's
+        cache API with django-redis's ``nx``/``xx``) in one Python call, as ``reader``: a
+        timeout of ``marker`` is ``default_ttl``; only None (never expires) and an int of
+        seconds below a hundred years are written here, as ``Storage.store`` would (a str
+        shorter than ``str_chars`` as itself, anything else through ``encode``); every other
+        call, and any error, goes to ``general`` (which raises naming the key; nothing was
+        written)."""
+        data, lock, table = self._data, self._lock, self
+
+        def put(
+            key: Any,
+            value: Any,
+            timeout: Any = marker,
+            version: Any = None,
+            nx: bool = False,
+            xx: bool = False,
+        ) -> Any:
+            if timeout is marker:
+                timeout = default_ttl
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
+            if (
+                k is None
+                or nx
+                or xx
+                or owner._b is not table
+                or not (timeout is None or (type(timeout) is int and 0 < timeout < FOREVER))
+            ):
+                return general(key, value, timeout, version, nx, xx)
+            stored = value
+            if type(value) is not str or len(value) >= str_chars:
+                try:
+                    stored = encode(value, k)
+                except TsotError:
+                    return general(key, value, timeout, version, nx, xx)
+            deadline = None if timeout is None else table.clock() + timeout
+            lock.acquire()
+            try:
+                old = data.get(k)
+                if old is None or table.max_bytes is not None:
+                    table._put(k, stored, deadline)
+                else:  # _put's commonest case written out: a new value for a key, no bytes bound
+                    table._bytes += len(stored) - len(old[0])  # (the number of entries stays)
+                    old[0] = stored
+                    old[1] = deadline
+                    data.move_to_end(k)
+                return None
+            except TsotError:  # ValueTooLarge (max_bytes): nothing written
+                pass
+            finally:
+                lock.release()
+            return general(key, value, timeout, version, nx, xx)
+
+        return put
 
     def stats(self) -> dict[str, int | None]:
         """Hits and misses of reads since the table was made, the number of entries and their
