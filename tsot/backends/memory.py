@@ -21,6 +21,12 @@ from .glob import matcher
 Clock = Callable[[], float]
 
 
+def _seconds_here(timeout: Any) -> bool:
+    """True for a timeout ``MemoryStore.writer`` writes itself: None (never expires) or an int
+    of seconds that ``Storage.store`` would keep as it is (above 0, below a hundred years)."""
+    return timeout is None or (type(timeout) is int and 0 < timeout < FOREVER)
+
+
 class MemoryStore:
     """One table: ``key -> [value, deadline]``; LRU order; bounded by entries and bytes.
 
@@ -257,9 +263,10 @@ class MemoryStore:
         looked up in ``keys`` (``key`` itself for version None, else ``(key, version)``; the
         adapter fills it), the entry read under the lock as ``get`` reads it, the value
         decoded by ``decode`` (its LocalCodec's). Any key not in ``keys``, and every call
-        once ``owner`` no longer calls this table directly (a listener instruments it, or it
-        is closed), goes to ``general`` with the same arguments."""
-        data, lock, table = self._data, self._lock, self
+        once ``owner`` no longer calls this table directly (``owner._b``: a listener
+        instruments it, or it is closed), goes to ``general`` with the same arguments. The
+        table's clock and bounds are read once: they never change."""
+        data, lock, clock, table = self._data, self._lock, self.clock, self  # fixed for life
 
         def get(key: Any, default: Any = None, version: Any = None) -> Any:
             k = keys.get(key if version is None else (key, version)) if type(key) is str else None
@@ -272,7 +279,7 @@ class MemoryStore:
                     table.misses += 1
                     return default
                 deadline = entry[1]
-                if deadline is not None and deadline <= table.clock():
+                if deadline is not None and deadline <= clock():
                     table._remove(k, entry)
                     table.misses += 1
                     return default
@@ -305,7 +312,8 @@ class MemoryStore:
         shorter than ``str_chars`` as itself, anything else through ``encode``); every other
         call, and any error, goes to ``general`` (which raises naming the key; nothing was
         written)."""
-        data, lock, table = self._data, self._lock, self
+        data, lock, clock, bounded, table = self._data, self._lock, self.clock, self.max_bytes, self
+        default_here = _seconds_here(default_ttl)
 
         def put(
             key: Any,
@@ -315,16 +323,13 @@ class MemoryStore:
             nx: bool = False,
             xx: bool = False,
         ) -> Any:
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
             if timeout is marker:
                 timeout = default_ttl
-            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
-            if (
-                k is None
-                or nx
-                or xx
-                or owner._b is not table
-                or not (timeout is None or (type(timeout) is int and 0 < timeout < FOREVER))
-            ):
+                here = default_here
+            else:  # _seconds_here written out
+                here = timeout is None or (type(timeout) is int and 0 < timeout < FOREVER)
+            if k is None or not here or nx or xx or owner._b is not table:
                 return general(key, value, timeout, version, nx, xx)
             stored = value
             if type(value) is not str or len(value) >= str_chars:
@@ -332,11 +337,11 @@ class MemoryStore:
                     stored = encode(value, k)
                 except TsotError:
                     return general(key, value, timeout, version, nx, xx)
-            deadline = None if timeout is None else table.clock() + timeout
+            deadline = None if timeout is None else clock() + timeout
             lock.acquire()
             try:
                 old = data.get(k)
-                if old is None or table.max_bytes is not None:
+                if old is None or bounded is not None:
                     table._put(k, stored, deadline)
                 else:  # _put's commonest case written out: a new value for a key, no bytes bound
                     table._bytes += len(stored) - len(old[0])  # (the number of entries stays)
