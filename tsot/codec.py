@@ -181,7 +181,10 @@ def _compressor(name: str) -> tuple[int, Callable[[bytes], bytes]]:
     if name == "lz4":
         lz4f: Any = require("lz4.frame", "lz4", "lz4", "lz4 compression")
         return T_LZ4, lz4f.compress
-    raise ConfigurationError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {name!r}")
+    raise ConfigurationError(
+        f"compression must be one of {', '.join(COMPRESSIONS)}, not {name!r}",
+        option="compression",
+    )
 
 
 def _too_large(limit: int) -> _Refused:
@@ -286,7 +289,8 @@ class Codec:
             self._dumps = lambda v: msgpack.packb(v, use_bin_type=True)
         else:
             raise ConfigurationError(
-                f"serializer must be one of {', '.join(SERIALIZERS)}, not {serializer!r}"
+                f"serializer must be one of {', '.join(SERIALIZERS)}, not {serializer!r}",
+                option="serializer",
             )
         self._obj_tag = _OBJECT_TAG[serializer]
         if compression == "none":
@@ -295,11 +299,15 @@ class Codec:
         else:
             self._compress_tag, self._compress = _compressor(compression)
         if compress_threshold < 0:
-            raise ConfigurationError(f"compress_threshold must be >= 0, not {compress_threshold}")
+            raise ConfigurationError(
+                f"compress_threshold must be >= 0, not {compress_threshold}",
+                option="compress_threshold",
+            )
         if type(max_value_size) is not int or not 0 < max_value_size <= VALUE_SIZE_CEILING:
             raise ConfigurationError(
                 f"option 'max_value_size' must be an int from 1 to {VALUE_SIZE_CEILING} "
-                f"(no backend stores more), not {max_value_size!r}"
+                f"(no backend stores more), not {max_value_size!r}",
+                option="max_value_size",
             )
         self.max_value_size = max_value_size
         self.accept = tuple(accept) if accept is not None else (serializer,)
@@ -307,20 +315,25 @@ class Codec:
         if unknown:
             raise ConfigurationError(
                 f"option 'accept' names unknown serializer(s) {', '.join(map(repr, unknown))}; "
-                f"choose from {', '.join(SERIALIZERS)}"
+                f"choose from {', '.join(SERIALIZERS)}",
+                option="accept",
             )
         if serializer not in self.accept:
             raise ConfigurationError(
                 f"option 'accept' ({', '.join(self.accept)}) must include the serializer "
-                f"{serializer!r}, or this storage could not read its own values"
+                f"{serializer!r}, or this storage could not read its own values",
+                option="accept",
             )
         self._accept_tags = frozenset(_OBJECT_TAG[a] for a in self.accept)
         if sign not in SIGN_MODES:
             raise ConfigurationError(
-                f"option 'sign' must be one of {', '.join(SIGN_MODES)}, not {sign!r}"
+                f"option 'sign' must be one of {', '.join(SIGN_MODES)}, not {sign!r}",
+                option="sign",
             )
         if sign == "all" and signer is None:
-            raise ConfigurationError("option sign='all' needs a signing secret (option 'secret')")
+            raise ConfigurationError(
+                "option sign='all' needs a signing secret (option 'secret')", option="secret"
+            )
         self.sign = sign
         self._sign_all = sign == "all"
         self.accept_unbound = accept_unbound
@@ -383,11 +396,6 @@ class Codec:
             plain.signer, plain._sign_all = None, False
             self._plain = plain
         return plain.encode(value, key)
-
-    def encode_int(self, value: int) -> bytes:
-        if type(value) is not int:
-            raise WrongType(f"expected an int, got {type(value).__name__} {value!r}")
-        return format_int(value)
 
     def _finish(self, payload: bytes, signed: bool, key: bytes) -> bytes:
         if len(payload) > self.max_value_size:

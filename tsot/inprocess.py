@@ -17,8 +17,8 @@ Storage on one named table reads what any other wrote, whatever their options.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Collection
-from typing import Any, Final, cast
+from collections.abc import Callable, Collection, MutableMapping
+from typing import Any, Final, NamedTuple, cast
 
 from .codec import T_PICKLE, Codec
 from .ints import format_int
@@ -202,3 +202,45 @@ class LocalCodec(Codec):
             except Exception:  # Codec.decode logs and counts it
                 pass
         return super().decode(data, key, meta)
+
+
+class Direct(NamedTuple):
+    """Calls that reach a memory table in one Python call each (``direct_calls``)."""
+
+    get: Callable[..., Any]
+    """``get(key, default=None, version=None)``, Django's cache API."""
+    set: Callable[..., Any]
+    """``set(key, value, timeout=marker, version=None, nx=False, xx=False)``."""
+    key: Callable[[Any], bytes]
+    """The table key of one of the Storage's keys: what the ``keys`` mapping holds."""
+
+
+def direct_calls(
+    storage: Any,
+    keys: MutableMapping[Any, bytes],
+    marker: object,
+    default_ttl: Any,
+    general_get: Callable[..., Any],
+    general_set: Callable[..., Any],
+) -> Direct | None:
+    """For an adapter whose ``storage`` (a sync Storage) calls a memory table directly: a
+    ``get`` and a ``set`` that do what the Storage does without its layers (the table's
+    ``reader`` and ``writer``, docs/backends/memory.md); None for any other storage.
+
+    ``keys`` maps the adapter's keys to table keys (``key`` itself for version None, else
+    ``(key, version)``); the adapter fills it with ``Direct.key`` for the keys it has made and
+    checked. A key not there, a call ``general_*`` should answer (conditional writes, other
+    timeouts than None or whole seconds, values the codec refuses), and every call once the
+    Storage no longer calls the table itself (a listener, ``close()``) go to ``general_get``
+    and ``general_set`` with the same arguments. A timeout of ``marker`` is ``default_ttl``.
+    """
+    table, codec = storage._b, storage.codec
+    reader, writer = getattr(type(table), "reader", None), getattr(type(table), "writer", None)
+    if reader is None or writer is None or not isinstance(codec, LocalCodec):
+        return None  # a network backend, or a fail-open guard around the table
+    return Direct(
+        reader(table, storage, keys, codec.decode, general_get),
+        writer(table, storage, keys, codec.encode, codec.str_chars, marker, default_ttl,
+               general_set),
+        storage._keys.make,
+    )  # fmt: skip

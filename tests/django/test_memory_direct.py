@@ -155,7 +155,7 @@ def test_a_closed_storage_is_not_read_behind_its_back() -> None:
 def test_fail_open_keeps_every_call_general() -> None:
     cache = _cache(OPTIONS={"FAIL_OPEN": True})
     cache.set("k", "v")
-    assert cache.get("k") == "v" and cache._table is None and not cache._finals
+    assert cache.get("k") == "v" and cache._table_key is None and not cache._finals
 
 
 def test_a_subclass_that_overrides_get_or_set_is_always_called() -> None:
