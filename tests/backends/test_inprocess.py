@@ -206,3 +206,32 @@ def test_pickled_objects_are_read_in_one_step_and_anything_amiss_is_still_refuse
     Storage.from_url(url).store("obj", {"deep": [1]})
     jsonish = Storage.from_url(url, serializer="json")
     assert jsonish.load("obj", "refused") == "refused"  # a pickle, and it accepts only json
+
+
+def test_direct_calls_only_for_a_storage_that_calls_a_memory_table_itself(tmp_path: Any) -> None:
+    from tsot.integration import direct_calls
+
+    def general(*args: Any) -> Any:
+        return ("general", *args)
+
+    marker = object()
+    for storage in (
+        Storage.from_url(_table(), fail_open=True),  # a guard around the table
+        Storage.from_url(f"rocksdb://{tmp_path}/db"),
+    ):
+        assert direct_calls(storage, {}, marker, 60, general, general) is None
+    s = Storage.new_imc()
+    keys: dict[Any, bytes] = {}
+    direct = direct_calls(s, keys, marker, 60, general, general)
+    assert direct is not None
+    assert direct.get("k") == ("general", "k", None, None)  # not in keys yet
+    keys["k"] = direct.key("k")
+    assert direct.set("k", "v") is None
+    assert s.load("k") == "v" and s.ttl("k") == pytest.approx(60, abs=1)
+    assert direct.get("k") == "v"
+    assert direct.set("k", "w", 1.5) == ("general", "k", "w", 1.5, None, False, False)
+    assert direct.set("k", "w", 60, None, True) == ("general", "k", "w", 60, None, True, False)
+    seen: list[Any] = []
+    s.listen(seen.append)  # from now on the Storage's own path
+    assert direct.get("k") == ("general", "k", None, None)
+    assert direct.set("k", "x") == ("general", "k", "x", 60, None, False, False)

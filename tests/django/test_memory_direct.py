@@ -4,6 +4,7 @@ anything stands between the Storage and its table."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 import warnings
 from typing import Any
@@ -203,3 +204,31 @@ def test_a_direct_write_over_max_bytes_is_refused_by_the_general_path() -> None:
     with pytest.raises(ValueTooLarge, match="memory store holds at most 300 bytes"):
         cache.set("k", "x" * 400)
     assert cache.get("k") == "small"
+
+
+def test_threads_on_direct_keys_keep_every_count() -> None:
+    cache = _cache()
+    keys = [f"k{i}" for i in range(8)]
+    _warm(cache, *keys)
+    before = cache.storage.stats()
+    rounds = 500
+
+    def work(n: int) -> None:
+        for i in range(rounds):
+            key = keys[(n + i) % len(keys)]
+            cache.set(key, f"{n}:{i}")
+            assert cache.get(key) is not None  # nothing deletes: every read is a hit
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = cache.storage.stats()
+    assert after["hits"] - before["hits"] == 8 * rounds
+    assert after["misses"] == before["misses"]
+    assert after["keys"] == len(keys)
+    assert after["memory_bytes"] == sum(
+        len(k) + len(e[0])
+        for k, e in cache.storage.backend._data.items()  # type: ignore[attr-defined]
+    )
