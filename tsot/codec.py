@@ -45,6 +45,7 @@ T_SIGNED: Final = 0x68  # h
 T_ENTRY: Final = 0x65  # e
 _ENTRY_HEAD: Final = struct.Struct(">QI")  # soft expiry (ms since the epoch, 0: none), delta ms
 ENTRY_DELTA_MAX: Final = 2**32 - 1
+_ENTRY_STR_AT: Final = 1 + _ENTRY_HEAD.size  # where the payload of an unsigned entry starts
 MAC_SIZE: Final = 32
 _INT_FIRST: Final = frozenset(b"-0123456789")
 _COMPRESSED_TAGS: Final = frozenset((T_ZLIB, T_ZSTD, T_LZ4))
@@ -434,6 +435,26 @@ class Codec:
         meta = [0, -1]  # decode overwrites it for an entry
         value = self.decode(data, key, meta)  # (a subclass may read other stored forms)
         return value if value is MISS else (value, meta[0], meta[1])
+
+    def decode_times(self, data: bytes, key: bytes, times: list[int]) -> Any:
+        """``decode(data, key, times)`` (the value; an entry's soft expiry and compute time into
+        ``times``), without its layers for the common entry of an unsigned storage: one holding
+        a str (a memory table's entries, which are never signed). Never raises."""
+        if (
+            type(data) is bytes
+            and len(data) > _ENTRY_STR_AT
+            and data[0] == T_ENTRY
+            and data[_ENTRY_STR_AT] == T_STR
+            and self.signer is None
+            and len(data) - _ENTRY_STR_AT <= self.max_value_size
+        ):
+            try:
+                value = data[_ENTRY_STR_AT + 1 :].decode()
+            except UnicodeDecodeError:
+                return self.decode(data, key, times)  # a miss, logged and counted
+            times[0], times[1] = _ENTRY_HEAD.unpack_from(data, 1)
+            return value
+        return self.decode(data, key, times)
 
     def _decode(self, data: bytes, key: bytes, meta: list[int] | None = None) -> Any:
         limit = self.max_value_size

@@ -31,7 +31,7 @@ from .config import (
 from .inprocess import Direct, direct_calls
 from .keys import Key
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
-from .splitread import MISSING, SplitReadThrough
+from .splitread import MISSING, Pending, SplitReadThrough
 
 __all__ = [
     "LOCAL_SCHEMES",
@@ -39,6 +39,7 @@ __all__ = [
     "REDIS_SCHEMES",
     "Direct",
     "Key",
+    "Pending",
     "SplitReadThrough",
     "UrlParts",
     "default_sign",
