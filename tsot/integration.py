@@ -23,11 +23,13 @@ from .config import (
     default_sign,
     memcached_url,
     memory_url,
+    needs_secret,
     options_for,
     redis_url,
     rocksdb_url,
     split_url,
 )
+from .inprocess import Direct, direct_calls
 from .keys import Key
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
 from .splitread import MISSING, Pending, SplitReadThrough
@@ -36,15 +38,18 @@ __all__ = [
     "LOCAL_SCHEMES",
     "MISSING",
     "REDIS_SCHEMES",
+    "Direct",
     "Key",
     "Pending",
     "SplitReadThrough",
     "UrlParts",
     "default_sign",
+    "direct_calls",
     "framework_secrets",
     "glob_escape",
     "memcached_url",
     "memory_url",
+    "needs_secret",
     "options_for",
     "redis_ttl",
     "redis_url",
