@@ -102,7 +102,7 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
 
         return RawRedis(redis.asyncio.Redis.from_url(url)).aapi()
 
-    caches = {
+    caches: dict[str, dict[str, Any]] = {
         "redis-django": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
         "redis-django-redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url},
         "redis-tsot": {"BACKEND": "tsot_django.RedisCache", "LOCATION": url},
@@ -118,9 +118,9 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
             "OPTIONS": {"SERIALIZER": "pickle"},
         },
         "redis-valkey": {"BACKEND": "django_valkey.cache.ValkeyCache", "LOCATION": url},
-        "redis-valkey-async": {
-            "BACKEND": "django_valkey.async_cache.cache.AsyncValkeyCache",
-            "LOCATION": url,
+        "redis-valkey-async": {  # another URL: django-valkey keeps one pool per URL, and a
+            "BACKEND": "django_valkey.async_cache.cache.AsyncValkeyCache",  # sync one won't do
+            "LOCATION": url.replace("redis://", "valkey://", 1),
         },
     }
     sync_raw = Contender("redis-py + hiredis", "raw", api=lambda: raw().api())

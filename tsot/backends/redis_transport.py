@@ -147,47 +147,72 @@ class Shared:
 
     def call(self, packed: bytes) -> tuple[Any, BaseException | None, bool]:
         """(reply, None, True), an error reply in place of the reply, or (None, error, sent)."""
-        with self._mutex:
+        mutex = self._mutex
+        with mutex:
             if self._busy:
-                waiter: _Waiter | None = _Waiter(packed)
-                self._queue.append(waiter)  # type: ignore[arg-type]
+                waiter = _Waiter(packed)
+                self._queue.append(waiter)
             else:
-                self._busy = True
+                self._busy = True  # the queue is empty whenever the connection is idle
                 waiter = None
-        if waiter is not None:
-            waiter.lock.acquire()
-            if not waiter.lead:
-                return waiter.reply, waiter.error, waiter.sent
-        return self._lead(packed)
-
-    def _lead(self, packed: bytes) -> tuple[Any, BaseException | None, bool]:
-        conn = self.conn
-        with self._mutex:
-            batch, self._queue = self._queue, []
-        sent = False
-        try:
+        if waiter is None:  # alone: _lead without a batch, inlined (the one-thread path)
+            conn = self.conn
+            sent = False
             try:
                 _ready(conn, self._health)
                 sent = True
-                if batch:  # one buffer: redis-py writes each item of the list on its own
-                    packed = b"".join([packed, *[w.packed for w in batch]])
                 conn.send_packed_command([packed], check_health=False)
-                replies = _read(conn, 1 + len(batch))
+                try:
+                    reply = conn.read_response()
+                except ResponseError as exc:
+                    reply = exc
             except BaseException as exc:
-                conn.disconnect()
-                error = exc if isinstance(exc, RedisError) else ConnectionError(repr(exc))
-                for w in batch:
-                    w.error, w.sent = error, sent
-                    w.lock.release()
-                if not isinstance(exc, RedisError):
-                    raise
-                return None, exc, sent
-            for w, reply in zip(batch, replies[1:], strict=True):
-                w.reply, w.sent = reply, True
-                w.lock.release()
-            return replies[0], None, True
-        finally:
+                return self._failed(exc, [], sent)
+            with mutex:
+                if not self._queue:
+                    self._busy = False
+                    return reply, None, True
             self._pass_lead()
+            return reply, None, True
+        waiter.lock.acquire()
+        if not waiter.lead:
+            return waiter.reply, waiter.error, waiter.sent
+        with mutex:
+            batch, self._queue = self._queue, []
+        return self._lead(packed, batch)
+
+    def _lead(self, packed: bytes, batch: list[_Waiter]) -> tuple[Any, BaseException | None, bool]:
+        """Write ``packed`` and ``batch`` (queued commands) in one write, read every reply, wake
+        the batch's threads, pass the lead on: the caller's own result."""
+        conn = self.conn
+        sent = False
+        try:
+            _ready(conn, self._health)
+            sent = True
+            # one buffer: redis-py writes each item of a list on its own
+            conn.send_packed_command([b"".join([packed, *[w.packed for w in batch]])], False)
+            replies = _read(conn, 1 + len(batch))
+        except BaseException as exc:
+            return self._failed(exc, batch, sent)
+        for w, reply in zip(batch, replies[1:], strict=True):
+            w.reply, w.sent = reply, True
+            w.lock.release()
+        self._pass_lead()
+        return replies[0], None, True
+
+    def _failed(
+        self, exc: BaseException, batch: list[_Waiter], sent: bool
+    ) -> tuple[Any, BaseException | None, bool]:
+        """The leader met ``exc``: close the connection, fail the batch, pass the lead on."""
+        self.conn.disconnect()
+        error = exc if isinstance(exc, RedisError) else ConnectionError(repr(exc))
+        for w in batch:
+            w.error, w.sent = error, sent
+            w.lock.release()
+        self._pass_lead()
+        if not isinstance(exc, RedisError):
+            raise exc
+        return None, exc, sent
 
     def _pass_lead(self) -> None:
         with self._mutex:
