@@ -46,6 +46,11 @@ def kind_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def is_concurrent(scenario: str) -> bool:
+    """A scenario of many callers at once (benchmarks/concurrency.py): its own table per kind."""
+    return " thread" in scenario or " tasks" in scenario
+
+
 def targets_table(targets: Sequence[dict[str, Any]]) -> list[str]:
     out = ["| target | needed | measured (worst scenario) | status |", "|---|---:|---|---|"]
     for t in targets:
@@ -94,7 +99,12 @@ def markdown(data: dict[str, Any]) -> str:
         if kind.get("unavailable"):
             lines += [f"Not measured: {kind['unavailable']}", ""]
             continue
-        lines += [*kind_table(rows), ""]
+        single = [r for r in rows if not is_concurrent(r["scenario"])]
+        many = [r for r in rows if is_concurrent(r["scenario"])]
+        if single:
+            lines += [*kind_table(single), ""]
+        if many:
+            lines += [f"#### {kind['title']}: threads and asyncio tasks", "", *kind_table(many), ""]
         missing = [m for m in data["unavailable"] if m["kind"] == kind["name"]]
         for m in missing:
             lines.append(f"- not available: {m['contender']} — {m['reason']}")
