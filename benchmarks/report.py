@@ -1,8 +1,13 @@
-"""The Markdown report (targets, one table per kind, memory use) and the JSON of every round."""
+"""The Markdown report (targets, one table per kind, memory use) and the JSON of every round.
+
+``python -m benchmarks.report A/results.json B/results.json ...`` prints the targets table of
+several separate runs, each target at its worst run (what docs/benchmarks.md reports).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,3 +137,35 @@ def update_docs(doc: Path, data: dict[str, Any]) -> None:
     if not sep or not sep2:
         raise ValueError(f"{doc} has no {START} ... {END} section to replace")
     doc.write_text(f"{head}{START}\n{markdown(data)}\n{END}{tail}")
+
+
+def worst_of_runs(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Each target measured in any of ``runs``: its ratio in every run and the worst of them."""
+    out = [
+        "| target | needed | worst of the runs | every run | status |",
+        "|---|---:|---|---|---|",
+    ]
+    titles = dict.fromkeys(t["title"] for run in runs for t in run["targets"])
+    for title in titles:
+        found = [t for run in runs for t in run["targets"] if t["title"] == title]
+        measured = [t for t in found if t["ratio"] is not None]
+        if not measured:
+            continue
+        worst = min(measured, key=lambda t: t["ratio"])
+        every = ", ".join(f"{t['ratio']:.2f}x" for t in measured)
+        status = "met" if len(measured) == len(runs) and worst["status"] == "met" else "not met"
+        out.append(
+            f"| {title} | {worst['threshold']}x | {worst['ratio']:.2f}x ({worst['worst']}) "
+            f"| {every} | {status} |"
+        )
+    return out
+
+
+def main(paths: Sequence[str]) -> int:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    print("\n".join(worst_of_runs(runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
