@@ -111,7 +111,7 @@ def test_one_thread_leads_alone_and_leaves_the_connection_idle(store: Storage) -
     shared = shared_of(store)
     store.store("a", 1)
     assert store.load("a") == 1
-    assert not shared._busy and not shared._queue
+    assert not shared._lead.locked() and not shared._queue
     done = threading.Event()
 
     def other() -> None:
@@ -121,4 +121,28 @@ def test_one_thread_leads_alone_and_leaves_the_connection_idle(store: Storage) -
     t = threading.Thread(target=other)
     t.start()
     t.join()
-    assert done.is_set() and not shared._busy
+    assert done.is_set() and not shared._lead.locked()
+
+
+def test_many_threads_each_get_their_own_replies_and_none_is_left_waiting(store: Storage) -> None:
+    """Lost wake-ups would leave a thread asleep with its command queued: every thread must
+    finish, with exactly its own increments counted."""
+    calls = 300
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for n in range(1, calls + 1):
+                assert store.incr(f"c{i}") == n
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not [t for t in threads if t.is_alive()], "a thread never got its reply"
+    assert errors == []
+    assert [store.load_int(f"c{i}") for i in range(THREADS)] == [calls] * THREADS
+    assert not shared_of(store)._queue

@@ -17,6 +17,7 @@ import select
 import threading
 import time
 from _thread import allocate_lock
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -128,34 +129,29 @@ class _Waiter:
 class Shared:
     """One connection that every thread's single commands share (flat combining).
 
-    A caller that finds the connection idle leads: it writes its own command and every command
-    queued so far in one write, reads their replies, releases each waiter with its reply, then
-    passes the lead to the oldest command queued meanwhile (or marks the connection idle). A
-    caller that finds it busy queues its command and sleeps on its own lock. One thread costs
-    what a pooled connection costs; 8 threads cost the server one read per batch, and no thread
-    spins on the GIL waiting for a socket. A failure fails the batch (each command then says
-    whether it was written, and goes through the retry policy on its own); the connection
-    reopens for the next batch.
+    A caller that takes the lead (a lock nobody waits on: it is only ever tried) writes its own
+    command and every command queued so far in one write, reads their replies, releases each
+    waiter with its reply, then passes the lead to the oldest command queued meanwhile (or
+    drops it). A caller that finds the lead taken queues its command and sleeps on its own lock.
+    One thread costs what a pooled connection costs; 8 threads cost the server one read per
+    batch. A failure fails the batch (each command then says whether it was written, and goes
+    through the retry policy on its own); the connection reopens for the next batch.
+
+    No command is left queued with nobody leading: a leader looks at the queue after dropping
+    the lead, and a caller tries the lead again after queueing, so whichever comes second sees
+    the other (``deque.append``/``popleft`` are atomic; only the leader takes from the queue).
     """
 
     def __init__(self, factory: Callable[[], Any], health: bool) -> None:
         self.conn = factory()
         self._health = health
-        self._mutex = threading.Lock()
-        self._queue: list[_Waiter] = []
-        self._busy = False
+        self._lead = allocate_lock()
+        self._queue: deque[_Waiter] = deque()
 
     def call(self, packed: bytes) -> tuple[Any, BaseException | None, bool]:
         """(reply, None, True), an error reply in place of the reply, or (None, error, sent)."""
-        mutex = self._mutex
-        with mutex:
-            if self._busy:
-                waiter = _Waiter(packed)
-                self._queue.append(waiter)
-            else:
-                self._busy = True  # the queue is empty whenever the connection is idle
-                waiter = None
-        if waiter is None:  # alone: _lead without a batch, inlined (the one-thread path)
+        lead = self._lead
+        if lead.acquire(False):  # alone: a batch of one, inlined (the one-thread path)
             conn = self.conn
             sent = False
             try:
@@ -168,60 +164,82 @@ class Shared:
                     reply = exc
             except BaseException as exc:
                 return self._failed(exc, [], sent)
-            with mutex:
-                if not self._queue:
-                    self._busy = False
-                    return reply, None, True
-            self._pass_lead()
+            lead.release()
+            if self._queue:  # queued while this call held the lead
+                self._pass_lead()
             return reply, None, True
-        waiter.lock.acquire()
-        if not waiter.lead:
-            return waiter.reply, waiter.error, waiter.sent
-        with mutex:
-            batch, self._queue = self._queue, []
-        return self._lead(packed, batch)
+        me = _Waiter(packed)
+        self._queue.append(me)
+        if lead.acquire(False):  # the leader dropped the lead before seeing this command
+            return self._lead_batch(me, self._drain())
+        me.lock.acquire()
+        if not me.lead:
+            return me.reply, me.error, me.sent
+        return self._lead_batch(me, [me, *self._drain()])
 
-    def _lead(self, packed: bytes, batch: list[_Waiter]) -> tuple[Any, BaseException | None, bool]:
-        """Write ``packed`` and ``batch`` (queued commands) in one write, read every reply, wake
-        the batch's threads, pass the lead on: the caller's own result."""
+    def _drain(self) -> list[_Waiter]:
+        queue = self._queue
+        batch = []
+        while queue:
+            batch.append(queue.popleft())
+        return batch
+
+    def _lead_batch(
+        self, me: _Waiter, batch: list[_Waiter]
+    ) -> tuple[Any, BaseException | None, bool]:
+        """Write ``batch`` (``me`` among them) in one write, read every reply, wake the other
+        threads, pass the lead on: ``me``'s own result."""
         conn = self.conn
+        others = [w for w in batch if w is not me]
         sent = False
         try:
             _ready(conn, self._health)
             sent = True
             # one buffer: redis-py writes each item of a list on its own
-            conn.send_packed_command([b"".join([packed, *[w.packed for w in batch]])], False)
-            replies = _read(conn, 1 + len(batch))
+            conn.send_packed_command([b"".join([w.packed for w in batch])], False)
+            replies = _read(conn, len(batch))
         except BaseException as exc:
-            return self._failed(exc, batch, sent)
-        for w, reply in zip(batch, replies[1:], strict=True):
-            w.reply, w.sent = reply, True
-            w.lock.release()
-        self._pass_lead()
-        return replies[0], None, True
+            return self._failed(exc, others, sent)
+        mine = None
+        for w, reply in zip(batch, replies, strict=True):
+            if w is me:
+                mine = reply
+            else:
+                w.reply, w.sent = reply, True
+                w.lock.release()
+        self._lead.release()
+        if self._queue:
+            self._pass_lead()
+        return mine, None, True
 
     def _failed(
-        self, exc: BaseException, batch: list[_Waiter], sent: bool
+        self, exc: BaseException, others: list[_Waiter], sent: bool
     ) -> tuple[Any, BaseException | None, bool]:
-        """The leader met ``exc``: close the connection, fail the batch, pass the lead on."""
+        """The leader met ``exc``: close the connection, fail the others, pass the lead on."""
         self.conn.disconnect()
         error = exc if isinstance(exc, RedisError) else ConnectionError(repr(exc))
-        for w in batch:
+        for w in others:
             w.error, w.sent = error, sent
             w.lock.release()
-        self._pass_lead()
+        self._lead.release()
+        if self._queue:
+            self._pass_lead()
         if not isinstance(exc, RedisError):
             raise exc
         return None, exc, sent
 
     def _pass_lead(self) -> None:
-        with self._mutex:
-            if not self._queue:
-                self._busy = False
-                return
-            nxt = self._queue.pop(0)
-        nxt.lead = True
-        nxt.lock.release()
+        """After dropping the lead with commands queued: take it back (unless a queued caller
+        did) and hand it to the oldest of them."""
+        while self._queue and self._lead.acquire(False):
+            try:
+                nxt = self._queue.popleft()
+            except IndexError:  # a queued caller took the lead and the queue meanwhile
+                self._lead.release()  # and look again: one may have queued while it was held
+                continue
+            nxt.lead = True
+            nxt.lock.release()
+            return
 
     def disconnect(self) -> None:
         self.conn.disconnect()
