@@ -6,12 +6,13 @@
 Each scenario runs ``--n`` workers (threads, asyncio tasks or processes) that read the key in a
 loop with ``--think`` seconds between reads, for ``--seconds``; the key's TTL is ``--ttl`` and
 its compute sleeps ``--compute`` seconds. Paths: Django ``get_or_set`` (tsot and Django's own
-backends, django-redis with its default and HerdClient), ``cache_page`` (tsot's and Django's),
-Flask-Caching ``@cached``, diskcache ``memoize_stampede`` and tsot's ``get_or_compute``
-(processes). Reported per scenario: recomputes per expiry, peak concurrent computes, slow
-requests (> 50 ms) after the first TTL, p50 / p99.9 / max latency, stale responses served (older
-than the TTL) and their maximum age, errors. ``--raises`` makes every compute after the first
-raise (with tsot's grace on: stale-if-error). Timings depend on the machine: no assertions.
+backends, django-redis with its default and HerdClient), ``cache_page`` (tsot's on tsot
+backends, Django's on the others), Flask-Caching ``@cached`` (through ``tsot_flask.Cache``),
+diskcache ``memoize_stampede`` and tsot's ``get_or_compute`` (processes). Reported per
+scenario: recomputes per expiry, peak concurrent computes, slow requests (> 50 ms) after the
+first TTL, p50 / p99.9 / max latency, stale responses served (older than the TTL) and their
+maximum age, errors. ``--raises`` makes every compute after the first raise (with tsot's grace
+on: stale-if-error). Timings depend on the machine: no assertions.
 """
 
 from __future__ import annotations
@@ -118,8 +119,18 @@ def _warmed(tally: Tally) -> None:
         tally.computes = tally.peak = 0
 
 
-def run_threads(read: Callable[[], Any], p: Params, n: int, tally: Tally) -> None:
+def run_threads(
+    read: Callable[[], Any],
+    p: Params,
+    n: int,
+    tally: Tally,
+    ready: Callable[[], Any] | None = None,
+) -> None:
+    """``n`` threads read for ``p.seconds`` after one warm-up read (and ``ready()``, which
+    processes use to start together)."""
     read()
+    if ready is not None:
+        ready()
     _warmed(tally)
     started = time.monotonic()
     stop = started + p.seconds
@@ -240,7 +251,8 @@ def scenario_cache_page(alias: str, p: Params, n: int, tsot: bool) -> Tally:
 
 def scenario_flask(url: str, p: Params, n: int) -> Tally:
     from flask import Flask
-    from flask_caching import Cache
+
+    from tsot_flask import Cache  # flask_caching.Cache refreshing in the background
 
     app = Flask("stampede")
     app.config.update(
@@ -265,6 +277,8 @@ def scenario_flask(url: str, p: Params, n: int) -> Tally:
     with app.app_context():
         cache.clear()
     run_threads(read, p, n, tally)
+    with app.app_context():
+        cache.cache.storage.close()  # before its directory goes (RocksDB)
     return tally
 
 
@@ -286,20 +300,23 @@ def scenario_diskcache(directory: str, p: Params, n: int) -> Tally:
     return tally
 
 
-def _process_reader(url: str, p: Params, out: Any, counters: Any) -> None:
+def _process_reader(url: str, p: Params, out: Any, start: Any) -> None:
     from tsot import Storage
 
     tally = Tally()
     compute = Compute(p, tally)
     with Storage.from_url(url, namespace="stampede", secret="benchmark-only-not-secret!") as s:
-        run_threads(lambda: s.get_or_compute(KEY, compute, p.ttl, grace=p.grace), p, 1, tally)
+        read = lambda: s.get_or_compute(KEY, compute, p.ttl, grace=p.grace)  # noqa: E731
+        # every process warms up, then all count over the same seconds (spawning them takes
+        # a while: without the barrier the first ones would count computes the others miss)
+        run_threads(read, p, 1, tally, ready=lambda: start.wait(p.seconds + 120))
     out.put((tally.computes, tally.latencies, tally.slow, tally.stale, tally.max_age))
 
 
 def scenario_processes(url: str, p: Params, n: int) -> Tally:
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_process_reader, args=(url, p, out, None)) for _ in range(n)]
+    out, start = ctx.Queue(), ctx.Barrier(n)
+    procs = [ctx.Process(target=_process_reader, args=(url, p, out, start)) for _ in range(n)]
     for proc in procs:
         proc.start()
     tally = Tally()
@@ -436,11 +453,13 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{alias} aget_or_set {args.tasks} tasks"
             if wanted(name):
                 print(row(name, p, scenario_get_or_set(alias, p, args.tasks, "tasks")), flush=True)
-        for alias, tsot in (("tsot-memory", True), ("locmem", False)):
+        for alias in caches:
             name = f"{alias} cache_page 32 threads"
             if wanted(name):
+                tsot = alias.startswith("tsot")
                 print(row(name, p, scenario_cache_page(alias, p, 32, tsot)), flush=True)
-        for kind in ("memory://stampede-flask", urls["redis"], urls["memcached"]):
+        flask_urls = ("memory://stampede-flask", f"rocksdb://{urls['dir']}/flask-rocks")
+        for kind in (*flask_urls, urls["redis"], urls["memcached"]):
             name = f"flask @cached {str(kind).partition(':')[0]} 32 threads"
             if kind and wanted(name):
                 print(row(name, p, scenario_flask(kind, p, 32)), flush=True)

@@ -43,3 +43,30 @@ def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()
     yield lt
     lt.stop()
+
+
+# Parameter ids that name a second server build or a combined topology of code already covered:
+# valkey-server beside redis-server, and the local cache on a Cluster beside each of the two alone.
+VARIANT_PREFIXES = ("valkey",)
+VARIANT_IDS = ("cluster-local", "cluster_local")
+
+
+def _is_variant(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    ids: str = callspec.id
+    if any(part.startswith(VARIANT_PREFIXES) for part in ids.split("-")):
+        return True
+    return any(v in ids for v in VARIANT_IDS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``variant`` the tests whose parameters only repeat covered code on another build.
+
+    mainline runs them; the version environments (oldest, newest: other Python, Django and
+    client-library releases) run each path once, on redis-server (scripts/test).
+    """
+    for item in items:
+        if _is_variant(item):
+            item.add_marker(pytest.mark.variant)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote
 
 from .errors import ConfigurationError, MissingDependency
@@ -27,28 +28,33 @@ def _bool(name: str, value: object) -> bool:
             return True
         if v in ("0", "false", "no", "off"):
             return False
-    raise ConfigurationError(f"option {name!r} must be a boolean (true/false), not {value!r}")
+    raise ConfigurationError(
+        f"option {name!r} must be a boolean (true/false), not {value!r}", option=name
+    )
 
 
 def _number(name: str, value: object, kind: type) -> Any:
     if isinstance(value, bool):
-        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}")
+        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}", option=name)
     if isinstance(value, str):
         try:
             value = kind(value.strip())
         except ValueError:
             raise ConfigurationError(
                 f"option {name!r} must be {'an integer' if kind is int else 'a number'}, "
-                f"not {value!r}"
+                f"not {value!r}",
+                option=name,
             ) from None
     elif kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if kind is int and not isinstance(value, int):
-        raise ConfigurationError(f"option {name!r} must be an integer, not {value!r}")
+        raise ConfigurationError(f"option {name!r} must be an integer, not {value!r}", option=name)
     if kind is float and not isinstance(value, int | float):
-        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}")
+        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}", option=name)
     if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
-        raise ConfigurationError(f"option {name!r} must be a finite number, not {value!r}")
+        raise ConfigurationError(
+            f"option {name!r} must be a finite number, not {value!r}", option=name
+        )
     return kind(value)
 
 
@@ -60,12 +66,14 @@ def _names(name: str, value: object, choices: tuple[str, ...]) -> tuple[str, ...
     else:
         raise ConfigurationError(
             f"option {name!r} must be a list of names or a comma-separated string, not "
-            f"{type(value).__name__}"
+            f"{type(value).__name__}",
+            option=name,
         )
     bad = [v for v in items if not isinstance(v, str) or v not in choices]
     if bad or not items:
         raise ConfigurationError(
-            f"option {name!r} must name one or more of {', '.join(choices)}, not {value!r}"
+            f"option {name!r} must name one or more of {', '.join(choices)}, not {value!r}",
+            option=name,
         )
     return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
 
@@ -102,14 +110,15 @@ class Option:
         ):
             return None
         if value is None:
-            raise ConfigurationError(f"option {self.name!r} cannot be None")
+            raise ConfigurationError(f"option {self.name!r} cannot be None", option=self.name)
         if self.kind is bool:
             out: Any = _bool(self.name, value)
         elif self.kind in (int, float):
             out = _number(self.name, value, self.kind)
             if self.minimum is not None and out < self.minimum:
                 raise ConfigurationError(
-                    f"option {self.name!r} must be >= {self.minimum:g}, not {value!r}"
+                    f"option {self.name!r} must be >= {self.minimum:g}, not {value!r}",
+                    option=self.name,
                 )
         elif self.kind is tuple:  # names: a list, or one comma-separated string (URLs)
             out = _names(self.name, value, self.choices or ())
@@ -117,7 +126,8 @@ class Option:
         elif self.kind is str:
             if not isinstance(value, str):
                 raise ConfigurationError(
-                    f"option {self.name!r} must be a string, not {type(value).__name__}"
+                    f"option {self.name!r} must be a string, not {type(value).__name__}",
+                    option=self.name,
                 )
             out = value
         else:  # an arbitrary Python object (clock, secret, ssl context): keyword arguments only
@@ -125,7 +135,8 @@ class Option:
         if self.choices is not None and out not in self.choices:
             shown = "***" if self.secret else repr(value)
             raise ConfigurationError(
-                f"option {self.name!r} must be one of {', '.join(self.choices)}, not {shown}"
+                f"option {self.name!r} must be one of {', '.join(self.choices)}, not {shown}",
+                option=self.name,
             )
         return out
 
@@ -264,13 +275,15 @@ CORE_OPTIONS: tuple[Option, ...] = (
 
 
 def reject_unknown(given: Iterable[str], specs: Iterable[Option], where: str) -> None:
-    """Raise ConfigurationError naming every option in ``given`` that ``specs`` do not know."""
+    """Raise ConfigurationError naming every option in ``given`` that ``specs`` do not know
+    (its ``option`` is the first of them, in sorted order)."""
     known = {o.name for o in specs}
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigurationError(
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for {where}; known options: {', '.join(sorted(known))}"
+            f"for {where}; known options: {', '.join(sorted(known))}",
+            option=unknown[0],
         )
 
 
@@ -289,7 +302,8 @@ def parse_options(
         spec = by_name.get(name)
         if spec is not None and (spec.kind is object or spec.secret):
             raise ConfigurationError(
-                f"option {name!r} cannot be given in a URL; pass it as a keyword argument"
+                f"option {name!r} cannot be given in a URL; pass it as a keyword argument",
+                option=name,
             )
     reject_unknown(given, by_name.values(), where)
     out = {name: spec.default for name, spec in by_name.items()}
@@ -482,7 +496,7 @@ def parse_url(url: str) -> Location:
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         if k in query:
             raise ConfigurationError(
-                f"option {k!r} is given twice in storage URL {mask_url(url)!r}"
+                f"option {k!r} is given twice in storage URL {mask_url(url)!r}", option=k
             )
         query[k] = v
     return Location(
@@ -495,6 +509,10 @@ def parse_url(url: str) -> Location:
         password=password,
     )
 
+
+# -- URLs from the forms framework settings write --------------------------------------------
+# One builder per form, shared by the Django and Flask adapters (tsot.integration): a host list,
+# a unix socket, a directory, a table name.
 
 _MEMCACHED_SERVER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^\s:/\[\],;@?#]+)(:\d{1,5})?\Z")
 _SOCKET_PREFIXES = ("unix:", "/")
@@ -536,19 +554,65 @@ def memcached_url(servers: Iterable[object]) -> str:
     return "memcached://" + ",".join(hosts)
 
 
+def redis_url(
+    host: str = "localhost", port: int = 6379, db: int = 0, password: str | None = None
+) -> str:
+    """The ``redis://`` URL of one server given as host, port, database and password
+    (Flask-Caching's CACHE_REDIS_HOST/PORT/DB/PASSWORD). An IPv6 address is bracketed and the
+    password percent-encoded, so any character survives ``parse_url``.
+
+    >>> redis_url("::1", 6380, 2, "p@ss/word")
+    'redis://:p%40ss%2Fword@[::1]:6380/2'
+    """
+    netloc = f"[{host}]" if ":" in host else host
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{netloc}:{port}/{db}"
+
+
+def rocksdb_url(path: str | os.PathLike[str]) -> str:
+    """The ``rocksdb://`` URL of a directory, made absolute now (from the working directory).
+
+    Raises ConfigurationError for anything but a non-empty str or os.PathLike.
+
+    >>> rocksdb_url("/var/cache/my app")
+    'rocksdb:///var/cache/my%20app'
+    """
+    raw = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if not isinstance(raw, str) or not raw:
+        shown = repr(raw) if isinstance(raw, str) else type(path).__name__
+        raise ConfigurationError(f"a RocksDB directory must be a non-empty path, not {shown}")
+    return "rocksdb://" + quote(os.path.abspath(raw), safe="/")
+
+
+def memory_url(name: str = "") -> str:
+    """The ``memory://`` URL of a named in-process table (``""``: the default table).
+
+    >>> memory_url("sessions/eu")
+    'memory://sessions%2Feu'
+    """
+    return "memory://" + quote(name, safe="")
+
+
 # -- backend registry ------------------------------------------------------------------------
+
+REDIS_SCHEMES: Final[Mapping[str, str]] = {
+    "redis": "single",
+    "rediss": "single",
+    "unix": "single",
+    "redis+sentinel": "sentinel",
+    "redis+cluster": "cluster",
+    # Valkey speaks the same protocol: its schemes mean exactly what the redis ones do
+    "valkey": "single",
+    "valkeys": "single",
+    "valkey+sentinel": "sentinel",
+    "valkey+cluster": "cluster",
+}
+"""Every URL scheme of the Redis backend and the topology it names (single, sentinel or
+cluster): the backend reads it to connect, the adapters to check a LOCATION or CACHE_REDIS_URL."""
 
 _BUILTIN: dict[str, str] = {
     "memory": "tsot.backends.memory:MemoryBackend",
-    "redis": "tsot.backends.redis:RedisBackend",
-    "rediss": "tsot.backends.redis:RedisBackend",
-    "unix": "tsot.backends.redis:RedisBackend",
-    "redis+sentinel": "tsot.backends.redis:RedisBackend",
-    "redis+cluster": "tsot.backends.redis:RedisBackend",
-    "valkey": "tsot.backends.redis:RedisBackend",
-    "valkeys": "tsot.backends.redis:RedisBackend",
-    "valkey+sentinel": "tsot.backends.redis:RedisBackend",
-    "valkey+cluster": "tsot.backends.redis:RedisBackend",
+    **dict.fromkeys(REDIS_SCHEMES, "tsot.backends.redis:RedisBackend"),
     "memcached": "tsot.backends.memcached:MemcachedBackend",
     "rocksdb": "tsot.backends.rocksdb:RocksDBBackend",
 }
@@ -558,7 +622,16 @@ ENTRY_POINT_GROUP = "tsot.backends"
 
 
 def register_backend(scheme: str, target: str | Callable[[], Any]) -> None:
-    """Map a URL scheme to a backend class (``"pkg.module:Class"`` or the class itself)."""
+    """Map a URL scheme to a backend class (``"pkg.module:Class"`` or the class itself).
+
+    The class offers ``OPTIONS`` (a tuple of Option: its own options, from the URL query or
+    keyword arguments) and the classmethods ``open(location, options, prefix)`` and
+    ``open_async(location, options, prefix)``, which receive the options parsed and the
+    Storage's namespace prefix and return a ``Backend`` / ``AsyncBackend``
+    (``tsot/backends/base.py``). It may add ``check(location, options)``, which validates
+    without any I/O: ``from_url`` then calls it at once and defers ``open`` to the Storage's
+    first call (``tsot.lazy``).
+    """
     with _lock:
         _registered[scheme.lower()] = target
 
@@ -606,3 +679,12 @@ def backend_class(scheme: str) -> Any:
             f"backend {target!r} for scheme {scheme!r} cannot be imported: {exc}"
         ) from exc
     return getattr(module, attr)
+
+
+def options_for(scheme: str) -> tuple[Option, ...]:
+    """Every option a storage of ``scheme`` takes: the core options, then its backend's.
+
+    Imports the backend module (not its driver); raises ConfigurationError for an unknown scheme
+    and MissingDependency when the backend module needs a driver that is not installed.
+    """
+    return (*CORE_OPTIONS, *backend_class(scheme.lower()).OPTIONS)

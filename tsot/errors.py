@@ -28,7 +28,20 @@ class TsotError(Exception):
 
 
 class ConfigurationError(TsotError, ValueError):
-    """A URL, option or argument is malformed or unknown; the message names it."""
+    """A URL, option or argument is malformed or unknown; the message names it.
+
+    ``option`` is the name of the option or setting at fault when there is one (``"namespace"``,
+    ``"socket_timeout"``, ``"SECRET_KEY_FALLBACKS[1]"``), else None (a malformed URL, a bad
+    argument). Adapters use it to name the framework setting the option came from, never the
+    message text:
+
+    >>> ConfigurationError("option 'db' must be an integer, not 'x'", option="db").option
+    'db'
+    """
+
+    def __init__(self, message: str = "", *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class MissingDependency(ConfigurationError, ImportError):
@@ -41,6 +54,11 @@ class MissingDependency(ConfigurationError, ImportError):
         )
         self.package = package
         self.extra = extra
+        self.feature = feature
+
+    def __reduce__(self) -> tuple[type[MissingDependency], tuple[str, str, str]]:
+        # pickle re-creates an exception from its args (the message): give it the three names
+        return type(self), (self.package, self.extra, self.feature)
 
 
 class InvalidKey(TsotError, ValueError):

@@ -16,10 +16,11 @@ Storage on one named table reads what any other wrote, whatever their options.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, Final, cast
+import pickle
+from collections.abc import Callable, Collection, MutableMapping
+from typing import Any, Final, NamedTuple, cast
 
-from .codec import Codec
+from .codec import T_PICKLE, Codec
 from .ints import format_int
 
 _SCALAR_SIZE: Final = 8
@@ -145,7 +146,7 @@ class LocalCodec(Codec):
     """The codec of a Storage on process memory: values kept as objects where that is safe,
     everything else encoded as usual but never signed (module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_loads_pickles", "str_chars")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # every option is still checked by name
@@ -153,15 +154,18 @@ class LocalCodec(Codec):
         self.signer = None
         self.sign = "objects"
         self._sign_all = False
+        limit = self.max_value_size if self._compress is None else self.compress_threshold
+        self.str_chars: int = -(-min(limit, self.max_value_size) // 4)
+        """A str shorter than this is stored as itself: within max_value_size (and below the
+        compression threshold) whatever its UTF-8 length (at most 4 bytes a character)."""
+        self._loads_pickles = T_PICKLE in self._accept_tags
 
     def encode(self, value: Any, key: bytes = b"") -> bytes:
         t = type(value)
         if t is str:  # the common case first: stored as the str itself (no holder to make)
-            if len(value) * 4 < self.max_value_size and (
-                self._compress is None or len(value) * 4 < self.compress_threshold
-            ):  # within both limits whatever its UTF-8 length; else measured exactly below
+            if len(value) < self.str_chars:
                 return cast("bytes", value)
-            return super().encode(value, key)
+            return super().encode(value, key)  # measured exactly, compressed or refused there
         if t is int:
             return format_int(value)
         if self.serializer != "pickle" and t not in _PLAIN:
@@ -190,4 +194,53 @@ class LocalCodec(Codec):
             return kept
         if t is Kept:
             return kept.value if kept.copy is None else kept.copy(kept.value)
+        if data[:1] == b"p" and self._loads_pickles and len(data) <= self.max_value_size:
+            # a mutable object (a Django response...): Codec.decode's steps for it, in one
+            # (an unsigned pickle within the limits); anything amiss is left to Codec.decode
+            try:
+                return pickle.loads(memoryview(data)[1:])
+            except Exception:  # Codec.decode logs and counts it
+                pass
         return super().decode(data, key, meta)
+
+
+class Direct(NamedTuple):
+    """Calls that reach a memory table in one Python call each (``direct_calls``)."""
+
+    get: Callable[..., Any]
+    """``get(key, default=None, version=None)``, Django's cache API."""
+    set: Callable[..., Any]
+    """``set(key, value, timeout=marker, version=None, nx=False, xx=False)``."""
+    key: Callable[[Any], bytes]
+    """The table key of one of the Storage's keys: what the ``keys`` mapping holds."""
+
+
+def direct_calls(
+    storage: Any,
+    keys: MutableMapping[Any, bytes],
+    marker: object,
+    default_ttl: Any,
+    general_get: Callable[..., Any],
+    general_set: Callable[..., Any],
+) -> Direct | None:
+    """For an adapter whose ``storage`` (a sync Storage) calls a memory table directly: a
+    ``get`` and a ``set`` that do what the Storage does without its layers (the table's
+    ``reader`` and ``writer``, docs/backends/memory.md); None for any other storage.
+
+    ``keys`` maps the adapter's keys to table keys (``key`` itself for version None, else
+    ``(key, version)``); the adapter fills it with ``Direct.key`` for the keys it has made and
+    checked. A key not there, a call ``general_*`` should answer (conditional writes, other
+    timeouts than None or whole seconds, values the codec refuses), and every call once the
+    Storage no longer calls the table itself (a listener, ``close()``) go to ``general_get``
+    and ``general_set`` with the same arguments. A timeout of ``marker`` is ``default_ttl``.
+    """
+    table, codec = storage._b, storage.codec
+    reader, writer = getattr(type(table), "reader", None), getattr(type(table), "writer", None)
+    if reader is None or writer is None or not isinstance(codec, LocalCodec):
+        return None  # a network backend, or a fail-open guard around the table
+    return Direct(
+        reader(table, storage, keys, codec.decode, general_get),
+        writer(table, storage, keys, codec.encode, codec.str_chars, marker, default_ttl,
+               general_set),
+        storage._keys.make,
+    )  # fmt: skip

@@ -34,14 +34,12 @@ from .stampede import (
     Timing,
     entry_of,
     entry_times,
-    is_fresh,
     read_through,
     refresh,
 )
 from .ttl import EXPIRED
 
 if TYPE_CHECKING:
-    from .backends.base import AsyncBackend, Backend
     from .keys import Key
     from .storage import AsyncStorage, Storage, TTLArg
 
@@ -181,24 +179,14 @@ def _refresh_sync(storage: Storage, run: _Run, seen_soft: float | None) -> None:
 
 def get_or_compute(
     storage: Storage,
-    b: Backend,
     k: bytes,
     fn: Callable[[], Any],
     ttl_ms: int | None,
     policy: Policy,
-    timing: Timing | None,
+    timing: Timing,
 ) -> Any:
-    """``Storage.get_or_compute`` on final key ``k``; the fast path (a fresh hit: one read,
-    no allocation beyond the decode) reads with ``b``, the storage's backend as ``load``
-    calls it."""
-    timing = timing or DEFAULT_TIMING
-    if ttl_ms != EXPIRED:  # the fast path: a fresh hit is one get
-        data = b.get(k)
-        if data is not None:
-            times = [0, -1]  # decode_entry's times, without its tuple
-            value = storage.codec.decode(data, k, times)
-            if value is not MISS and is_fresh(times[0], times[1], k, policy, timing):
-                return value
+    """``Storage.get_or_compute`` on final key ``k`` past its fast path (a fresh hit, which
+    that method answers itself: one frame less on the hottest path)."""
     run = _Run(k, fn, ttl_ms, policy, timing)
     return run_sync(storage, run, read_through(policy, ttl_ms, timing, k))
 
@@ -271,24 +259,45 @@ async def _refresh_async(storage: AsyncStorage, run: _Run, seen_soft: float | No
 
 async def aget_or_compute(
     storage: AsyncStorage,
-    b: AsyncBackend,
     k: bytes,
     fn: Callable[[], Any | Awaitable[Any]],
     ttl_ms: int | None,
     policy: Policy,
-    timing: Timing | None,
+    timing: Timing,
 ) -> Any:
-    """``AsyncStorage.get_or_compute`` on final key ``k``, as ``get_or_compute``."""
-    timing = timing or DEFAULT_TIMING
-    if ttl_ms != EXPIRED:
-        data = await b.get(k)
-        if data is not None:
-            times = [0, -1]  # decode_entry's times, without its tuple
-            value = storage.codec.decode(data, k, times)
-            if value is not MISS and is_fresh(times[0], times[1], k, policy, timing):
-                return value
+    """``AsyncStorage.get_or_compute`` past its fast path, as ``get_or_compute``."""
     run = _Run(k, fn, ttl_ms, policy, timing)
     return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))
+
+
+# -- a value computed outside a read-through --------------------------------------------------
+
+
+def _entry_run(storage: Storage | AsyncStorage, key: Key, ttl: TTLArg) -> _Run | None:
+    ttl_ms = storage._ttl(ttl)
+    if ttl_ms == EXPIRED:
+        return None
+    return _Run(storage._keys.make(key), None, ttl_ms, storage.policy, DEFAULT_TIMING)
+
+
+def store_entry(storage: Storage, key: Key, value: Any, ttl: TTLArg, delta: float) -> None:
+    """Store ``value`` as ``get_or_compute`` would after a compute of ``delta`` seconds (its
+    soft expiry and compute time, so early refresh applies to it), for a value its caller
+    computed without a read-through (a page's first render). A TTL <= 0 stores nothing."""
+    run = _entry_run(storage, key, ttl)
+    if run is not None:
+        data, ms = run.encoded(storage, (value, delta))
+        storage.backend.set(run.k, data, ms)
+
+
+async def astore_entry(
+    storage: AsyncStorage, key: Key, value: Any, ttl: TTLArg, delta: float
+) -> None:
+    """``store_entry`` on the running loop."""
+    run = _entry_run(storage, key, ttl)
+    if run is not None:
+        data, ms = run.encoded(storage, (value, delta))
+        await storage.backend.set(run.k, data, ms)
 
 
 # -- split in two calls: begin, the caller computes, then finish or abandon ---------------------

@@ -19,17 +19,17 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import readthrough
 from .codec import MISS
 from .readthrough import LEASE_SUFFIX
 from .stampede import (
-    DRAWS,
     REFRESH_BACKOFF,
     Entry,
     Freshness,
     Timing,
+    draw,
     entry_of,
     entry_times,
     freshness,
@@ -47,14 +47,20 @@ class SplitReadThrough:
     def __init__(self, storage: Storage, timing: Timing | None = None) -> None:
         self.storage = storage
         self.timing = timing
-        # final key -> (lease token or None, compute start, a refresh of a value still served)
+        # final key -> Pending; ``handed``: keys whose refresh this thread handed off
         self._mine = threading.local()
 
-    def _pending(self) -> dict[bytes, tuple[bytes | None, float, bool]]:
+    def _pending(self) -> dict[bytes, Pending]:
         pending = getattr(self._mine, "keys", None)
         if pending is None:
             pending = self._mine.keys = {}
         return pending
+
+    def _handed(self) -> set[bytes]:
+        handed = getattr(self._mine, "handed", None)
+        if handed is None:
+            handed = self._mine.handed = set()
+        return handed
 
     def _entry(self, k: bytes) -> Entry | None:
         data = self.storage.backend.get(k)
@@ -68,8 +74,10 @@ class SplitReadThrough:
         storage, timing = self.storage, self.timing or readthrough.DEFAULT_TIMING
         policy, b = storage.policy, storage.backend
         k = storage._keys.make(key)
+        self._mine.last = k
+        self._handed().discard(k)
         held = self._pending().get(k)
-        if held is not None and held[0] is not None:  # this thread holds the lease: compute
+        if held is not None and held.token is not None:  # this thread holds the lease: compute
             return MISSING
         lease_k = k + LEASE_SUFFIX
         token = b"b" + os.urandom(12)
@@ -80,8 +88,7 @@ class SplitReadThrough:
             entry = self._entry(k)
             now = timing.clock()
             if entry is not None:
-                rand = DRAWS.draw(k, now, entry.delta, timing.random)
-                state = freshness(entry, now, policy, rand)
+                state = freshness(entry, now, policy, draw(timing, k, entry))
                 if state is Freshness.FRESH:
                     return entry.value
                 if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes
@@ -91,7 +98,7 @@ class SplitReadThrough:
                         if newer is not None and newer.soft != entry.soft:
                             self._release(lease_k, token)
                             return newer.value
-                        return self._miss(k, token, now, refresh=True)
+                        return self._miss(k, token, now, served=entry)
                     if policy.stampede:
                         return entry.value
             if not policy.stampede:
@@ -109,27 +116,50 @@ class SplitReadThrough:
             timing.sleep(pause)
             pause = min(pause * 2, timing.poll_max)
 
-    def _miss(self, k: bytes, token: bytes | None, now: float, refresh: bool = False) -> Any:
-        self._pending()[k] = (token, now, refresh)
+    def _miss(self, k: bytes, token: bytes | None, now: float, served: Entry | None = None) -> Any:
+        self._pending()[k] = Pending(token, now, served)
         return MISSING
+
+    def hand_off(self) -> Pending | None:
+        """The refresh this thread's last ``get`` won (it returned ``MISSING`` for a value still
+        served), for another thread to compute (``adopt``); None if that ``get`` was anything
+        else. This thread's next ``set`` of that key is then skipped (it would store what the
+        caller returns meanwhile, the value still served: ``Pending.served``)."""
+        k: bytes | None = getattr(self._mine, "last", None)
+        pending = self._pending()
+        held = pending.get(k) if k is not None else None
+        if k is None or held is None or held.token is None or held.served is None or held.adopted:
+            return None
+        del pending[k]
+        self._handed().add(k)
+        return held._replace(k=k)
+
+    def adopt(self, handed: Pending) -> None:
+        """Take over a refresh ``hand_off`` gave in another thread: this thread's next ``get``
+        of its key misses, and its ``set`` stores the value (timed from now) and frees the
+        lease; ``abandon`` gives it up as a failed refresh."""
+        clock = (self.timing or readthrough.DEFAULT_TIMING).clock
+        self._pending()[handed.k] = handed._replace(start=clock(), adopted=True)
 
     def abandon(self) -> None:
         """Give up every value this thread missed and has not ``set`` (its compute raised):
         free the leases of misses at once, keep those of refreshes ``REFRESH_BACKOFF`` seconds
         (at most ``lease_timeout``). Safe to call when nothing is pending."""
+        self._handed().clear()
         pending = getattr(self._mine, "keys", None)
         if not pending:
             return
         b = self.storage.backend
         hold_ms = math.ceil(min(self.storage.policy.lease_timeout, REFRESH_BACKOFF) * 1000)
-        for k, (token, _, refresh) in list(pending.items()):
+        for k, held in list(pending.items()):
             del pending[k]
+            token = held.token
             if token is None:
                 continue
             lease_k = k + LEASE_SUFFIX
             if b.get(lease_k) != token:  # expired, perhaps taken over: not ours to touch
                 continue
-            if refresh:
+            if held.served is not None:  # a refresh
                 b.expire(lease_k, hold_ms)
             else:
                 b.delete(lease_k)
@@ -144,7 +174,12 @@ class SplitReadThrough:
         before) and free this thread's lease of ``key``; a TTL <= 0 deletes the key."""
         storage, timing = self.storage, self.timing or readthrough.DEFAULT_TIMING
         k = storage._keys.make(key)
-        token, start, _ = self._pending().pop(k, (None, None, False))
+        handed = self._handed()
+        if k in handed:  # its refresh was handed off: another thread stores the new value
+            handed.discard(k)
+            return
+        held = self._pending().pop(k, None)
+        token, start = (None, None) if held is None else (held.token, held.start)
         try:
             data_ms = storage._ttl(ttl)
             if data_ms == EXPIRED:
@@ -159,6 +194,19 @@ class SplitReadThrough:
         finally:
             if token is not None:
                 self._release(k + LEASE_SUFFIX, token)
+
+
+class Pending(NamedTuple):
+    """A value this thread must compute and ``set``: the lease ``token`` (None: computing
+    without it), when the compute started, the entry still ``served`` meanwhile (a refresh;
+    None for a miss), its final key ``k`` (set by ``hand_off``), and whether this thread
+    ``adopt``-ed it (it computes it: no second hand-off)."""
+
+    token: bytes | None
+    start: float
+    served: Entry | None
+    k: bytes = b""
+    adopted: bool = False
 
 
 class _Missing:

@@ -12,15 +12,18 @@ The three mechanisms:
   ``lease_timeout`` seconds, and take over when the lease expires;
 - *early refresh* (XFetch, Vattani et al., VLDB 2015): a hit with ``t`` seconds left refreshes
   in the background with probability ``exp(-(t - delta) / (delta * beta))``, ``delta`` being
-  the measured compute time, so a hot key is refreshed before it expires;
+  the measured compute time, so a hot key is refreshed before it expires. The draw is made
+  once per entry and shared by every reader (``shared_draw``: a hash of the key and the
+  entry's soft expiry), so all threads, tasks and processes agree on when an entry is due and
+  it is refreshed early once, not once per reader;
 - *grace* (RFC 5861 stale-while-revalidate, stale-if-error): an entry up to ``grace`` seconds
   past its soft expiry is served while one caller refreshes it, or when the compute raises.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -61,12 +64,14 @@ class Timing:
     """Where time and chance come from; tests and benchmarks inject their own.
 
     ``clock`` gives wall-clock seconds (soft expiries are shared by every process, so the
-    default is ``time.time``); ``random`` a float in [0, 1); ``sleep`` / ``asleep`` wait between
-    polls of a waiter, starting at ``poll`` seconds and doubling up to ``poll_max``.
+    default is ``time.time``); ``random``, when given, a float in [0, 1) drawn on each read in
+    place of the entry's shared draw (``shared_draw``, the default); ``sleep`` / ``asleep``
+    wait between polls of a waiter, starting at ``poll`` seconds and doubling up to
+    ``poll_max``.
     """
 
     clock: Callable[[], float] = time.time
-    random: Callable[[], float] = random.random
+    random: Callable[[], float] | None = None
     sleep: Callable[[float], None] = time.sleep
     asleep: Callable[[float], Any] | None = None  # None: asyncio.sleep
     poll: float = 0.005
@@ -131,25 +136,30 @@ def entry_times(
 
 
 _LOG_MAX: Final = -math.log(2.0**-53)
-"""The largest ``-ln(1 - u)`` of a ``random.random()`` draw ``u``: XFetch never refreshes a
-value more than ``delta * (1 + beta * _LOG_MAX)`` before its soft expiry."""
+"""The largest ``-ln(1 - u)`` of a 53-bit draw ``u`` (``shared_draw``, ``random.random()``):
+XFetch never refreshes a value more than ``delta * (1 + beta * _LOG_MAX)`` before its soft
+expiry."""
 
 
-def is_fresh(soft_ms: int, delta_ms: int, key: bytes, policy: Policy, timing: Timing) -> bool:
-    """True when a read-through returns a value with these times (``Codec.decode_entry``'s)
-    without any other step: a fresh hit, no early refresh drawn. The drivers' fast path.
+def is_fresh(times: list[int], key: bytes, policy: Policy, timing: Timing) -> bool:
+    """True when a read-through returns a value with these times (``[soft_ms, delta_ms]``, as
+    ``Codec.decode_times`` fills them) without any other step: a fresh hit, no early refresh
+    drawn. The drivers' fast path.
 
     A value further from its soft expiry than any XFetch draw can reach is fresh without a
-    draw (one clock read, no allocation); closer, the draw decides as in ``read_through``.
+    draw (one clock read, no allocation); closer, the entry's draw decides as in
+    ``read_through``.
     """
+    soft_ms = times[0]
     if not soft_ms:
         return True
     now = timing.clock()
     left_ms = soft_ms - now * 1000.0
-    if left_ms > 0.0 and left_ms > delta_ms * (1.0 + policy.beta * _LOG_MAX):
+    delta_ms = times[1]
+    if left_ms > delta_ms * (1.0 + policy.beta * _LOG_MAX) and left_ms > 0.0:
         return True
     entry = Entry(None, soft_ms / 1000.0, None if delta_ms < 0 else delta_ms / 1000.0)
-    rand = DRAWS.draw(key, now, entry.delta, timing.random)
+    rand = timing.random() if timing.random is not None else DRAWS.draw(key, soft_ms)
     return freshness(entry, now, policy, rand) is Freshness.FRESH
 
 
@@ -177,36 +187,54 @@ _COMPUTE: Final = Step(Op.COMPUTE)
 _RELEASE: Final = Step(Op.RELEASE)
 
 
-class Draws:
-    """XFetch's random draws, at most one per key and ``delta``-long period in a process.
+def shared_draw(key: bytes, soft_ms: int) -> float:
+    """XFetch's draw for the entry of final key ``key`` with soft expiry ``soft_ms``: uniform
+    in [0, 1) over entries, and the same in every thread, task and process that reads that
+    entry (53 bits of a BLAKE2b hash of both), so they all see it due at the same moment.
 
-    Drawing on every read, a key read R times a second is refreshed about
-    ``delta * beta * ln(R * delta)`` seconds early: with many readers, several times per TTL.
-    One draw per period of ``delta`` seconds keeps the lead near ``delta * beta`` whatever the
-    read rate (each process draws its own). Thread-safe enough: a lost update only redraws.
-    """
+    With a draw per reader, the earliest of N readers' draws decides: with R reads a second a
+    key is refreshed about ``delta * beta * ln(R * delta)`` seconds early, and N processes
+    drawing apart refresh it about ``delta * beta * ln N`` earlier than one. One draw per
+    entry keeps the lead at ``delta * beta * ln(1 / (1 - u))`` (``delta * beta`` on average)
+    whatever the readers, so each entry is refreshed early once (the lease picks the one
+    reader that does it)."""
+    digest = hashlib.blake2b(soft_ms.to_bytes(8, "big") + key, digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) * 2.0**-53
+
+
+class Draws:
+    """The last entries' shared draws (``shared_draw``) by key: a read within XFetch's reach
+    of an entry's soft expiry looks its draw up instead of hashing again. Thread-safe enough:
+    a lost update only hashes again."""
 
     def __init__(self, limit: int = 4096) -> None:
         self._limit = limit
         self._drawn: dict[bytes, tuple[int, float]] = {}
 
-    def draw(self, key: bytes, now: float, delta: float | None, rand: Callable[[], float]) -> float:
-        """The draw for ``key`` at ``now``: ``rand()`` once per ``delta`` seconds, else the last."""
-        if not delta:
-            return rand()
-        period = int(now / delta)
+    def draw(self, key: bytes, soft_ms: int) -> float:
+        """``shared_draw(key, soft_ms)``, remembered for the key's current entry."""
         last = self._drawn.get(key)
-        if last is not None and last[0] == period:
+        if last is not None and last[0] == soft_ms:
             return last[1]
-        u = rand()
+        u = shared_draw(key, soft_ms)
         if len(self._drawn) >= self._limit:
             self._drawn.clear()
-        self._drawn[key] = (period, u)
+        self._drawn[key] = (soft_ms, u)
         return u
 
 
 DRAWS: Final = Draws()
-"""The process's draws (every read-through of the process shares them)."""
+"""The process's remembered draws (every read-through of the process shares them)."""
+
+
+def draw(timing: Timing, key: bytes, entry: Entry) -> float:
+    """XFetch's draw for ``entry`` of final key ``key``: the injected ``timing.random`` if
+    any, else the entry's shared draw (0.0 for an entry without a soft expiry: never early)."""
+    if timing.random is not None:
+        return timing.random()
+    if entry.soft is None:
+        return 0.0
+    return DRAWS.draw(key, round(entry.soft * 1000))
 
 
 def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes = b"") -> Flow:
@@ -226,8 +254,7 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes 
         entry: Entry | None = yield _GET
         now = timing.clock()
         if entry is not None:
-            rand = DRAWS.draw(key, now, entry.delta, timing.random)
-            state = freshness(entry, now, policy, rand)
+            state = freshness(entry, now, policy, draw(timing, key, entry))
             if state is Freshness.FRESH:
                 return entry.value
             if state is not Freshness.EXPIRED:

@@ -8,34 +8,24 @@ Every method runs one operation from ``ops`` (pure: keys, timeouts, results) aga
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 
-from tsot import Storage, mask_url
+from tsot import Storage, TsotError, mask_url
+from tsot.integration import direct_calls
 
 from . import diagnose, locations
-from .ops import AWAIT, Op, translate_error
-from .options import default_timeout, translate
+from .ops import _MADE_KEYS_KEPT, AWAIT, Op, translate_error
+from .options import default_timeout, fingerprint_secrets, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
 from .toolbar import ToolbarAware
 
 T = TypeVar("T")
-
-
-def _secrets() -> list[str | bytes]:
-    """The secrets as they are set (for the fingerprint only; options.py checks them)."""
-    try:
-        fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
-        given = [settings.SECRET_KEY, *(fallbacks if isinstance(fallbacks, list | tuple) else [])]
-    except ImproperlyConfigured:  # an empty SECRET_KEY: only an error if signing is on
-        return []
-    return [s for s in given if isinstance(s, str | bytes)]
 
 
 class TsotCache(ToolbarAware, RedisApi):
@@ -52,7 +42,7 @@ class TsotCache(ToolbarAware, RedisApi):
         options = params.get("OPTIONS") or {}
         try:
             default_timeout(params, where)
-            key = fingerprint(type(self), location, options, secrets=_secrets())
+            key = fingerprint(type(self), location, options, secrets=fingerprint_secrets())
             self._stores = stores_for(key, lambda: self._build(location, options, where))
         except ImproperlyConfigured as exc:
             if not diagnose.in_system_checks():
@@ -334,7 +324,73 @@ class RocksDBCache(TsotCache):
 
 
 class MemoryCache(TsotCache):
-    """LOCATION: a table name (caches with the same name share the table), as LocMemCache."""
+    """LOCATION: a table name (caches with the same name share the table), as LocMemCache.
+
+    ``get`` and ``set`` of a str key seen before go straight to the table, each in one Python
+    call (``MemoryStore.reader``/``writer``, bound on the instance), while the Storage calls
+    the table directly (no fail-open guard, no listener, not closed): the Storage's layers
+    are for network backends and cost more than a memory hit. The key, value, TTL, stats and
+    errors are those of the general path (the methods below), which every other call takes.
+    """
+
+    def __init__(self, location: Any, params: dict[str, Any]) -> None:
+        super().__init__(location, params)
+        # (key, version) -> table key, filled by the general path; a str key of the default
+        # version is its own dict key (no tuple to make; a str never equals a tuple)
+        self._finals: dict[Any, bytes] = {}
+        only = self._only
+        direct = None
+        if only is not None:
+            direct = direct_calls(
+                only, self._finals, DEFAULT_TIMEOUT, self.default_timeout, self.get, self.set
+            )
+        if direct is None:
+            return  # a fail-open guard (or anything else around the table): all general
+        self._table_key = direct.key
+        cls = type(self)
+        if cls.get is MemoryCache.get:  # a subclass's own get or set is always called
+            self.__dict__["get"] = direct.get
+        if cls.set is MemoryCache.set:
+            self.__dict__["set"] = direct.set
+
+    _table_key: Callable[[str], bytes] | None = None
+    """The table key of a Django key, when calls can go straight to the table."""
 
     def location_urls(self, location: Any) -> list[str]:
         return locations.memory_urls(location)
+
+    def _remember(self, key: Any, version: int | None) -> None:
+        """Keep the table key of a str key whose Django key ``tsot_key`` kept (one that warns
+        never is, so its warning comes on every call, as in Django)."""
+        table_key = self._table_key
+        if table_key is None or type(key) is not str:
+            return
+        made = self._made_keys.get((key, version))
+        if made is None:
+            return
+        try:
+            final = table_key(made)
+        except TsotError:
+            return
+        finals = self._finals
+        if len(finals) >= _MADE_KEYS_KEPT:
+            finals.clear()
+        finals[key if version is None else (key, version)] = final
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        value = super().get(key, default, version)
+        self._remember(key, version)
+        return value
+
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
+        result = super().set(key, value, timeout, version, nx, xx)
+        self._remember(key, version)
+        return result

@@ -12,8 +12,7 @@ from urllib.parse import urlencode
 from django.core import checks
 
 from tsot import Storage, TsotError, mask_url, parse_url
-from tsot.config import backend_class, memcached_url
-from tsot.secrets import LOCAL_SCHEMES
+from tsot.integration import LOCAL_SCHEMES, memcached_url, options_for
 
 from .diagnose import Entry
 
@@ -32,7 +31,7 @@ def reachability(entry: Entry) -> list[checks.CheckMessage]:
     if entry.options is None or entry.scheme in LOCAL_SCHEMES:
         return []
     try:
-        known = {o.name for o in backend_class(entry.scheme).OPTIONS}
+        known = {o.name for o in options_for(entry.scheme)}
     except TsotError:
         return []
     options = {**entry.options, "fail_open": False}

@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from tsot import Storage, TsotError, mask_url
-from tsot.secrets import LOCAL_SCHEMES
+from tsot.integration import LOCAL_SCHEMES
 
 from . import locations, migration
 from .options import _SIGNING, Translator, default_timeout, signing_secrets

@@ -6,17 +6,15 @@ read replicas (only Redis has them, as in Django's own ``RedisCache``).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, mask_url
-from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
-from tsot.config import memcached_url
+from tsot.integration import REDIS_SCHEMES as _REDIS_TOPOLOGY
+from tsot.integration import memcached_url, memory_url, rocksdb_url
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 # Django splits "a;b" and "a,b"; a comma inside one URL (redis+cluster://h1:7000,h2:7001) is not
@@ -114,12 +112,12 @@ def rocksdb_urls(location: Any) -> list[str]:
     what = "tsot_django.RocksDBCache"
     if isinstance(location, str) and scheme_of(location.strip()) is not None:
         return [_own_url(location.strip(), ("rocksdb",), what)]
-    if not isinstance(location, str | os.PathLike) or not os.fspath(location):
+    try:
+        return [rocksdb_url(location)]
+    except ConfigurationError as exc:
         raise ImproperlyConfigured(
             f"{what} LOCATION must be a directory path or a rocksdb:// URL, not {_shown(location)}"
-        )
-    path = os.path.abspath(os.fspath(location))
-    return ["rocksdb://" + quote(path, safe="/")]
+        ) from exc
 
 
 def memory_urls(location: Any) -> list[str]:
@@ -134,4 +132,4 @@ def memory_urls(location: Any) -> list[str]:
         )
     if scheme_of(location.strip()) is not None:
         return [_own_url(location.strip(), ("memory",), what)]
-    return ["memory://" + quote(location, safe="")]
+    return [memory_url(location)]

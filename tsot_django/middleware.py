@@ -148,8 +148,12 @@ class _Pages:
             return None
         return get_cache_key(request, self.key_prefix, method, cache=cast(Any, _Recorder(headers)))
 
-    def store(self, request: HttpRequest, response: HttpResponseBase) -> Any:
+    def store(
+        self, request: HttpRequest, response: HttpResponseBase, took: float | None = None
+    ) -> Any:
         """Store a cacheable ``response`` (Django's UpdateCacheMiddleware); its key or None.
+        On a TsotCache, a page rendered in ``took`` seconds is stored as the read-through's
+        entry (``tsot.readthrough.store_entry``), so its first expiry is refreshed early too.
 
         The page is written before its Vary list (Django writes the list first): a first visit's
         waiters poll for the list, and must find the page once they see it, or each would
@@ -158,17 +162,30 @@ class _Pages:
         found = self.storable(request, response, recorder)
         if found is not None:
             assert recorder.stored is not None
-            self.cache.set(found[0], _rendered(response), found[1])
-            self.cache.set(*recorder.stored)
+            cache: Any = self.cache
+            if took is not None and isinstance(cache, CacheOps):
+                tkey, ttl = cache.tsot_key(found[0], None), cache.tsot_ttl(found[1])
+                readthrough.store_entry(_storage(cache), tkey, _rendered(response), ttl, took)
+            else:
+                cache.set(found[0], _rendered(response), found[1])
+            cache.set(*recorder.stored)
         return found
 
-    async def astore(self, request: HttpRequest, response: HttpResponseBase) -> Any:
+    async def astore(
+        self, request: HttpRequest, response: HttpResponseBase, took: float | None = None
+    ) -> Any:
         recorder = _Recorder()
         found = self.storable(request, response, recorder)
         if found is not None:
             assert recorder.stored is not None
-            await self.cache.aset(found[0], _rendered(response), found[1])  # page, then list
-            await self.cache.aset(*recorder.stored)
+            cache: Any = self.cache
+            page = _rendered(response)
+            if took is not None and isinstance(cache, CacheOps):  # page, then list
+                tkey, ttl = cache.tsot_key(found[0], None), cache.tsot_ttl(found[1])
+                await readthrough.astore_entry(_astorage(cache), tkey, page, ttl, took)
+            else:
+                await cache.aset(found[0], page, found[1])
+            await cache.aset(*recorder.stored)
         return found
 
     def page(self, request: HttpRequest, key: str, response: HttpResponseBase) -> Any:
@@ -220,8 +237,11 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
             key, lease = self._first_visit(request)
             if key is None:
                 try:
+                    clock = readthrough.DEFAULT_TIMING.clock
+                    start = clock()
                     response = _next(self, request)
-                    self.store(request, response)  # the Vary list outlives the page
+                    # the Vary list outlives the page
+                    self.store(request, response, max(0.0, clock() - start))
                     return response
                 finally:
                     if lease is not None:
@@ -288,8 +308,10 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
             key, lease = await self._afirst_visit(request)
             if key is None:
                 try:
+                    clock = readthrough.DEFAULT_TIMING.clock
+                    start = clock()
                     response = await _next(self, request)
-                    await self.astore(request, response)
+                    await self.astore(request, response, max(0.0, clock() - start))
                     return response
                 finally:
                     if lease is not None:

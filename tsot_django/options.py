@@ -15,8 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, Option
-from tsot.config import CORE_OPTIONS, backend_class, default_sign
-from tsot.secrets import secret_keys
+from tsot.integration import default_sign, framework_secrets, options_for
 
 from . import migration
 
@@ -58,7 +57,7 @@ class Translator:
         self.where = where
         self.scheme = scheme
         try:
-            specs = (*CORE_OPTIONS, *backend_class(scheme).OPTIONS)
+            specs = options_for(scheme)
         except ConfigurationError as exc:  # unknown scheme, missing driver (names the extra)
             raise ImproperlyConfigured(f"{where}: {exc}") from exc
         self.known: dict[str, Option] = {o.name: o for o in specs}
@@ -111,36 +110,44 @@ class Translator:
         return self.out
 
 
+def secret_settings() -> tuple[object, object]:
+    """SECRET_KEY and SECRET_KEY_FALLBACKS as settings has them, unchecked: the one place this
+    adapter reads them. Raises ImproperlyConfigured for an empty SECRET_KEY (Django's own)."""
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None)
+    return settings.SECRET_KEY, fallbacks
+
+
 def signing_secrets(where: str) -> list[bytes]:
     """SECRET_KEY then the non-empty SECRET_KEY_FALLBACKS, checked: the first signs, all verify.
 
     An empty fallback is skipped (``os.environ.get("OLD_SECRET_KEY", "")`` is a common idiom);
-    a SECRET_KEY or fallback shorter than 16 bytes raises ImproperlyConfigured naming it.
+    a SECRET_KEY or fallback shorter than 16 bytes raises ImproperlyConfigured naming it
+    (``tsot.integration.framework_secrets`` checks them, as it does for Flask).
     """
-    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
-    if isinstance(fallbacks, str | bytes) or not isinstance(fallbacks, list | tuple):
-        raise ImproperlyConfigured(
-            f"{where}: SECRET_KEY_FALLBACKS must be a list, not {type(fallbacks).__name__} "
-            "(signing cached objects uses it; OPTIONS['SIGNING'] = False turns signing off)"
-        )
+    turn_off = "(or turn signing off with OPTIONS['SIGNING'] = False)"
     try:
-        named = [("SECRET_KEY", settings.SECRET_KEY)]
+        key, fallbacks = secret_settings()
     except ImproperlyConfigured as exc:  # Django's own "must not be empty"
         raise ImproperlyConfigured(
-            f"{where}: {exc} (signing cached objects needs it; OPTIONS['SIGNING'] = False "
-            "turns signing off)"
+            f"{where}: {exc}; signing cached objects needs it {turn_off}"
         ) from exc
-    named += [(f"SECRET_KEY_FALLBACKS[{i}]", f) for i, f in enumerate(fallbacks) if f]
-    out: list[bytes] = []
-    for name, value in named:
-        try:
-            out += secret_keys(value, name) or []
-        except ConfigurationError as exc:
-            raise ImproperlyConfigured(
-                f"{where}: {exc}; signing cached objects needs it "
-                "(or turn signing off with OPTIONS['SIGNING'] = False)"
-            ) from exc
-    return out
+    try:
+        return framework_secrets(key, fallbacks) or []
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(
+            f"{where}: {exc}; signing cached objects needs it {turn_off}"
+        ) from exc
+
+
+def fingerprint_secrets() -> list[str]:
+    """What tells one configuration's secrets from another's (tsot_django.stores): SECRET_KEY and
+    SECRET_KEY_FALLBACKS as written, unchecked, so building a cache instance stays cheap
+    (``signing_secrets`` checks them when the storages are built); [] when Django refuses an
+    empty SECRET_KEY."""
+    try:
+        return [repr(secret_settings())]
+    except ImproperlyConfigured:
+        return []
 
 
 def _named(table: Mapping[str, str], what: str) -> Callable[[Translator, str, Any], None]:

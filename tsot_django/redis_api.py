@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from tsot import AsyncLock, AsyncStorage, Lock, Storage
-from tsot.compat import glob_escape, redis_ttl, seconds_until
+from tsot.integration import glob_escape, redis_ttl, seconds_until
 
 from .ops import CacheOps, Call, Op, translate_error
 from .stores import Stores

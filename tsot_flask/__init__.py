@@ -1,5 +1,6 @@
 """tsot_flask: Flask-Caching backends on tsot storage (``CACHE_TYPE = "tsot_flask.TsotCache"``)."""
 
 from .backends import MemcachedCache, MemoryCache, RedisCache, RocksDBCache, TsotCache
+from .stampede import Cache
 
-__all__ = ["MemcachedCache", "MemoryCache", "RedisCache", "RocksDBCache", "TsotCache"]
+__all__ = ["Cache", "MemcachedCache", "MemoryCache", "RedisCache", "RocksDBCache", "TsotCache"]

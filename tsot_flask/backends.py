@@ -14,9 +14,7 @@ from flask import Flask
 from flask_caching.backends.base import BaseCache
 
 from tsot import ConfigurationError, MissingDependency, Storage
-from tsot.keys import Key
-from tsot.secrets import warn_unsigned
-from tsot.splitread import MISSING, SplitReadThrough
+from tsot.integration import MISSING, Key, SplitReadThrough, warn_unsigned
 
 from . import config as cfg
 from .cli import add_commands
@@ -289,7 +287,7 @@ def _open(settings: cfg.Settings) -> Storage:
     except MissingDependency:
         raise
     except ConfigurationError as exc:
-        raise cfg.fail(settings.blame(str(exc)), settings.cache_type, str(exc)) from exc
+        raise cfg.fail(settings.blame(exc), settings.cache_type, str(exc)) from exc
     if settings.unsigned_by_default and storage.location is not None:
         serializer = str(settings.options.get("serializer", "pickle"))
         warn_unsigned(storage.location, storage.namespace, serializer, cfg.UNSIGNED_FIX)

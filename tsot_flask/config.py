@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,10 +10,8 @@ from typing import Any
 from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
-from tsot import config as core
-from tsot.backends.redis_config import SCHEMES as _REDIS_TOPOLOGY
-from tsot.config import default_sign, split_url
-from tsot.secrets import secret_keys
+from tsot import integration as core
+from tsot.integration import REDIS_SCHEMES, default_sign, framework_secrets, split_url
 from tsot_flask.timeouts import whole_seconds
 
 DEFAULT_PREFIX = "flask_cache_"
@@ -33,7 +30,7 @@ _OWN_KEYS = {
     "threshold": "CACHE_THRESHOLD",
 }
 # one server: redis://, rediss://, unix://, valkey://, valkeys://
-_REDIS_SCHEMES = tuple(s for s, topology in _REDIS_TOPOLOGY.items() if topology == "single")
+_REDIS_SCHEMES = tuple(s for s, topology in REDIS_SCHEMES.items() if topology == "single")
 
 
 @dataclass(repr=False)
@@ -69,11 +66,11 @@ class Settings:
         }
         return f"Settings({self.cache_type!r}, url={self.masked_url!r}, options={shown!r})"
 
-    def blame(self, message: str) -> str:
-        """The config key an error message is about: an option's origin, else the URL's key."""
-        for name, key in self.origins.items():
-            if f"'{name}'" in message:
-                return key
+    def blame(self, error: ConfigurationError) -> str:
+        """The config key ``error`` is about: where its option came from, else the URL's key
+        (an option from the URL's query, or no option at all: a malformed URL)."""
+        if error.option is not None and error.option in self.origins:
+            return self.origins[error.option]
         return self.url_key
 
 
@@ -129,24 +126,10 @@ def key_prefix(value: object, cache_type: str) -> str | Callable[[], object]:
 def secret(config: Mapping[str, Any]) -> list[bytes] | None:
     """SECRET_KEY then the non-empty SECRET_KEY_FALLBACKS, checked; None without a SECRET_KEY.
 
-    Raises ConfigurationError naming SECRET_KEY or SECRET_KEY_FALLBACKS[i] for a secret shorter
-    than 16 bytes (an empty fallback is skipped, as Flask does).
+    Raises ConfigurationError whose ``option`` is SECRET_KEY, SECRET_KEY_FALLBACKS or
+    SECRET_KEY_FALLBACKS[i] (``tsot.integration.framework_secrets``, as for Django).
     """
-    key = config.get("SECRET_KEY")
-    if key is None or key in ("", b""):
-        return None
-    if not isinstance(key, str | bytes):
-        raise ConfigurationError(f"SECRET_KEY must be a str or bytes, not {type(key).__name__}")
-    keys = secret_keys(key, "SECRET_KEY") or []
-    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
-    if not isinstance(fallbacks, list | tuple):
-        raise ConfigurationError(
-            f"SECRET_KEY_FALLBACKS must be a list, not {type(fallbacks).__name__}"
-        )
-    for i, fallback in enumerate(fallbacks):
-        if fallback:
-            keys += secret_keys(fallback, f"SECRET_KEY_FALLBACKS[{i}]") or []
-    return keys
+    return framework_secrets(config.get("SECRET_KEY"), config.get("SECRET_KEY_FALLBACKS"))
 
 
 UNSIGNED_FIX = (
@@ -190,7 +173,7 @@ def read(
         try:
             options["secret"] = secret(config)
         except ConfigurationError as exc:
-            raise fail(str(exc).partition(" ")[0], cache_type, str(exc)) from exc
+            raise fail(exc.option or "SECRET_KEY", cache_type, str(exc)) from exc
         origins["secret"] = "SECRET_KEY"
         unsigned = options["secret"] is None
     if "sign" not in options:  # cached pages are str: signed too on a network store
@@ -275,9 +258,7 @@ def redis_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
         port = int(port)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise fail("CACHE_REDIS_PORT", cache_type, f"must be a port number, not {port!r}")
-    netloc = f"[{host}]" if ":" in host else host
-    auth = f":{quote(password, safe='')}@" if password else ""
-    url = f"redis://{auth}{netloc}:{port}/{db}"
+    url = core.redis_url(host, port, db, password)
     key = "CACHE_REDIS_HOST/PORT/DB/PASSWORD"
     _check_url(url, key, cache_type)
     return url, key
@@ -308,7 +289,7 @@ def memcached_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]
     """``memcached://h1:p1,h2:p2`` from CACHE_MEMCACHED_SERVERS (a list, or one str).
 
     Socket paths (``/run/memcached.sock`` or ``unix:/run/...``, pylibmc's forms) are servers
-    too; the URL is built by ``tsot.config.memcached_url``, as Django's MemcachedCache does.
+    too; the URL is built by ``tsot.integration.memcached_url``, as Django's MemcachedCache does.
     """
     key = "CACHE_MEMCACHED_SERVERS"
     servers = config.get(key)
@@ -336,9 +317,10 @@ def rocksdb_url(config: Mapping[str, Any], cache_type: str) -> tuple[str, str]:
     path = config.get("CACHE_DIR")
     if path is None or path == "":
         raise fail("CACHE_DIR", cache_type, "not set; set it to the RocksDB directory")
-    if not isinstance(path, str | os.PathLike):
-        raise fail("CACHE_DIR", cache_type, f"must be a path, not {type(path).__name__}")
-    url = "rocksdb://" + quote(os.path.abspath(os.fspath(path)))
+    try:
+        url = core.rocksdb_url(path)
+    except ConfigurationError as exc:
+        raise fail("CACHE_DIR", cache_type, f"must be a path, not {type(path).__name__}") from exc
     _check_url(url, "CACHE_DIR", cache_type)
     return url, "CACHE_DIR"
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from tsot import Lock, Storage
-from tsot.compat import redis_ttl, seconds_until
+from tsot.integration import redis_ttl, seconds_until
 
 from .timeouts import CoreTTL, Timeout
 

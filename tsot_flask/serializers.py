@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tsot import ConfigurationError, Storage
-from tsot.secrets import LOCAL_SCHEMES
+from tsot.integration import LOCAL_SCHEMES
 
 from .prefixes import PrefixedStorages
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from typing import Any
 
@@ -170,3 +171,67 @@ def test_sizes_and_holders() -> None:
     c = keep({"a": "b"}, 100, None)
     assert c is not None and c != keep({"a": "b"}, 100, None) and c == c
     assert len(LocalCodec().encode(("a", "b"))) == frozen_size(("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("max_value_size", "compression", "threshold"),
+    [(8, "none", 1024), (9, "none", 1024), (400, "zlib", 10), (400, "zlib", 11), (10, "zlib", 400)],
+    ids=["max8", "max9", "zlib10", "zlib11", "max10-zlib400"],
+)
+def test_a_str_is_kept_as_itself_exactly_when_four_bytes_a_character_fit(
+    max_value_size: int, compression: str, threshold: int
+) -> None:
+    codec = LocalCodec(
+        compression=compression, compress_threshold=threshold, max_value_size=max_value_size
+    )
+    limit = min(max_value_size, threshold if compression != "none" else max_value_size)
+    for n in range(limit + 2):
+        kept = n * 4 < limit  # the rule: within both limits whatever its UTF-8 length
+        assert (n < codec.str_chars) is kept
+        if kept:
+            assert codec.encode("é" * n) == "é" * n
+
+
+def test_pickled_objects_are_read_in_one_step_and_anything_amiss_is_still_refused() -> None:
+    s = Storage.new_imc(max_value_size=100)
+    s.store("obj", {"deep": [1]})
+    assert s.load("obj") == {"deep": [1]}
+    before = s.stats()["undecodable"]
+    s.backend.set(b"bad", b"p\x80\x05not a pickle", None)
+    s.backend.set(b"huge", b"p" + pickle.dumps("x" * 100), None)  # over max_value_size
+    assert s.load("bad", "default") == "default"
+    assert s.load("huge", "default") == "default"
+    assert s.stats()["undecodable"] == before + 2
+    url = _table()
+    Storage.from_url(url).store("obj", {"deep": [1]})
+    jsonish = Storage.from_url(url, serializer="json")
+    assert jsonish.load("obj", "refused") == "refused"  # a pickle, and it accepts only json
+
+
+def test_direct_calls_only_for_a_storage_that_calls_a_memory_table_itself(tmp_path: Any) -> None:
+    from tsot.integration import direct_calls
+
+    def general(*args: Any) -> Any:
+        return ("general", *args)
+
+    marker = object()
+    for storage in (
+        Storage.from_url(_table(), fail_open=True),  # a guard around the table
+        Storage.from_url(f"rocksdb://{tmp_path}/db"),
+    ):
+        assert direct_calls(storage, {}, marker, 60, general, general) is None
+    s = Storage.new_imc()
+    keys: dict[Any, bytes] = {}
+    direct = direct_calls(s, keys, marker, 60, general, general)
+    assert direct is not None
+    assert direct.get("k") == ("general", "k", None, None)  # not in keys yet
+    keys["k"] = direct.key("k")
+    assert direct.set("k", "v") is None
+    assert s.load("k") == "v" and s.ttl("k") == pytest.approx(60, abs=1)
+    assert direct.get("k") == "v"
+    assert direct.set("k", "w", 1.5) == ("general", "k", "w", 1.5, None, False, False)
+    assert direct.set("k", "w", 60, None, True) == ("general", "k", "w", 60, None, True, False)
+    seen: list[Any] = []
+    s.listen(seen.append)  # from now on the Storage's own path
+    assert direct.get("k") == ("general", "k", None, None)
+    assert direct.set("k", "x") == ("general", "k", "x", 60, None, False, False)

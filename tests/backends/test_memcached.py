@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pymemcache.client.base import Client
 
 from tests.helpers import LoopThread, SyncView
 from tests.servers.memcached import start_memcached
-from tests.servers.proc import Server, free_port, need_program, wait_for
+from tests.servers.proc import Server, free_port
 from tsot import AsyncStorage, BackendUnavailable, ConfigurationError, Storage, ValueTooLarge
 from tsot.backends import memcached_ops as ops
 from tsot.backends import memcached_proto as proto
@@ -98,31 +97,9 @@ def test_defaults_and_url_forms(memcached_url: str) -> None:
     assert backend(socket_form).loc.cluster.names == ["/tmp/mc.sock", "h2:11311"]
 
 
-@pytest.fixture
-def unix_socket_server(tmp_path: Path) -> Iterator[str]:
-    program = need_program("memcached")
-    path = str(tmp_path / "mc.sock")
-    argv = [program, "-s", path, "-a", "0700", "-m", "16"]
-    if os.geteuid() == 0:
-        argv += ["-u", "root"]
-    with open(tmp_path / "mc.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
-    def ready() -> bool:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(path)
-        return True
-
-    try:
-        wait_for(ready, 10, "memcached on a unix socket")
-        yield path
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_unix_socket_url(unix_socket_server: str, opener: Callable[..., Any]) -> None:
-    store = opener(f"memcached://{unix_socket_server}")
+def test_unix_socket_url(memcached_unix_socket: str, opener: Callable[..., Any]) -> None:
+    store = opener(f"memcached://{memcached_unix_socket}")
     store.store("k", {"v": 1})
     assert store.load("k") == {"v": 1}
     assert store.incr("n", 5) == 5

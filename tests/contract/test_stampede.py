@@ -6,7 +6,9 @@ are gates the test opens; waits are observed through the injected sleeps. Nothin
 
 from __future__ import annotations
 
+import math
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from tests.contract.registry import Target
 from tests.helpers import FakeClock
 from tests.stampede_support import BOUND, Gate, Waiters, eventually
-from tsot.stampede import Timing
+from tsot.stampede import Timing, shared_draw
 
 LEASE = "\x00lease"  # the lease of key k is the key k + LEASE (tsot/readthrough.py)
 
@@ -105,6 +107,39 @@ def test_early_refresh_never_blocks_a_reader(store: Any, mode: str, clock: FakeC
     gate.release()
     eventually(lambda: store.load("k") == "v1", "the refreshed value")
     eventually(lambda: not store.exists("k" + LEASE), "the lease given back")
+    assert gate.calls == 1
+
+
+def test_every_reader_sees_an_entry_due_at_the_same_moment_and_one_refreshes_it(
+    opener: Any, mode: str, clock: FakeClock
+) -> None:
+    # Two Storage objects on one backend stand in for two processes. XFetch's draw is the
+    # entry's (a hash of its key and soft expiry), not each reader's: both see the entry due
+    # from the same moment on, and the first reader after it refreshes it, once.
+    ns = f"due{uuid.uuid4().hex[:8]}"
+    first, second = opener(namespace=ns), opener(namespace=ns)
+
+    def slow_first() -> str:
+        clock.advance(10)  # delta = 10 s
+        return "first"
+
+    timing = Timing(clock=clock)
+    assert first.get_or_compute("k", slow_first, 100, timing=timing) == "first"
+    soft_ms = round(clock.now * 1000) + 100_000
+    u = shared_draw(first._keys.make("k"), soft_ms)
+    due = soft_ms / 1000 - 10 * (1 - math.log(1.0 - u))  # beta = 1
+    gate = Gate(mode)
+    clock.now = due - 0.01
+    for reader in (first, second, first):
+        assert reader.get_or_compute("k", gate.fn, 100, timing=timing) == "first"
+    assert gate.calls == 0
+    assert not first.exists("k" + LEASE)
+    clock.now = due + 0.01
+    assert second.get_or_compute("k", gate.fn, 100, timing=timing) == "first"  # refreshes
+    eventually(lambda: gate.calls == 1, "the background refresh start")
+    assert first.get_or_compute("k", gate.fn, 100, timing=timing) == "first"  # due, leased
+    gate.release()
+    eventually(lambda: second.load("k") == "v1", "the refreshed value")
     assert gate.calls == 1
 
 

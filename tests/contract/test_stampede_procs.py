@@ -12,6 +12,7 @@ from tests.stampede_support import BOUND, eventually, process_reader
 PROCESSES = 8
 
 
+@pytest.mark.slow  # 8 spawned processes
 @pytest.mark.parametrize("url_fixture", ["redis_url", "memcached_url"])
 def test_one_compute_across_processes(url_fixture: str, request: pytest.FixtureRequest) -> None:
     url = request.getfixturevalue(url_fixture)

@@ -343,8 +343,14 @@ def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key(tmp_path: Path)
             r"SECRET_KEY_FALLBACKS\[1\] is 3 bytes",
         ),
         ({"SECRET_KEY": "a-real-secret-key-for-tests", "SECRET_KEY_FALLBACKS": "old"}, "list"),
+        # checked by the same function as Flask's (tsot.integration.framework_secrets)
+        ({"SECRET_KEY": ["a-real-secret-key-for-tests"]}, "SECRET_KEY must be a str or bytes"),
+        (
+            {"SECRET_KEY": "a-real-secret-key-for-tests", "SECRET_KEY_FALLBACKS": [["o" * 20]]},
+            r"SECRET_KEY_FALLBACKS\[0\] must be a str or bytes, not list",
+        ),
     ],
-    ids=["short-key", "short-fallback", "fallbacks-str"],
+    ids=["short-key", "short-fallback", "fallbacks-str", "list-key", "nested-fallback"],
 )
 def test_short_secrets_are_improperly_configured(config: dict[str, Any], match: str) -> None:
     location = f"short-{uuid.uuid4().hex}"

@@ -3,18 +3,12 @@ message that names the tsot form; memcached LOCATIONs as Django's PyMemcacheCach
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from tests.servers.proc import need_program, wait_for
 from tsot_django import MemcachedCache, RedisCache
 from tsot_django.migration import CLIENT_CLASSES, DEFAULT_CLIENT, NOT_NEEDED, POOL_NOT_NEEDED
 from tsot_django.options import translate
@@ -144,33 +138,11 @@ def test_redis_cache_with_django_redis_options_builds() -> None:
     assert cache.storage.url == "redis://127.0.0.1:1/0"  # built without connecting
 
 
-@pytest.fixture
-def memcached_socket(tmp_path: Path) -> Iterator[str]:
-    """A memcached listening on a unix socket only (stopped by its process)."""
-    path = str(tmp_path / "mc.sock")
-    argv = [need_program("memcached"), "-s", path, "-a", "0700", "-m", "16"]
-    if os.geteuid() == 0:
-        argv += ["-u", "root"]
-    with open(tmp_path / "mc.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-    def ready() -> bool:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(path)
-        return True
-
-    try:
-        wait_for(ready, 10, "memcached on a unix socket")
-        yield path
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
 
 @pytest.mark.parametrize("form", ["unix:{}", "{}"])
-def test_memcached_cache_on_a_unix_socket(memcached_socket: str, form: str) -> None:
+def test_memcached_cache_on_a_unix_socket(memcached_unix_socket: str, form: str) -> None:
     with override_settings(SECRET_KEY="k" * 32):
-        cache = MemcachedCache(form.format(memcached_socket), {})
+        cache = MemcachedCache(form.format(memcached_unix_socket), {})
     cache.set("k", {"v": 1})
     assert cache.get("k") == {"v": 1}
     assert cache.add("n", 1)

@@ -16,10 +16,14 @@ from django.test import RequestFactory, override_settings
 pytest.importorskip("debug_toolbar")
 
 
-@pytest.fixture
-def toolbar_site() -> Iterator[None]:
-    """The test project with the toolbar installed (its app config patches Django's caches)."""
-    cache = {"BACKEND": "tsot_django.TsotCache", "LOCATION": f"memory://djdt-{uuid.uuid4().hex}"}
+@pytest.fixture(params=["TsotCache", "MemoryCache"])
+def toolbar_site(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test project with the toolbar installed (its app config patches Django's caches),
+    on a memory table through TsotCache and through MemoryCache (whose get and set of a key
+    seen before are bound on the instance); the class name."""
+    name = f"djdt-{uuid.uuid4().hex}"
+    location = f"memory://{name}" if request.param == "TsotCache" else name
+    cache = {"BACKEND": f"tsot_django.{request.param}", "LOCATION": location}
     # two steps: Django installs apps (whose ready() reads settings) before the other values
     with (
         override_settings(
@@ -36,7 +40,7 @@ def toolbar_site() -> Iterator[None]:
             ]
         ),
     ):
-        yield
+        yield request.param
 
 
 def _panel() -> tuple[Any, Any]:
@@ -47,8 +51,7 @@ def _panel() -> tuple[Any, Any]:
     return toolbar.get_panel_by_id("CachePanel"), request
 
 
-@pytest.mark.usefixtures("toolbar_site")
-def test_the_panel_lists_sync_and_async_calls() -> None:
+def test_the_panel_lists_sync_and_async_calls(toolbar_site: str) -> None:
     cache = caches["default"]  # open before the request: patched by enable_instrumentation
     panel, request = _panel()
     panel.enable_instrumentation()
@@ -78,21 +81,21 @@ def test_the_panel_lists_sync_and_async_calls() -> None:
     stats = panel.get_stats()
     names = [(c["name"], c["backend"]) for c in stats["calls"]]
     assert names == [
-        ("set", "default (TsotCache)"),
-        ("get", "default (TsotCache)"),
-        ("get", "default (TsotCache)"),
-        ("ttl", "default (TsotCache)"),
-        ("keys", "default (TsotCache)"),
-        ("aset", "default (TsotCache)"),
-        ("aget", "default (TsotCache)"),
-        ("aget", "default (TsotCache)"),
-        ("aget_many", "default (TsotCache)"),
-        ("aget_or_set", "default (TsotCache)"),
-        ("aadd", "second (TsotCache)"),
-        ("aincr", "second (TsotCache)"),
-        ("apersist", "default (TsotCache)"),
-        ("aiter_keys", "default (TsotCache)"),
-        ("alock", "default (TsotCache)"),
+        ("set", f"default ({toolbar_site})"),
+        ("get", f"default ({toolbar_site})"),
+        ("get", f"default ({toolbar_site})"),
+        ("ttl", f"default ({toolbar_site})"),
+        ("keys", f"default ({toolbar_site})"),
+        ("aset", f"default ({toolbar_site})"),
+        ("aget", f"default ({toolbar_site})"),
+        ("aget", f"default ({toolbar_site})"),
+        ("aget_many", f"default ({toolbar_site})"),
+        ("aget_or_set", f"default ({toolbar_site})"),
+        ("aadd", f"second ({toolbar_site})"),
+        ("aincr", f"second ({toolbar_site})"),
+        ("apersist", f"default ({toolbar_site})"),
+        ("aiter_keys", f"default ({toolbar_site})"),
+        ("alock", f"default ({toolbar_site})"),
     ]
     # get a: hit, missing: miss; aget b: hit, nope: miss; aget_many 2 of 3; aget_or_set: hit
     assert (stats["hits"], stats["misses"]) == (5, 3)
@@ -111,7 +114,7 @@ def test_a_cache_the_toolbar_never_touched_is_untouched() -> None:
 
 
 @pytest.fixture
-def toolbar_requests(toolbar_site: None) -> Iterator[None]:
+def toolbar_requests(toolbar_site: str) -> Iterator[str]:
     """The toolbar's middleware in front of tests/django/toolbar_site's pages."""
     with override_settings(
         MIDDLEWARE=["debug_toolbar.middleware.DebugToolbarMiddleware"],
@@ -119,7 +122,7 @@ def toolbar_requests(toolbar_site: None) -> Iterator[None]:
         DEBUG_TOOLBAR_CONFIG={"SHOW_TOOLBAR_CALLBACK": lambda request: True},
         TEMPLATES=[{**settings.TEMPLATES[0], "APP_DIRS": True}],  # the toolbar's templates
     ):
-        yield
+        yield toolbar_site
 
 
 def _last_cache_panel() -> Any:
@@ -130,8 +133,7 @@ def _last_cache_panel() -> Any:
     return store.panel(request_id, "CachePanel")
 
 
-@pytest.mark.usefixtures("toolbar_requests")
-def test_requests_through_the_toolbar_middleware() -> None:
+def test_requests_through_the_toolbar_middleware(toolbar_requests: str) -> None:
     from django.test import AsyncClient, Client
 
     assert Client().get("/sync/").status_code == 200
@@ -143,7 +145,7 @@ def test_requests_through_the_toolbar_middleware() -> None:
     assert response.status_code == 200
     stats = _last_cache_panel()
     assert [(c["name"], c["backend"]) for c in stats["calls"]] == [
-        ("aset", "default (TsotCache)"),
-        ("aget_many", "default (TsotCache)"),
+        ("aset", f"default ({toolbar_requests})"),
+        ("aget_many", f"default ({toolbar_requests})"),
     ]
     assert (stats["hits"], stats["misses"]) == (1, 1)

@@ -25,7 +25,7 @@ from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server
 from tsot import AsyncStorage, Storage
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 KEYS = 250_000
 BOUND = 20.0  # seconds for the two calls: a hang shows as a timeout long before this

@@ -97,6 +97,23 @@ class TestTsotCache:
         with pytest.raises(ConfigurationError, match=r"CACHE_TSOT_URL.*'nope'"):
             init(CACHE_TYPE="tsot_flask.TsotCache", CACHE_TSOT_URL="memory://x?nope=1")
 
+    def test_the_key_to_blame_comes_from_the_error_not_its_text(self) -> None:
+        # the message quotes 'secret' (the bad value), which came from SECRET_KEY in other
+        # errors: the option at fault is 'accept', given in the URL
+        with pytest.raises(ConfigurationError, match=r"invalid CACHE_TSOT_URL .*'accept'"):
+            init(
+                CACHE_TYPE="tsot_flask.TsotCache",
+                CACHE_TSOT_URL="memory://x?accept=secret",
+                SECRET_KEY="a-secret-key-of-24-bytes",
+            )
+        # a backend's own cross-check (redis_local) names an option from CACHE_OPTIONS
+        with pytest.raises(ConfigurationError, match=r"invalid CACHE_OPTIONS .*'local_clock'"):
+            init(
+                CACHE_TYPE="tsot_flask.TsotCache",
+                CACHE_TSOT_URL="redis://127.0.0.1:1/0",
+                CACHE_OPTIONS={"local_cache": True, "local_clock": 5},
+            )
+
     @pytest.mark.parametrize(
         ("name", "key"),
         [

@@ -173,3 +173,107 @@ def test_a_callable_prefix_is_refused_by_name() -> None:
     )
     with pytest.raises(ConfigurationError, match="CACHE_TSOT_STAMPEDE"):
         Cache(app)
+
+
+@pytest.mark.parametrize("through", ["cached", "memoize"])
+def test_tsot_flask_cache_refreshes_in_the_background(
+    per_storage: Harness, monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    # tsot_flask.Cache: the request that wins an early refresh is served the current value at
+    # once, like every other; a thread computes the new value (once) and stores it
+    import uuid
+
+    from flask import Flask
+
+    import tsot_flask
+    from tsot.stampede import Timing
+
+    clock = per_storage.clock
+    # the draw 0.99 refreshes 10 + 10 * ln(100) = 56 s before the soft expiry of a 10 s compute
+    monkeypatch.setattr(readthrough, "DEFAULT_TIMING", Timing(clock=clock, random=lambda: 0.99))
+    app = Flask(f"flask_test_{uuid.uuid4().hex[:6]}")
+    app.config.update(DEBUG=True, **per_storage.config(CACHE_TSOT_STAMPEDE=True))
+    cache = tsot_flask.Cache(app)
+    gate = Gate("sync", "page")
+    first = [True]
+
+    def compute() -> str:
+        if first[0]:
+            first[0] = False
+            clock.advance(10)  # delta = 10 s
+            return "page0"
+        return str(gate.fn())
+
+    if through == "cached":
+        app.route("/report")(cache.cached(60)(compute))
+
+        def read() -> str:
+            return app.test_client().get("/report").text
+
+    else:
+        memoized = cache.memoize(60)(compute)
+
+        def read() -> str:
+            with app.app_context():
+                return str(memoized())
+
+    assert read() == "page0"
+    clock.advance(55)  # 5 s before the soft expiry: due
+    assert read() == "page0"  # the winner: not blocked by the (closed) gate
+    eventually(lambda: gate.calls == 1, "the background refresh start")
+    assert read() == "page0"  # during the refresh: the current value, no second compute
+    gate.release()
+    eventually(lambda: read() == "page1", "the refreshed value")
+    assert gate.calls == 1
+    with app.app_context():
+        cache.clear()
+
+
+def test_a_failed_background_refresh_keeps_serving_and_backs_off(
+    per_storage: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # tsot_flask.Cache: the refresh thread's compute raises; the value stays served, and the
+    # lease is kept the backoff (1 s, not lease_timeout) so that readers do not start a
+    # refresh on every read
+    import uuid
+
+    from flask import Flask
+
+    import tsot_flask
+    from tsot.readthrough import LEASE_SUFFIX
+    from tsot.stampede import Timing
+
+    clock = per_storage.clock
+    monkeypatch.setattr(readthrough, "DEFAULT_TIMING", Timing(clock=clock, random=lambda: 0.99))
+    app = Flask(f"flask_test_{uuid.uuid4().hex[:6]}")
+    app.config.update(DEBUG=True, **per_storage.config(CACHE_TSOT_STAMPEDE=True))
+    cache = tsot_flask.Cache(app)
+    calls: list[int] = []
+
+    @cache.memoize(60)
+    def report() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            clock.advance(10)  # delta = 10 s
+            return "v1"
+        raise RuntimeError("down")
+
+    with app.app_context():
+        assert report() == "v1"
+        storage = cache.cache.storage
+        lease = storage._keys.make(report.make_cache_key(report.uncached)) + LEASE_SUFFIX
+    clock.advance(55)  # due
+    with app.app_context():
+        assert report() == "v1"  # the winner: served; the refresh fails in its thread
+    eventually(lambda: "background refresh" in caplog.text, "the failure logged")
+    # the refresh thread's context ends: its lease is kept the backoff (lease_timeout is 10 s),
+    # or is already over on a server (real time)
+    eventually(lambda: storage.backend.ttl(lease) <= 1000, "the backoff")
+    assert len(calls) == 2
+    if per_storage.uses_clock:  # the backend's time stands still: the lease is still held
+        assert storage.backend.ttl(lease) > 0
+        with app.app_context():
+            assert report() == "v1"  # still served, no second refresh
+        assert len(calls) == 2
+    with app.app_context():
+        cache.clear()

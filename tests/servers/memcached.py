@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.contract.registry import Spec, Target
-from tests.servers.proc import Server, free_port, need_program
+from tests.servers.proc import Server, free_port, need_program, wait_for
 
 CONTRACT_SPECS = [
     Spec("memcached", "memcached_target", ("server",)),
@@ -98,3 +100,26 @@ def memcached_fresh3(tmp_path: Path) -> Iterator[list[Server]]:
     """Three servers of this test's own, for tests that stop one of them."""
     with own_servers(tmp_path, 3, "fresh") as servers:
         yield servers
+
+
+@pytest.fixture
+def memcached_unix_socket(tmp_path: Path) -> Iterator[str]:
+    """A memcached listening on a unix socket only (its path; stopped by its process)."""
+    path = str(tmp_path / "mc.sock")
+    argv = [need_program("memcached"), "-s", path, "-a", "0700", "-m", "16"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    with open(tmp_path / "mc.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+        return True
+
+    try:
+        wait_for(ready, 10, "memcached on a unix socket")
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tsot import ConfigurationError, MissingDependency, Storage, parse_url, register_backend
 from tsot.backends.memory import MemoryBackend
-from tsot.config import CORE_OPTIONS, backend_class, mask_url, parse_options
+from tsot.config import (
+    CORE_OPTIONS,
+    backend_class,
+    mask_url,
+    memcached_url,
+    memory_url,
+    parse_options,
+    redis_url,
+    rocksdb_url,
+)
 
 
 def test_parse_single_host() -> None:
@@ -80,8 +92,116 @@ def test_password_masked_in_errors() -> None:
     ],
 )
 def test_bad_options(options: dict[str, object], match: str) -> None:
-    with pytest.raises(ConfigurationError, match=match):
+    with pytest.raises(ConfigurationError, match=match) as info:
         Storage.from_url("memory://", **options)
+    # adapters name the setting to fix from this attribute, never from the message
+    assert info.value.option == next(iter(options))
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "option"),
+    [
+        ("memory://?nope=1&bogus=2", {}, "bogus"),  # the first unknown one, sorted
+        ("memory://?namespace=a&namespace=b", {}, "namespace"),
+        ("memory://?secret=abc", {}, "secret"),
+        ("memory://", {"accept": ["json"]}, "accept"),
+        ("memory://", {"sign": "all", "secret": None}, "secret"),
+        ("redis://127.0.0.1:1/0", {"read_from_replicas": True}, "read_from_replicas"),
+        ("redis://127.0.0.1:1/0", {"protocol": 4}, "protocol"),
+        ("redis://127.0.0.1:1/1", {"db": 2}, "db"),
+        ("redis://127.0.0.1:1/0", {"ssl_ca_certs": "/ca.pem"}, "ssl_ca_certs"),
+        ("redis://127.0.0.1:1/0", {"local_cache": True, "local_clock": 5}, "local_clock"),
+        ("redis+sentinel://h/m", {"local_cache": True, "read_from_replicas": True}, "local_cache"),
+        ("redis://127.0.0.1:1/0?x=1", {}, "x"),
+        ("redis://127.0.0.1:1", {"no_such": 1}, "no_such"),
+        ("memcached://127.0.0.1:1", {"socket_timeout": "soon"}, "socket_timeout"),
+    ],
+)
+def test_every_option_error_names_its_option(
+    url: str, options: dict[str, object], option: str
+) -> None:
+    """Checks made past the option table (the codec, a backend's cross-checks) name it too."""
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigurationError) as info:
+        Storage.from_url(url, **options)
+    assert info.value.option == option
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["bogus://x", "redis://h1,h2/0", "memory://a/b", "no-scheme", "redis://h:99999"],
+)
+def test_url_errors_name_no_option(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Storage.from_url(url)
+    assert info.value.option is None
+
+
+def test_configuration_errors_keep_their_option_through_pickle() -> None:
+    import pickle
+
+    error = ConfigurationError("option 'db' must be an integer", option="db")
+    again = pickle.loads(pickle.dumps(error))
+    assert (str(again), again.option) == (str(error), "db")
+
+
+def test_a_missing_dependency_survives_pickle() -> None:
+    """A worker process can hand it back to its parent (multiprocessing pickles exceptions)."""
+    import pickle
+
+    from tsot.errors import MissingDependency
+
+    error = MissingDependency("redis", "redis", "redis:// URLs")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is MissingDependency
+    assert (str(again), again.package, again.extra) == (str(error), "redis", "redis")
+
+
+@pytest.mark.parametrize(
+    ("call", "url"),
+    [
+        (lambda: redis_url(), "redis://localhost:6379/0"),
+        (lambda: redis_url("::1", 6380, 3, "p@ss/w:rd"), "redis://:p%40ss%2Fw%3Ard@[::1]:6380/3"),
+        (lambda: rocksdb_url("/srv/cache dir"), "rocksdb:///srv/cache%20dir"),
+        (lambda: memory_url(""), "memory://"),
+        (lambda: memory_url("a/b c"), "memory://a%2Fb%20c"),
+        (lambda: memcached_url(["unix:/run/mc.sock"]), "memcached:///run/mc.sock"),
+        (lambda: memcached_url(["/run/mc.sock", "h:1"]), "memcached://%2Frun%2Fmc.sock,h:1"),
+    ],
+    ids=[
+        "redis-default",
+        "redis-ipv6-password",
+        "rocksdb",
+        "memory",
+        "memory-name",
+        "memcached-socket",
+        "memcached-socket-in-list",
+    ],
+)
+def test_url_builders(call: Any, url: str) -> None:
+    """The builders both adapters use give URLs that parse back to what was given."""
+    assert call() == url
+    parse_url(url)
+
+
+def test_url_builders_round_trip_what_they_were_given(tmp_path: Path) -> None:
+    location = parse_url(redis_url("::1", 6380, 3, "p@ss/w:rd?#"))
+    assert (location.hosts, location.path, location.password) == (
+        (("::1", 6380),),
+        "/3",
+        "p@ss/w:rd?#",
+    )
+    relative = rocksdb_url(os.path.relpath(tmp_path / "db"))
+    assert parse_url(relative).path == str(tmp_path / "db")
+    assert parse_url(memory_url("a/b c")).hosts == (("a/b c", None),)
+    sockets = parse_url(memcached_url(["/run/mc.sock", "h:1"]))
+    assert sockets.hosts == (("/run/mc.sock", None), ("h", 1))
+
+
+@pytest.mark.parametrize("path", ["", 5, None])
+def test_rocksdb_url_refuses_what_is_no_path(path: Any) -> None:
+    with pytest.raises(ConfigurationError, match="RocksDB directory"):
+        rocksdb_url(path)
 
 
 def test_unknown_option_lists_core_and_backend_options() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tsot import AsyncStorage, ConfigurationError, Storage
-from tsot.secrets import MIN_SECRET_BYTES, secret_keys
+from tsot.secrets import MIN_SECRET_BYTES, framework_secrets, secret_keys
 
 GOOD = "a-secret-of-24-characters"
 UNUSED_REDIS = "redis://127.0.0.1:1/0"  # never contacted: opening a Storage sends nothing
@@ -50,6 +50,57 @@ def test_bad_secrets_are_configuration_errors(secret: Any, match: str, open_: st
             AsyncStorage.from_url("memory://secrets", secret=secret)
     if isinstance(secret, str) and len(secret) >= 4:
         assert secret not in str(info.value)
+    assert info.value.option == "secret"
+
+
+OLD = "an-old-secret-of-24-chars"
+
+
+@pytest.mark.parametrize(
+    ("key", "fallbacks", "expected"),
+    [
+        (GOOD, None, [GOOD.encode()]),
+        (GOOD.encode(), [], [GOOD.encode()]),
+        (GOOD, [OLD], [GOOD.encode(), OLD.encode()]),
+        (GOOD, ("", OLD, b""), [GOOD.encode(), OLD.encode()]),  # empty fallbacks: skipped
+        (None, [OLD], None),  # no key: the adapter decides (Flask: unsigned, warned)
+        ("", None, None),
+        (b"", [OLD], None),
+    ],
+    ids=["key", "bytes-key", "fallback", "empty-fallbacks-skipped", "none", "empty", "empty-b"],
+)
+def test_framework_secrets_gathers_key_then_fallbacks(
+    key: Any, fallbacks: Any, expected: list[bytes] | None
+) -> None:
+    assert framework_secrets(key, fallbacks) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "fallbacks", "option", "match"),
+    [
+        ("short", None, "SECRET_KEY", "SECRET_KEY is 5 bytes"),
+        (["x" * 20], None, "SECRET_KEY", "SECRET_KEY must be a str or bytes, not list"),
+        (12345, None, "SECRET_KEY", "not int"),
+        (GOOD, OLD, "SECRET_KEY_FALLBACKS", "SECRET_KEY_FALLBACKS must be a list, not str"),
+        (GOOD, ["", "old"], "SECRET_KEY_FALLBACKS[1]", r"SECRET_KEY_FALLBACKS\[1\] is 3 bytes"),
+        (GOOD, [OLD, 5], "SECRET_KEY_FALLBACKS[1]", "must be a str or bytes, not int"),
+        (GOOD, [[OLD]], "SECRET_KEY_FALLBACKS[0]", "must be a str or bytes, not list"),
+    ],
+    ids=["short", "list-key", "int-key", "str-fallbacks", "short-fallback", "int-fb", "nested"],
+)
+def test_framework_secrets_errors_name_the_setting(
+    key: Any, fallbacks: Any, option: str, match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match) as info:
+        framework_secrets(key, fallbacks)
+    assert info.value.option == option
+    assert "old" not in str(info.value).replace("SECRET_KEY", "")
+
+
+def test_framework_secrets_names_settings_as_the_framework_calls_them() -> None:
+    with pytest.raises(ConfigurationError, match=r"OLD_KEYS\[0\] is 3 bytes") as info:
+        framework_secrets(GOOD, ["old"], key_name="KEY", fallbacks_name="OLD_KEYS")
+    assert info.value.option == "OLD_KEYS[0]"
 
 
 def test_sixteen_bytes_sign_and_rotation_verifies(tmp_path: Path) -> None:

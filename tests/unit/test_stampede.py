@@ -62,17 +62,17 @@ def test_the_fast_path_skips_the_draw_only_where_no_draw_could_refresh() -> None
     clock = FakeClock(1000.0)
     soft_ms, delta_ms = 1_100_000, 2_000  # expires at 1100 s, took 2 s
     never = Timing(clock=clock, random=_no_draw)
-    assert is_fresh(0, -1, b"k", POLICY, never)  # a plain value: no soft expiry
+    assert is_fresh([0, -1], b"k", POLICY, never)  # a plain value: no soft expiry
     # XFetch's lead is at most delta * (1 + beta * 36.7) = 75.5 s: before that, no draw
     clock.now = 1100.0 - 76.0
-    assert is_fresh(soft_ms, delta_ms, b"fast", POLICY, never)
+    assert is_fresh([soft_ms, delta_ms], b"fast", POLICY, never)
     # within reach, the draw decides exactly as freshness does (the largest draw refreshes)
     clock.now = 1100.0 - 74.0
-    assert not is_fresh(soft_ms, delta_ms, b"near", POLICY, Timing(clock, lambda: 1 - 2**-53))
-    assert is_fresh(soft_ms, delta_ms, b"near2", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, delta_ms], b"near", POLICY, Timing(clock, lambda: 1 - 2**-53))
+    assert is_fresh([soft_ms, delta_ms], b"near2", POLICY, Timing(clock, lambda: 0.0))
     clock.now = 1100.0  # at or past the soft expiry: never fresh
-    assert not is_fresh(soft_ms, delta_ms, b"late", POLICY, Timing(clock, lambda: 0.0))
-    assert not is_fresh(soft_ms, 0, b"late2", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, delta_ms], b"late", POLICY, Timing(clock, lambda: 0.0))
+    assert not is_fresh([soft_ms, 0], b"late2", POLICY, Timing(clock, lambda: 0.0))
 
 
 def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
@@ -128,6 +128,29 @@ def test_hostile_entries_are_misses_never_errors(tail: bytes) -> None:
     for data in (b"e" + tail, b"e" + bytes(12) + b"e" + tail, b"e" + bytes(12) + b"h" + tail):
         out = codec.decode_entry(data, b"k")
         assert out is MISS or (isinstance(out, tuple) and len(out) == 3)
+
+
+@given(st.binary(max_size=64), st.sampled_from([None, "inprocess", "signed", "small"]))
+def test_decode_times_reads_whatever_decode_reads(tail: bytes, kind: str | None) -> None:
+    # its shortcut (an unsigned entry holding a str) gives what the general decode gives
+    from tsot.inprocess import LocalCodec
+
+    codec = {
+        None: Codec(),
+        "inprocess": LocalCodec(),
+        "signed": Codec(signer=Signer([SECRET])),
+        "small": Codec(max_value_size=20),
+    }[kind]
+    head = b"e" + (1_700_000_000_123).to_bytes(8, "big") + (250).to_bytes(4, "big")
+    for data in (head + b"s" + tail, head + tail, b"s" + tail, codec.encode_entry("v", b"k", 9, 1)):
+        expected = [0, -1]
+        value = codec.decode(data, b"k", expected)
+        times = [0, -1]
+        out = codec.decode_times(data, b"k", times)
+        assert (out is MISS) == (value is MISS)
+        assert repr(out) == repr(value)  # (a float NaN is not equal to itself)
+        if value is not MISS:
+            assert times == expected
 
 
 def test_entries_inside_entries_are_refused() -> None:
@@ -186,15 +209,33 @@ def test_memoize_sync_and_async() -> None:
         memoize(astore)(square)
 
 
-def test_one_draw_per_key_and_compute_time_period() -> None:
-    from tsot.stampede import Draws
+def test_the_draw_is_the_entrys_whatever_the_process() -> None:
+    import os
+    import subprocess
+    import sys
 
-    draws, values = Draws(), iter([0.1, 0.2, 0.3])
-    rand = values.__next__
-    assert draws.draw(b"k", 10.05, 0.1, rand) == 0.1
-    assert draws.draw(b"k", 10.09, 0.1, rand) == 0.1  # the same 0.1 s period: the same draw
-    assert draws.draw(b"other", 10.09, 0.1, rand) == 0.2
-    assert draws.draw(b"k", 10.11, 0.1, rand) == 0.3
+    from tsot.stampede import DRAWS, Entry, draw, shared_draw
+
+    u = shared_draw(b"ns:k", 1_700_000_000_000)
+    assert u == shared_draw(b"ns:k", 1_700_000_000_000)
+    assert u != shared_draw(b"ns:k", 1_700_000_000_001)  # a new entry: a new draw
+    assert u != shared_draw(b"ns:other", 1_700_000_000_000)
+    assert DRAWS.draw(b"ns:k", 1_700_000_000_000) == u
+    assert draw(Timing(), b"ns:k", Entry("v", 1_700_000_000.0, 0.1)) == u
+    assert draw(Timing(random=lambda: 0.25), b"ns:k", Entry("v", 1_700_000_000.0, 0.1)) == 0.25
+    # another interpreter (another hash seed) draws the same for the same entry
+    code = "from tsot.stampede import shared_draw; print(repr(shared_draw(b'ns:k', 1700000000000)))"
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert float(out.stdout) == u
+    # uniform over entries: the mean and the spread of 4000 draws
+    draws = [shared_draw(b"k%d" % i, 1_700_000_000_000 + i) for i in range(4000)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert abs(sum(draws) / len(draws) - 0.5) < 0.02
+    assert sum(d < 0.1 for d in draws) in range(340, 460)
 
 
 def test_stampede_events_reach_listeners() -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Final, Protocol, TypeVar
-
-from ..config import Location, Option
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Final, Protocol, TypeVar
 
 TTL_PERSISTENT: Final = -1
 """``ttl()`` of a key that never expires."""
@@ -91,26 +89,6 @@ class AsyncBackend(Protocol):
     async def delete_if(self, key: bytes, value: bytes) -> bool: ...
     async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool: ...
     async def close(self) -> None: ...
-
-
-class BackendType(Protocol):
-    """What a backend class offers to ``Storage.from_url``.
-
-    ``OPTIONS`` lists the backend's own options (URL query or keyword arguments); ``open`` and
-    ``open_async`` receive them parsed, plus ``prefix`` (the namespace of the Storage). A class
-    may add ``check(location, options)``, which validates without any I/O: ``from_url`` then
-    calls it at once and defers ``open`` to the Storage's first call (``tsot.lazy``).
-    """
-
-    OPTIONS: ClassVar[tuple[Option, ...]]
-
-    @classmethod
-    def open(cls, location: Location, options: Mapping[str, Any], prefix: bytes) -> Backend: ...
-
-    @classmethod
-    def open_async(
-        cls, location: Location, options: Mapping[str, Any], prefix: bytes
-    ) -> AsyncBackend: ...
 
 
 # -- process-wide resources ------------------------------------------------------------------

@@ -8,7 +8,6 @@ step (one request per server) is queued on every server before any reply is awai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import weakref
@@ -180,11 +179,3 @@ class AsyncTransport:
         if failures:
             raise StepFailed(failures)
         return out
-
-    def close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close this loop's connections (the next request opens new ones)."""
-        self._last = None
-        for conn in (self._loops.pop(loop, None) or {}).values():
-            if isinstance(conn, Pipeline):
-                with contextlib.suppress(Exception):
-                    conn.close()

@@ -9,15 +9,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..codec import decode_int
+from ..codec import MISS, decode_int
 from ..config import Location, Option
-from ..errors import ConfigurationError, ValueTooLarge, WrongType
+from ..errors import ConfigurationError, TsotError, ValueTooLarge, WrongType
 from ..ints import format_int
 from ..keys import shown
+from ..ttl import FOREVER_SECONDS as FOREVER
 from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, shared
 from .glob import matcher
 
 Clock = Callable[[], float]
+
+
+def _seconds_here(timeout: Any) -> bool:
+    """True for a timeout ``MemoryStore.writer`` writes itself: None (never expires) or an int
+    of seconds that ``Storage.store`` would keep as it is (above 0, below a hundred years)."""
+    return timeout is None or (type(timeout) is int and 0 < timeout < FOREVER)
 
 
 class MemoryStore:
@@ -242,6 +249,113 @@ class MemoryStore:
                 return False
             entry[1] = self._deadline(ttl_ms)
             return True
+
+    # one-call reads and writes for an adapter (tsot_django's MemoryCache)
+    def reader(
+        self,
+        owner: Any,
+        keys: Mapping[Any, bytes],
+        decode: Callable[[Any, bytes], Any],
+        general: Callable[..., Any],
+    ) -> Callable[..., Any]:
+        """A ``get(key, default=None, version=None)`` (Django's cache API) that does in one
+        Python call what ``owner`` (a Storage on this table) does in several: the key is
+        looked up in ``keys`` (``key`` itself for version None, else ``(key, version)``; the
+        adapter fills it), the entry read under the lock as ``get`` reads it, the value
+        decoded by ``decode`` (its LocalCodec's). Any key not in ``keys``, and every call
+        once ``owner`` no longer calls this table directly (``owner._b``: a listener
+        instruments it, or it is closed), goes to ``general`` with the same arguments. The
+        table's clock and bounds are read once: they never change."""
+        data, lock, clock, table = self._data, self._lock, self.clock, self  # fixed for life
+
+        def get(key: Any, default: Any = None, version: Any = None) -> Any:
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
+            if k is None or owner._b is not table:
+                return general(key, default, version)
+            lock.acquire()
+            try:
+                entry = data.get(k)
+                if entry is None:
+                    table.misses += 1
+                    return default
+                deadline = entry[1]
+                if deadline is not None and deadline <= clock():
+                    table._remove(k, entry)
+                    table.misses += 1
+                    return default
+                table.hits += 1
+                data.move_to_end(k)
+                value = entry[0]
+            finally:
+                lock.release()
+            if type(value) is str:  # stored as itself (tsot.inprocess)
+                return value
+            value = decode(value, k)
+            return default if value is MISS else value
+
+        return get
+
+    def writer(
+        self,
+        owner: Any,
+        keys: Mapping[Any, bytes],
+        encode: Callable[[Any, bytes], Any],
+        str_chars: int,
+        marker: object,
+        default_ttl: Any,
+        general: Callable[..., Any],
+    ) -> Callable[..., Any]:
+        """A ``set(key, value, timeout=marker, version=None, nx=False, xx=False)`` (Django's
+        cache API with django-redis's ``nx``/``xx``) in one Python call, as ``reader``: a
+        timeout of ``marker`` is ``default_ttl``; only None (never expires) and an int of
+        seconds below a hundred years are written here, as ``Storage.store`` would (a str
+        shorter than ``str_chars`` as itself, anything else through ``encode``); every other
+        call, and any error, goes to ``general`` (which raises naming the key; nothing was
+        written)."""
+        data, lock, clock, bounded, table = self._data, self._lock, self.clock, self.max_bytes, self
+        default_here = _seconds_here(default_ttl)
+
+        def put(
+            key: Any,
+            value: Any,
+            timeout: Any = marker,
+            version: Any = None,
+            nx: bool = False,
+            xx: bool = False,
+        ) -> Any:
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
+            if timeout is marker:
+                timeout = default_ttl
+                here = default_here
+            else:  # _seconds_here written out
+                here = timeout is None or (type(timeout) is int and 0 < timeout < FOREVER)
+            if k is None or not here or nx or xx or owner._b is not table:
+                return general(key, value, timeout, version, nx, xx)
+            stored = value
+            if type(value) is not str or len(value) >= str_chars:
+                try:
+                    stored = encode(value, k)
+                except TsotError:
+                    return general(key, value, timeout, version, nx, xx)
+            deadline = None if timeout is None else clock() + timeout
+            lock.acquire()
+            try:
+                old = data.get(k)
+                if old is None or bounded is not None:
+                    table._put(k, stored, deadline)
+                else:  # _put's commonest case written out: a new value for a key, no bytes bound
+                    table._bytes += len(stored) - len(old[0])  # (the number of entries stays)
+                    old[0] = stored
+                    old[1] = deadline
+                    data.move_to_end(k)
+                return None
+            except TsotError:  # ValueTooLarge (max_bytes): nothing written
+                pass
+            finally:
+                lock.release()
+            return general(key, value, timeout, version, nx, xx)
+
+        return put
 
     def stats(self) -> dict[str, int | None]:
         """Hits and misses of reads since the table was made, the number of entries and their

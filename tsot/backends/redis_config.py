@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..config import Location, Option
+from ..config import REDIS_SCHEMES, Location, Option
 from ..errors import ConfigurationError
 from .redis_local import OPTIONS as LOCAL_OPTIONS
 
@@ -112,19 +112,8 @@ OPTIONS: tuple[Option, ...] = (
     *LOCAL_OPTIONS,
 )
 
-SCHEMES: Final[Mapping[str, str]] = {
-    "redis": "single",
-    "rediss": "single",
-    "unix": "single",
-    "redis+sentinel": "sentinel",
-    "redis+cluster": "cluster",
-    # Valkey speaks the same protocol: its schemes mean exactly what the redis ones do
-    "valkey": "single",
-    "valkeys": "single",
-    "valkey+sentinel": "sentinel",
-    "valkey+cluster": "cluster",
-}
-"""Every URL scheme of the backend and the topology it names (single, sentinel or cluster)."""
+SCHEMES: Final[Mapping[str, str]] = REDIS_SCHEMES
+"""Every URL scheme of the backend and the topology it names (the table is tsot.config's)."""
 TLS_SCHEMES: Final = frozenset({"rediss", "valkeys"})
 """Schemes that imply ``ssl=true``."""
 _DEFAULT_PORT = {"single": 6379, "sentinel": 26379, "cluster": 6379}
@@ -192,7 +181,8 @@ def _db(location: Location, topology: str, given: int | None) -> tuple[str | Non
     if db is not None and given is not None and db != given:
         raise ConfigurationError(
             f"storage URL {location.masked!r} names database {db} in its path and {given} "
-            "in option 'db'"
+            "in option 'db'",
+            option="db",
         )
     db = db if db is not None else (given or 0)
     if topology == "cluster" and db != 0:
@@ -232,7 +222,8 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
             )
     if options["read_from_replicas"] and topology == "single":
         raise ConfigurationError(
-            f"option 'read_from_replicas' needs a sentinel or cluster URL, not {location.masked!r}"
+            f"option 'read_from_replicas' needs a sentinel or cluster URL, not {location.masked!r}",
+            option="read_from_replicas",
         )
     ssl = options["ssl"] or location.scheme in TLS_SCHEMES
     if unix_path is not None and ssl:
@@ -243,12 +234,14 @@ def parse(location: Location, options: Mapping[str, Any]) -> RedisConfig:
     if tls_given and not ssl:
         raise ConfigurationError(
             f"option {tls_given[0]!r} needs TLS: use {family}s:// or ssl=true "
-            f"(storage URL {location.masked!r})"
+            f"(storage URL {location.masked!r})",
+            option=tls_given[0],
         )
     if options["protocol"] not in (2, 3):
         raise ConfigurationError(
             f"option 'protocol' must be 2 or 3, not {options['protocol']!r} "
-            f"(storage URL {location.masked!r})"
+            f"(storage URL {location.masked!r})",
+            option="protocol",
         )
     username = location.username or options["username"]
     password = location.password if location.password is not None else options["password"]

@@ -98,11 +98,14 @@ def settings(options: Mapping[str, Any], name: str) -> LocalSettings | None:
     if options["read_from_replicas"]:
         raise ConfigurationError(
             f"option 'local_cache' cannot be combined with 'read_from_replicas' (storage URL "
-            f"{name!r}): a lagging replica could refill a value the primary already invalidated"
+            f"{name!r}): a lagging replica could refill a value the primary already invalidated",
+            option="local_cache",
         )
     clock = options["local_clock"]
     if clock is not None and not callable(clock):
-        raise ConfigurationError(f"option 'local_clock' must be callable, not {clock!r}")
+        raise ConfigurationError(
+            f"option 'local_clock' must be callable, not {clock!r}", option="local_clock"
+        )
     return LocalSettings(
         max_entries=options["local_max_entries"],
         max_bytes=options["local_max_bytes"],

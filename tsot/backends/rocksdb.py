@@ -446,7 +446,9 @@ class RocksDBBackend:
     def _config(options: Mapping[str, Any]) -> DBConfig:
         clock = options["clock"] or time.time
         if not callable(clock):
-            raise ConfigurationError(f"option 'clock' must be callable, not {clock!r}")
+            raise ConfigurationError(
+                f"option 'clock' must be callable, not {clock!r}", option="clock"
+            )
         return DBConfig(
             block_cache_size=options["block_cache_size"],
             block_compression=options["block_compression"],
@@ -474,7 +476,8 @@ class RocksDBBackend:
             raise ConfigurationError(
                 f"RocksDB database {real} is already open in this process with other "
                 f"{', '.join(map(repr, differ))}; every Storage on one directory must pass the "
-                "same database options"
+                "same database options",
+                option=differ[0],
             )
         return handle
 

@@ -151,7 +151,8 @@ class Handle:
                 f"option 'max_disk_bytes' cannot bound RocksDB database {self.path}: it was "
                 "created without the bound (its files are compacted into deeper levels). Open it "
                 "without max_disk_bytes, or delete the directory (it holds only cache data) to "
-                "start a bounded one"
+                "start a bounded one",
+                option="max_disk_bytes",
             )
 
     @property

@@ -1,0 +1,58 @@
+"""The public surface for framework adapters: what tsot_django and tsot_flask (or a third-party
+adapter) use from tsot besides the names ``tsot`` itself exports.
+
+An adapter imports only public names (``tests/unit/test_layers.py`` checks it):
+
+- the names in ``tsot.__all__`` (``Storage``, ``AsyncStorage``, the errors, ``parse_url``...);
+- the names in ``__all__`` below;
+- two modules, by their names without a leading underscore: ``tsot.cli`` (the commands
+  ``manage.py tsot`` and ``flask tsot`` run, docs/cli.md) and ``tsot.readthrough`` (the
+  read-through of ``get_or_compute``, in two parts for Django's two cache middlewares:
+  ``begin``/``finish``/``abandon``, their ``a*`` forms and ``Deferred``).
+
+Everything else in tsot is private to it and may change in any release. This module only
+gathers names; each keeps its home (docs/architecture.md#public-api).
+"""
+
+from __future__ import annotations
+
+from .compat import glob_escape, redis_ttl, seconds_until
+from .config import (
+    REDIS_SCHEMES,
+    UrlParts,
+    default_sign,
+    memcached_url,
+    memory_url,
+    options_for,
+    redis_url,
+    rocksdb_url,
+    split_url,
+)
+from .inprocess import Direct, direct_calls
+from .keys import Key
+from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
+from .splitread import MISSING, Pending, SplitReadThrough
+
+__all__ = [
+    "LOCAL_SCHEMES",
+    "MISSING",
+    "REDIS_SCHEMES",
+    "Direct",
+    "Key",
+    "Pending",
+    "SplitReadThrough",
+    "UrlParts",
+    "default_sign",
+    "direct_calls",
+    "framework_secrets",
+    "glob_escape",
+    "memcached_url",
+    "memory_url",
+    "options_for",
+    "redis_ttl",
+    "redis_url",
+    "rocksdb_url",
+    "seconds_until",
+    "split_url",
+    "warn_unsigned",
+]
