@@ -656,6 +656,17 @@ def known_schemes() -> list[str]:
     return sorted({*_BUILTIN, *_registered})
 
 
+def needs_secret(scheme: str) -> bool:
+    """Whether values stored under ``scheme`` can be signed: False for an in-process backend
+    (process memory: nothing outside the process writes there, so its values are never signed
+    and a framework's SECRET_KEY is not needed, however short or empty)."""
+    try:
+        cls = backend_class(scheme.lower())
+    except ConfigurationError:
+        return True  # an unknown scheme: the URL's own check names it
+    return not getattr(cls, "IN_PROCESS", False)
+
+
 def backend_class(scheme: str) -> Any:
     """The backend class for ``scheme``: registered, built in, or from the entry-point group."""
     with _lock:

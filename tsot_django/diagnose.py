@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from tsot import Storage, TsotError, mask_url
-from tsot.integration import LOCAL_SCHEMES
+from tsot.integration import LOCAL_SCHEMES, needs_secret
 
 from . import locations, migration
 from .options import _SIGNING, Translator, default_timeout, signing_secrets
@@ -138,7 +138,8 @@ def configuration(entry: Entry) -> Entry:
     if entry.step("tsot.E003", lambda: Translator(entry.scheme, where)) is None:
         return entry
     options = entry.params.get("OPTIONS") or {}
-    if _signing(options) and entry.step("tsot.E004", lambda: signing_secrets(where)) is None:
+    signs = _signing(options) and needs_secret(entry.scheme)
+    if signs and entry.step("tsot.E004", lambda: signing_secrets(where)) is None:
         return entry
     if isinstance(options, Mapping) and len(options) > 1:  # one message per bad key
         for name, value in options.items():

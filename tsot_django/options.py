@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import ConfigurationError, Option
-from tsot.integration import default_sign, framework_secrets, options_for
+from tsot.integration import default_sign, framework_secrets, needs_secret, options_for
 
 from . import migration
 
@@ -104,7 +104,9 @@ class Translator:
                 self.put(name.lower(), value, shown)
         # SIGNING=False is the explicit opt-out: secret None (the system check still warns about
         # unsigned pickles on a server; SILENCED_SYSTEM_CHECKS silences it)
-        self.out["secret"] = signing_secrets(self.where) if self.signing else None
+        # process memory is never signed: no SECRET_KEY needed, as for Django's LocMemCache
+        signs = self.signing and needs_secret(self.scheme)
+        self.out["secret"] = signing_secrets(self.where) if signs else None
         # str and bytes signed too on a network store: {% cache %} fragments are str
         self.out.setdefault("sign", default_sign(self.scheme, self.signing))
         return self.out

@@ -11,7 +11,13 @@ from urllib.parse import quote
 
 from tsot import ConfigurationError, Location, mask_url, parse_url
 from tsot import integration as core
-from tsot.integration import REDIS_SCHEMES, default_sign, framework_secrets, split_url
+from tsot.integration import (
+    REDIS_SCHEMES,
+    default_sign,
+    framework_secrets,
+    needs_secret,
+    split_url,
+)
 from tsot_flask.timeouts import whole_seconds
 
 DEFAULT_PREFIX = "flask_cache_"
@@ -169,6 +175,9 @@ def read(
     options["namespace"] = prefix if isinstance(prefix, str) else ""
     origins["namespace"] = "CACHE_KEY_PREFIX"
     unsigned = False
+    scheme = url.partition("://")[0] if url else "memory"
+    if "secret" not in options and not needs_secret(scheme):
+        options["secret"] = None  # process memory is never signed: no SECRET_KEY needed
     if "secret" not in options:
         try:
             options["secret"] = secret(config)
@@ -177,7 +186,6 @@ def read(
         origins["secret"] = "SECRET_KEY"
         unsigned = options["secret"] is None
     if "sign" not in options:  # cached pages are str: signed too on a network store
-        scheme = url.partition("://")[0] if url else "memory"
         options["sign"] = default_sign(scheme, options["secret"] is not None)
     found = Settings(cache_type, url, url_key, timeout, ignore, options, origins, unsigned)
     found.prefix_callable = None if isinstance(prefix, str) else prefix

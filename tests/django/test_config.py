@@ -322,7 +322,8 @@ def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key(tmp_path: Path)
         SECRET_KEY_FALLBACKS=["", b""],
         CACHES={"default": _disk(location)},
     ):
-        assert translate({}, "memory", "test")["secret"] == [b"a-real-secret-key-for-tests"]
+        assert translate({}, "rocksdb", "test")["secret"] == [b"a-real-secret-key-for-tests"]
+        assert translate({}, "memory", "test")["secret"] is None  # process memory: never signed
         cache = caches["default"]
         assert isinstance(cache, TsotCache)
         cache.set("obj", {"a": 1})
@@ -352,13 +353,15 @@ def test_empty_secret_key_fallbacks_are_ignored_not_a_public_key(tmp_path: Path)
     ],
     ids=["short-key", "short-fallback", "fallbacks-str", "list-key", "nested-fallback"],
 )
-def test_short_secrets_are_improperly_configured(config: dict[str, Any], match: str) -> None:
-    location = f"short-{uuid.uuid4().hex}"
-    with override_settings(CACHES={"default": _entry(location)}, **config):
+def test_short_secrets_are_improperly_configured(
+    config: dict[str, Any], match: str, tmp_path: Path
+) -> None:
+    location = tmp_path / "short"
+    with override_settings(CACHES={"default": _disk(location)}, **config):
         with pytest.raises(ImproperlyConfigured, match=match) as info:
             caches["default"]
         assert "SIGNING" in str(info.value)
-    with override_settings(CACHES={"default": _entry(location, SIGNING=False)}, **config):
+    with override_settings(CACHES={"default": _disk(location, SIGNING=False)}, **config):
         caches["default"].set("k", 1)  # signing off: the secret is not used, so not checked
 
 
@@ -487,3 +490,15 @@ def test_redis_list_location_reads_from_the_replica(primary_and_replica: tuple[i
     cache.set("n", 1)
     assert cache.incr("n") == 2  # incr is a write: the primary
     cache.clear()
+
+
+@pytest.mark.parametrize("key", ["", "dev"])
+def test_process_memory_needs_no_secret_key(key: str) -> None:
+    """As LocMemCache: nothing outside the process writes there, so nothing is signed and an empty
+    or short SECRET_KEY (a development project's) is not refused; RocksDB on disk still signs."""
+    with override_settings(SECRET_KEY=key):
+        cache = MemoryCache(f"mem-{uuid.uuid4().hex[:8]}", {})
+        cache.set("k", {"v": 1})
+        assert cache.get("k") == {"v": 1}
+        with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
+            RocksDBCache(f"/nonexistent-{uuid.uuid4().hex[:8]}", {}).get("k")

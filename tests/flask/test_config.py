@@ -442,6 +442,16 @@ class TestSigning:
         assert f"invalid {key}" in str(info.value)
         assert "old" not in str(info.value).replace("SECRET_KEY", "")
 
+    @pytest.mark.parametrize("key", ["dev", ""])
+    def test_process_memory_needs_no_secret_key(self, key: str) -> None:
+        """Like SimpleCache: nothing outside the process writes there, so nothing is signed and a
+        short or empty SECRET_KEY (a development app's) is not refused."""
+        cache = init(CACHE_TYPE="tsot_flask.MemoryCache", SECRET_KEY=key)
+        with cache.app.app_context():
+            cache.set("k", {"v": 1})
+            assert cache.get("k") == {"v": 1}
+        assert settings(MemoryCache, SECRET_KEY=key).options["secret"] is None
+
     def test_empty_fallbacks_are_ignored(self, url: str) -> None:
         """``SECRET_KEY_FALLBACKS=[os.environ.get("OLD", "")]`` must not add a public key."""
         config = {"SECRET_KEY": "x" * 20, "SECRET_KEY_FALLBACKS": ["", b""]}
