@@ -48,6 +48,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=0.05,
         help="seconds per measurement in a full run (default: 0.05)",
     )
+    p.add_argument("--scenarios", default="",
+                   help="comma-separated substrings: only the scenarios containing one "
+                        "(e.g. 'threads,tasks'; default: every scenario)")  # fmt: skip
     p.add_argument("--docs", action="store_true",
                    help="also write the results into docs/benchmarks.md")  # fmt: skip
     args = p.parse_args(argv)
@@ -100,6 +103,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             kinds_meta.append({"name": kind.name, "title": kind.title})
             cases += op_cases(kind, probe) + request_cases(kind, probe)
             cases += concurrency_cases(kind, probe)
+        if args.scenarios:
+            wanted = [w.strip() for w in args.scenarios.split(",") if w.strip()]
+            cases = [c for c in cases if any(w in c.scenario for w in wanted)]
         runner.stderr(f"{len(cases)} cases; sizing, then {plan.rounds} round(s)")
         results = runner.run(cases, plan, runner.stderr)
         for kind, probe in probes:

@@ -1,4 +1,4 @@
-"""Many callers at once: 8 threads of mixed get/set, and N asyncio tasks of get or set.
+"""Many callers at once: 1 and 8 threads of mixed get/set, and N asyncio tasks of get or set.
 
 Threads each build their own Api (Django hands every thread its own cache object) and start
 together on a barrier; the clock runs from the barrier to the last join. Tasks share one Api
@@ -19,13 +19,18 @@ from .cases import Case, Probe, namespace, verify
 from .contenders import Api, Contender, Kind
 from .ops import POOL, STR
 
-THREADS = 8
+THREADS = (1, 8)
+"""Thread counts of the mixed get/set scenario (1 shows what 8 gain over a lone caller)."""
 TASKS = (50,)
 """Concurrent asyncio tasks per async scenario (benchmarks/redis_async.py and memcached_async.py
 run 1, 10, 50 and 200)."""
 
 
-def threads_run(contender: Contender, probe: Probe) -> Callable[[int], float]:
+def threads_scenario(threads: int) -> str:
+    return f"{threads} thread{'s' if threads > 1 else ''}, 3 get : 1 set"
+
+
+def threads_run(contender: Contender, probe: Probe, threads: int) -> Callable[[int], float]:
     assert contender.api is not None
     factory = contender.api
     keys = _pool()
@@ -35,8 +40,8 @@ def threads_run(contender: Contender, probe: Probe) -> Callable[[int], float]:
         assert main is not None
         for k in keys:
             main.set(k, STR)
-        per_thread = max(n // THREADS, 1)
-        barrier = threading.Barrier(THREADS + 1)
+        per_thread = max(n // threads, 1)
+        barrier = threading.Barrier(threads + 1)
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -53,20 +58,20 @@ def threads_run(contender: Contender, probe: Probe) -> Callable[[int], float]:
                 errors.append(exc)
                 barrier.abort()
 
-        threads = [threading.Thread(target=work) for _ in range(THREADS)]
-        for t in threads:
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for t in workers:
             t.start()
         with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: see errors
             barrier.wait()
         start = time.perf_counter()
-        for t in threads:
+        for t in workers:
             t.join()
         elapsed = time.perf_counter() - start
         if errors:
             raise errors[0]
         got = main.get(keys[3])
         verify(got == STR, "get after the threads", got)
-        return elapsed * n / (per_thread * THREADS)  # per requested op, whatever the rounding
+        return elapsed * n / (per_thread * threads)  # per requested op, whatever the rounding
 
     return run
 
@@ -123,10 +128,11 @@ def tasks_run(api: Api, probe: Probe, tasks: int, write: bool) -> Callable[[int]
 
 def concurrency_cases(kind: Kind, probe: Probe) -> list[Case]:
     cases = []
-    for c in kind.contenders:
-        if c.api is not None and probe.api(c, is_async=False) is not None:
-            scenario = f"{THREADS} threads, 3 get : 1 set"
-            cases.append(Case(kind.name, scenario, c.name, c.role, threads_run(c, probe)))
+    for threads in THREADS:
+        for c in kind.contenders:
+            if c.api is not None and probe.api(c, is_async=False) is not None:
+                cases.append(Case(kind.name, threads_scenario(threads), c.name, c.role,
+                                  threads_run(c, probe, threads)))  # fmt: skip
     for c in kind.async_contenders:
         api: Any = probe.api(c, is_async=True) if c.aapi is not None else probe.api(c, False)
         if api is None:

@@ -1,8 +1,13 @@
-"""The Markdown report (targets, one table per kind, memory use) and the JSON of every round."""
+"""The Markdown report (targets, one table per kind, memory use) and the JSON of every round.
+
+``python -m benchmarks.report A/results.json B/results.json ...`` prints the targets table of
+several separate runs, each target at its worst run (what docs/benchmarks.md reports).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,11 @@ def kind_table(rows: Sequence[dict[str, Any]]) -> list[str]:
                 f"| {_ratio(r['median'], best_peer)} |"
             )
     return out
+
+
+def is_concurrent(scenario: str) -> bool:
+    """A scenario of many callers at once (benchmarks/concurrency.py): its own table per kind."""
+    return " thread" in scenario or " tasks" in scenario
 
 
 def targets_table(targets: Sequence[dict[str, Any]]) -> list[str]:
@@ -94,7 +104,12 @@ def markdown(data: dict[str, Any]) -> str:
         if kind.get("unavailable"):
             lines += [f"Not measured: {kind['unavailable']}", ""]
             continue
-        lines += [*kind_table(rows), ""]
+        single = [r for r in rows if not is_concurrent(r["scenario"])]
+        many = [r for r in rows if is_concurrent(r["scenario"])]
+        if single:
+            lines += [*kind_table(single), ""]
+        if many:
+            lines += [f"#### {kind['title']}: threads and asyncio tasks", "", *kind_table(many), ""]
         missing = [m for m in data["unavailable"] if m["kind"] == kind["name"]]
         for m in missing:
             lines.append(f"- not available: {m['contender']} — {m['reason']}")
@@ -122,3 +137,35 @@ def update_docs(doc: Path, data: dict[str, Any]) -> None:
     if not sep or not sep2:
         raise ValueError(f"{doc} has no {START} ... {END} section to replace")
     doc.write_text(f"{head}{START}\n{markdown(data)}\n{END}{tail}")
+
+
+def worst_of_runs(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Each target measured in any of ``runs``: its ratio in every run and the worst of them."""
+    out = [
+        "| target | needed | worst of the runs | every run | status |",
+        "|---|---:|---|---|---|",
+    ]
+    titles = dict.fromkeys(t["title"] for run in runs for t in run["targets"])
+    for title in titles:
+        found = [t for run in runs for t in run["targets"] if t["title"] == title]
+        measured = [t for t in found if t["ratio"] is not None]
+        if not measured:
+            continue
+        worst = min(measured, key=lambda t: t["ratio"])
+        every = ", ".join(f"{t['ratio']:.2f}x" for t in measured)
+        status = "met" if len(measured) == len(runs) and worst["status"] == "met" else "not met"
+        out.append(
+            f"| {title} | {worst['threshold']}x | {worst['ratio']:.2f}x ({worst['worst']}) "
+            f"| {every} | {status} |"
+        )
+    return out
+
+
+def main(paths: Sequence[str]) -> int:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    print("\n".join(worst_of_runs(runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -10,6 +10,7 @@ from .contenders.redis import LOCAL, MEMORY_REF
 from .ops import MULTI_KEY, SINGLE_KEY
 
 ASYNC_50 = ("aget hit 100 B, 50 tasks", "aset 100 B, 50 tasks")
+THREADS_8 = "8 threads, 3 get : 1 set"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ TARGETS: list[Target] = [
            "tsot_django RedisCache", "redis.asyncio", ASYNC_50, 0.8),
     Target("redis, tsot_django aget/aset, 50 tasks vs django-redis", "redis",
            "tsot_django RedisCache", "django-redis", ASYNC_50, 2.5),
+    Target("redis, tsot_django aget/aset, 50 tasks vs django-vcache", "redis",
+           "tsot_django RedisCache", "django-vcache", ASYNC_50, 1.3),
+    Target("redis, tsot_django mixed get/set from 8 threads vs django-vcache", "redis",
+           "tsot_django RedisCache", "django-vcache", (THREADS_8,), 1.0),
     Target("memory, tsot_django MemoryCache 100 B get and set vs LocMemCache", "memory",
            "tsot_django MemoryCache", "Django LocMemCache",
            ("get hit 100 B str", "set 100 B str"), 5.0),

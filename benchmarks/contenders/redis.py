@@ -1,4 +1,9 @@
-"""Redis: redis-py + hiredis (the limit), Django's RedisCache, django-redis, Flask-Caching, tsot."""
+"""Redis: redis-py + hiredis (the limit), Django's RedisCache, django-redis, Flask-Caching, tsot.
+
+django-vcache (a Rust driver) and django-valkey (valkey-py) need Python >= 3.12 (the django61
+lock has them): run the benchmark with ``.venv-dj61/bin/python -m benchmarks``; elsewhere their
+rows say "not available".
+"""
 
 from __future__ import annotations
 
@@ -97,7 +102,7 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
 
         return RawRedis(redis.asyncio.Redis.from_url(url)).aapi()
 
-    caches = {
+    caches: dict[str, dict[str, Any]] = {
         "redis-django": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},
         "redis-django-redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url},
         "redis-tsot": {"BACKEND": "tsot_django.RedisCache", "LOCATION": url},
@@ -106,16 +111,35 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
             "LOCATION": f"{url}?local_cache=1",
         },
         "redis-tsot-memory": {"BACKEND": "tsot_django.MemoryCache", "LOCATION": "bench-redis-ref"},
+        # pickle, like every other contender (django-vcache defaults to msgpack)
+        "redis-vcache": {
+            "BACKEND": "django_vcache.backend.ValkeyCache",
+            "LOCATION": url.replace("redis://", "valkey://", 1),
+            "OPTIONS": {"SERIALIZER": "pickle"},
+        },
+        "redis-valkey": {"BACKEND": "django_valkey.cache.ValkeyCache", "LOCATION": url},
+        "redis-valkey-async": {  # another URL: django-valkey keeps one pool per URL, and a
+            "BACKEND": "django_valkey.async_cache.cache.AsyncValkeyCache",  # sync one won't do
+            "LOCATION": url.replace("redis://", "valkey://", 1),
+        },
     }
     sync_raw = Contender("redis-py + hiredis", "raw", api=lambda: raw().api())
     dj_redis = django("Django RedisCache", "peer", "redis-django")
     dj_django_redis = django("django-redis", "peer", "redis-django-redis")
+    dj_vcache = django("django-vcache", "peer", "redis-vcache")
+    dj_valkey = django("django-valkey", "peer", "redis-valkey")
+    # django-valkey's async methods live on their own backend class (the sync one's are Django's
+    # thread-pool defaults)
+    dj_valkey_async = django("django-valkey", "peer", "redis-valkey-async")
+    dj_valkey_async.api = None
     tsot_core, tsot_async = core(url)
     dj_tsot = django("tsot_django RedisCache", "tsot", "redis-tsot")
     contenders = [
         sync_raw,
         dj_redis,
         dj_django_redis,
+        dj_vcache,
+        dj_valkey,
         flask("Flask-Caching RedisCache", "peer",
               {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url}),
         tsot_core,
@@ -132,6 +156,8 @@ def redis_kind(where: str, _tmp: Path) -> Kind:
         Contender("redis-py + hiredis, one caller (reference)", "ref", api=sync_raw.api),
         dj_redis,
         dj_django_redis,
+        dj_vcache,
+        dj_valkey_async,
         tsot_async,
         dj_tsot,
     ]

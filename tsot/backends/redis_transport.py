@@ -2,7 +2,10 @@
 
 ``DirectTransport`` (one server, or the master/replicas Sentinel names) keeps its own small
 pool of redis-py connections: redis-py's client and pool add tens of microseconds of
-bookkeeping per call that a cache does not need. ``ClusterTransport`` leaves routing, MOVED and
+bookkeeping per call that a cache does not need. Its single commands share one connection
+between threads (``Shared``): whichever thread finds it idle writes the commands every other
+thread queued meanwhile in one write and hands each its reply, so 8 threads cost the server a
+few batched reads instead of 8 round trips each. ``ClusterTransport`` leaves routing, MOVED and
 ASK to redis-py's ``RedisCluster``. A failed attempt goes through the retry policy of
 ``redis_retry`` (the asyncio transports drive the same one); both raise redis-py exceptions,
 which the backend translates.
@@ -13,6 +16,8 @@ from __future__ import annotations
 import select
 import threading
 import time
+from _thread import allocate_lock
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -113,6 +118,141 @@ class Pool:
     def disconnect(self) -> None:
         for conn in list(self._all):
             conn.disconnect()
+
+
+class _Waiter:
+    """A queued command of ``Shared``: its lock is held until the leader releases it, with the
+    reply (or the error) filled in, or with ``lead`` set: then the waiter leads the next batch."""
+
+    __slots__ = ("error", "lead", "lock", "packed", "reply", "sent")
+
+    def __init__(self, packed: bytes) -> None:
+        self.packed = packed
+        self.lock = allocate_lock()  # the cheapest wake-up CPython has: one futex
+        self.lock.acquire()
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.sent = False
+        self.lead = False
+
+
+class Shared:
+    """One connection that every thread's single commands share (flat combining).
+
+    A caller that takes the lead (a lock nobody waits on: it is only ever tried) writes its own
+    command and every command queued so far in one write, reads their replies, releases each
+    waiter with its reply, then passes the lead to the oldest command queued meanwhile (or
+    drops it). A caller that finds the lead taken queues its command and sleeps on its own lock.
+    One thread costs what a pooled connection costs; 8 threads cost the server one read per
+    batch. A failure fails the batch (each command then says whether it was written, and goes
+    through the retry policy on its own); the connection reopens for the next batch.
+
+    No command is left queued with nobody leading: a leader looks at the queue after dropping
+    the lead, and a caller tries the lead again after queueing, so whichever comes second sees
+    the other (``deque.append``/``popleft`` are atomic; only the leader takes from the queue).
+    """
+
+    def __init__(self, factory: Callable[[], Any], health: bool) -> None:
+        self.conn = factory()
+        self._health = health
+        self._lead = allocate_lock()
+        self._queue: deque[_Waiter] = deque()
+
+    def call(self, packed: bytes) -> tuple[Any, BaseException | None, bool]:
+        """(reply, None, True), an error reply in place of the reply, or (None, error, sent)."""
+        lead = self._lead
+        if lead.acquire(False):  # alone: a batch of one, inlined (the one-thread path)
+            conn = self.conn
+            sent = False
+            try:
+                _ready(conn, self._health)
+                sent = True
+                conn.send_packed_command([packed], check_health=False)
+                try:
+                    reply = conn.read_response()
+                except ResponseError as exc:
+                    reply = exc
+            except BaseException as exc:
+                return self._failed(exc, [], sent)
+            lead.release()
+            if self._queue:  # queued while this call held the lead
+                self._pass_lead()
+            return reply, None, True
+        me = _Waiter(packed)
+        self._queue.append(me)
+        if lead.acquire(False):  # the leader dropped the lead before seeing this command
+            return self._lead_batch(me, self._drain())
+        me.lock.acquire()
+        if not me.lead:
+            return me.reply, me.error, me.sent
+        return self._lead_batch(me, [me, *self._drain()])
+
+    def _drain(self) -> list[_Waiter]:
+        queue = self._queue
+        batch = []
+        while queue:
+            batch.append(queue.popleft())
+        return batch
+
+    def _lead_batch(
+        self, me: _Waiter, batch: list[_Waiter]
+    ) -> tuple[Any, BaseException | None, bool]:
+        """Write ``batch`` (``me`` among them) in one write, read every reply, wake the other
+        threads, pass the lead on: ``me``'s own result."""
+        conn = self.conn
+        others = [w for w in batch if w is not me]
+        sent = False
+        try:
+            _ready(conn, self._health)
+            sent = True
+            # one buffer: redis-py writes each item of a list on its own
+            conn.send_packed_command([b"".join([w.packed for w in batch])], False)
+            replies = _read(conn, len(batch))
+        except BaseException as exc:
+            return self._failed(exc, others, sent)
+        mine = None
+        for w, reply in zip(batch, replies, strict=True):
+            if w is me:
+                mine = reply
+            else:
+                w.reply, w.sent = reply, True
+                w.lock.release()
+        self._lead.release()
+        if self._queue:
+            self._pass_lead()
+        return mine, None, True
+
+    def _failed(
+        self, exc: BaseException, others: list[_Waiter], sent: bool
+    ) -> tuple[Any, BaseException | None, bool]:
+        """The leader met ``exc``: close the connection, fail the others, pass the lead on."""
+        self.conn.disconnect()
+        error = exc if isinstance(exc, RedisError) else ConnectionError(repr(exc))
+        for w in others:
+            w.error, w.sent = error, sent
+            w.lock.release()
+        self._lead.release()
+        if self._queue:
+            self._pass_lead()
+        if not isinstance(exc, RedisError):
+            raise exc
+        return None, exc, sent
+
+    def _pass_lead(self) -> None:
+        """After dropping the lead with commands queued: take it back (unless a queued caller
+        did) and hand it to the oldest of them."""
+        while self._queue and self._lead.acquire(False):
+            try:
+                nxt = self._queue.popleft()
+            except IndexError:  # a queued caller took the lead and the queue meanwhile
+                self._lead.release()  # and look again: one may have queued while it was held
+                continue
+            nxt.lead = True
+            nxt.lock.release()
+            return
+
+    def disconnect(self) -> None:
+        self.conn.disconnect()
 
 
 def connection_kwargs(cfg: RedisConfig, retry: Any) -> dict[str, Any]:
@@ -280,29 +420,17 @@ class DirectTransport:
         else:
             factories = [connection_factory(cfg, redis.connection, _NO_RETRY)]
         self._pool = self._read_pool = Pool(factories[0], cfg.max_connections, cfg.pool_timeout)
+        self._shared = Shared(factories[0], self._health)
         if cfg.read_from_replicas:
             self._read_pool = Pool(factories[1], cfg.max_connections, cfg.pool_timeout)
 
     def execute(self, *args: Any) -> Any:
         """Send one command to the primary and return its reply (error replies raise)."""
-        pool = self._pool
-        conn = pool.acquire()
-        sent = False
-        try:
-            _ready(conn, self._health)
-            sent = True
-            conn.send_packed_command([_pack(args)], check_health=False)
-            reply = conn.read_response()
-        except ResponseError:
-            pool.release(conn)  # a whole error reply was read: the connection is in step
-            raise
-        except BaseException as exc:
-            conn.disconnect()
-            pool.release(conn)
-            if isinstance(exc, RedisError):
-                return self._again(pool, [args], exc, sent)[0]
-            raise
-        pool.release(conn)
+        reply, error, sent = self._shared.call(_pack(args))
+        if error is not None:
+            return self._again(self._pool, [args], error, sent)[0]
+        if isinstance(reply, ResponseError):
+            raise reply
         return reply
 
     def execute_read(self, *args: Any) -> Any:
@@ -363,6 +491,7 @@ class DirectTransport:
 
     def close(self) -> None:
         """Close every connection (they reopen on demand)."""
+        self._shared.disconnect()
         self._pool.disconnect()
         if self._read_pool is not self._pool:
             self._read_pool.disconnect()
