@@ -47,6 +47,12 @@ THREADS = 8
 VALUE = b"v" * 100
 KEYS = [f"key:{i}" for i in range(N)]
 PREVIOUS_COMMIT = "8a70228"  # the last commit with the one-write-per-request transport
+MOVED = (
+    (b"memcached_cluster", b"cluster"),
+    (b"memcached_ops", b"commands"),
+    (b"memcached_proto", b"protocol"),
+)
+"""Its modules then, named as in tsot/backends/memcached/ now."""
 
 Runner = Callable[[str], Awaitable[Any]]
 
@@ -100,7 +106,10 @@ def previous_transport() -> ModuleType | None:
     spec = importlib.util.spec_from_loader(name, loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    module.__package__ = "tsot.backends"
+    module.__package__ = "tsot.backends.memcached"
+    # the old module's flat imports, as the package spells them
+    for old, new in MOVED:
+        source = source.replace(b"from ." + old + b" ", b"from ." + new + b" ")
     exec(compile(source, f"{PREVIOUS_COMMIT}:memcached_aio.py", "exec"), module.__dict__)
     return module
 

@@ -612,9 +612,9 @@ cluster): the backend reads it to connect, the adapters to check a LOCATION or C
 
 _BUILTIN: dict[str, str] = {
     "memory": "tsot.backends.memory:MemoryBackend",
-    **dict.fromkeys(REDIS_SCHEMES, "tsot.backends.redis:RedisBackend"),
-    "memcached": "tsot.backends.memcached:MemcachedBackend",
-    "rocksdb": "tsot.backends.rocksdb:RocksDBBackend",
+    **dict.fromkeys(REDIS_SCHEMES, "tsot.backends.redis.backend:RedisBackend"),
+    "memcached": "tsot.backends.memcached.backend:MemcachedBackend",
+    "rocksdb": "tsot.backends.rocksdb.backend:RocksDBBackend",
 }
 _registered: dict[str, str | Callable[[], Any]] = {}
 _lock = threading.Lock()

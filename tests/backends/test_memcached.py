@@ -21,9 +21,9 @@ from tests.helpers import LoopThread, SyncView
 from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server, free_port
 from tsot import AsyncStorage, BackendUnavailable, ConfigurationError, Storage, ValueTooLarge
-from tsot.backends import memcached_ops as ops
-from tsot.backends import memcached_proto as proto
-from tsot.backends.memcached import MemcachedSync
+from tsot.backends.memcached import commands as ops
+from tsot.backends.memcached import protocol as proto
+from tsot.backends.memcached.backend import MemcachedSync
 
 pytestmark = pytest.mark.server
 

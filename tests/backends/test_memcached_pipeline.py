@@ -19,8 +19,8 @@ from tests.helpers import FakeClock
 from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server, wait_for
 from tsot import AsyncStorage, BackendUnavailable, WrongType
-from tsot.backends import memcached_proto as proto
-from tsot.backends.memcached_pipeline import OutOfStep, Pipeline
+from tsot.backends.memcached import protocol as proto
+from tsot.backends.memcached.pipeline import OutOfStep, Pipeline
 from tsot.keys import Key
 
 pytestmark = pytest.mark.server

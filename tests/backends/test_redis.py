@@ -139,7 +139,7 @@ def test_replies_of_one_read_keep_their_places_and_errors(own: Server) -> None:
     connection failure (WRONGPASS) raises and drops the connection, as read_response does."""
     import hiredis
 
-    from tsot.backends.redis_transport import _buffered, _read
+    from tsot.backends.redis.transport_sync import _buffered, _read
 
     conn = redis.connection.Connection(
         host="127.0.0.1",
@@ -381,7 +381,7 @@ def test_stalled_server_times_out(tmp_path: Path) -> None:
 
 
 def test_wrong_type_and_size_limit(own: Server, own_url: str, monkeypatch: Any) -> None:
-    from tsot.backends import redis_ops
+    from tsot.backends.redis import commands as redis_ops
 
     store = Storage.from_url(own_url, namespace="wt")
     raw(own).rpush(b"wt:list", b"x")

@@ -25,7 +25,7 @@ from tests.helpers import FakeClock, LoopThread, SyncView
 from tests.servers.proc import Server
 from tests.servers.redis import PROGRAMS, Program, start_single
 from tsot import AsyncStorage, Storage
-from tsot.backends.redis_cached import close_all
+from tsot.backends.redis.cached import close_all
 from tsot.errors import BackendUnavailable, ConfigurationError
 from tsot.events import Event
 

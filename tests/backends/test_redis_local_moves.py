@@ -17,7 +17,7 @@ from tests.backends import test_redis_local_topologies as topo
 from tests.backends.test_redis_local_cache import live, served_locally, until, write
 from tests.servers.proc import Server, free_port
 from tests.servers.redis import PROGRAMS, Cluster, start_single
-from tsot.backends import redis_tracking
+from tsot.backends.redis import tracking as redis_tracking
 from tsot.events import Event
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

@@ -21,7 +21,7 @@ from tests.servers.redis import (
     start_sentinel_set,
 )
 from tsot import AsyncStorage, Storage
-from tsot.backends.redis_cached import close_all
+from tsot.backends.redis.cached import close_all
 from tsot.errors import BackendUnavailable
 from tsot.events import Event
 

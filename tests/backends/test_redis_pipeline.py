@@ -31,7 +31,7 @@ from tests.servers.redis import (
     url_of,
 )
 from tsot import AsyncStorage, WrongType
-from tsot.backends.redis_pipeline import PipelinedConnection
+from tsot.backends.redis.pipeline import PipelinedConnection
 from tsot.errors import BackendUnavailable
 
 pytestmark = pytest.mark.server

@@ -16,7 +16,7 @@ import redis
 from tests.servers.proc import Server
 from tests.servers.redis import start_single
 from tsot import Storage
-from tsot.backends.redis_transport import Shared
+from tsot.backends.redis.transport_sync import Shared
 
 pytestmark = pytest.mark.server
 

@@ -13,7 +13,7 @@ import redis
 from tests.servers.proc import Server
 from tests.servers.redis import Cluster, start_single
 from tsot import AsyncStorage, Storage
-from tsot.backends.redis_info import stats_result
+from tsot.backends.redis.info import stats_result
 
 pytestmark = pytest.mark.server
 

@@ -21,8 +21,8 @@ from tsot import (
     ValueTooLarge,
 )
 from tsot.backends.base import DirectAsync
-from tsot.backends.rocksdb import RocksDBStore, ThreadedWritesAsync, close_database
-from tsot.backends.rocksdb_handle import HEADER, Handle, successor
+from tsot.backends.rocksdb.backend import RocksDBStore, ThreadedWritesAsync, close_database
+from tsot.backends.rocksdb.handle import HEADER, Handle, successor
 
 
 def handle_of(store: Storage) -> Handle:

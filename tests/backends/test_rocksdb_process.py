@@ -108,7 +108,7 @@ def test_importing_the_backend_does_not_import_rocksdict() -> None:
     child = python(
         """
         import sys
-        import tsot, tsot.backends.rocksdb
+        import tsot, tsot.backends.rocksdb.backend
         print("rocksdict" in sys.modules)
         """
     )

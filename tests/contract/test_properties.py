@@ -162,7 +162,7 @@ def _size_limit(target: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict
         return 1 << 20, {"max_disk_bytes": 16 << 20}  # entries up to 1/16 of the disk bound
     if scheme == "memcached":
         return 1 << 20, {}  # the servers' item_size_max (memcached's default, 1 MiB)
-    from tsot.backends import redis_ops
+    from tsot.backends.redis import commands as redis_ops
 
     monkeypatch.setattr(redis_ops, "MAX_VALUE_BYTES", 200_000)  # 512 MB for real
     return 200_000, {}

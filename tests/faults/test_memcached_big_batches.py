@@ -3,7 +3,7 @@
 Before, the sync transport wrote a whole request before reading any reply: from about 150,000
 keys of 100 B the server stopped reading (its replies filled both sides' buffers) while the
 client was still writing, so the call stalled until ``timeout`` and the server was marked dead
-(memcached_stream says when exactly). Every one of these failed with BackendUnavailable at the
+(memcached.stream says when exactly). Every one of these failed with BackendUnavailable at the
 default 1 s timeout; each now finishes in a few seconds, sync and asyncio, one server and three.
 """
 

@@ -106,7 +106,7 @@ class TestTsotCache:
                 CACHE_TSOT_URL="memory://x?accept=secret",
                 SECRET_KEY="a-secret-key-of-24-bytes",
             )
-        # a backend's own cross-check (redis_local) names an option from CACHE_OPTIONS
+        # a backend's own cross-check (redis.local) names an option from CACHE_OPTIONS
         with pytest.raises(ConfigurationError, match=r"invalid CACHE_OPTIONS .*'local_clock'"):
             init(
                 CACHE_TYPE="tsot_flask.TsotCache",

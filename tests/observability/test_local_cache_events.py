@@ -14,8 +14,8 @@ from tests.backends.test_redis_local_cache import live, ns, raw, stat, until, ur
 from tests.servers.proc import Server
 from tests.servers.redis import Program
 from tsot import Storage
-from tsot.backends.redis_cached import LocalCachedSync
-from tsot.backends.redis_observed import HIT_BATCH, ObservedLocalSync
+from tsot.backends.redis.cached import LocalCachedSync
+from tsot.backends.redis.observed import HIT_BATCH, ObservedLocalSync
 from tsot.events import Event
 
 pytestmark = pytest.mark.server

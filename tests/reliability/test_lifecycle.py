@@ -15,7 +15,7 @@ from django.test import AsyncClient, override_settings
 
 from tests.helpers import FakeClock
 from tsot import AsyncStorage, BackendUnavailable, Storage, StorageClosed
-from tsot.backends.memcached_sync import Pool
+from tsot.backends.memcached.transport_sync import Pool
 
 pytestmark = pytest.mark.server
 

@@ -328,7 +328,7 @@ def redis_resp3_target(redis_url: str) -> Target:
 @pytest.fixture
 def redis_local_target(redis_url: str) -> Iterator[Target]:
     """The single server again, through the local cache (``local_cache=true``)."""
-    from tsot.backends.redis_cached import close_all
+    from tsot.backends.redis.cached import close_all
 
     yield Target(url=f"{redis_url}?local_cache=true", caps=frozenset({"bigint", "server"}))
     close_all()
@@ -342,7 +342,7 @@ def redis_cluster_target(redis_cluster_url: str) -> Target:
 @pytest.fixture
 def redis_cluster_local_target(redis_cluster_url: str) -> Iterator[Target]:
     """The Cluster through the local cache: one invalidation connection per primary."""
-    from tsot.backends.redis_cached import close_all
+    from tsot.backends.redis.cached import close_all
 
     yield Target(
         url=f"{redis_cluster_url}?local_cache=true", caps=frozenset({"bigint", "server"})

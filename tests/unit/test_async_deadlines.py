@@ -8,8 +8,8 @@ relative TTLs (``retime``). tests/reliability/test_busy_loop.py checks both on r
 from __future__ import annotations
 
 from tests.helpers import FakeClock
-from tsot.backends import memcached_proto as mp
-from tsot.backends import redis_ops
+from tsot.backends.memcached import protocol as mp
+from tsot.backends.redis import commands as redis_ops
 
 
 def test_redis_async_writes_carry_an_absolute_deadline_from_the_call() -> None:
@@ -72,7 +72,7 @@ def test_memcached_exptime_still_rounds_up_to_whole_seconds() -> None:
 def test_redis_async_lock_extension_carries_the_deadline_of_the_call() -> None:
     """The async ``expire_if`` script gets ``now + ms`` (PEXPIREAT), computed when the steps
     are made, not when the script is sent; ``None`` (persist) stays empty."""
-    from tsot.backends import redis_keys
+    from tsot.backends.redis import keys as redis_keys
 
     clock = FakeClock(1_700_000_000.25)
     steps = redis_keys.expire_at_if_steps(b"k", b"tok", 1500, clock=clock)

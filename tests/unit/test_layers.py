@@ -5,8 +5,8 @@ blocks included:
 - the core (``tsot``) never imports an adapter, Django or Flask;
 - outside ``tsot/backends/`` the core imports no concrete backend, only ``tsot.backends.base``
   (backends are imported by name through the scheme registry, on first use);
-- a backend module never imports a module of another backend family (``redis_*``,
-  ``memcached_*``, ``rocksdb_*``, ``memory``); ``base``, ``glob`` and ``loop_lag`` are shared;
+- a backend module never imports a module of another backend family (the packages ``redis``,
+  ``memcached``, ``rocksdb``; ``memory``); ``base``, ``glob`` and ``loop_lag`` are shared;
 - a backend never imports the layers above it (facade, fail-open, events, adapters);
 - only transports open connections: no other module imports ``socket``, ``select``, ``ssl``,
   ``selectors``, pymemcache or a redis-py module beyond its exceptions and ``crc``;
@@ -41,14 +41,14 @@ BACKEND_NEVER = ("tsot.storage", "tsot.failopen", "tsot.events", "tsot.lazy", "t
 """The layers above the backends (the facade and what wraps or drives it)."""
 TRANSPORTS = frozenset(
     {
-        "tsot.backends.redis_transport",
-        "tsot.backends.redis_aio",
-        "tsot.backends.redis_pipeline",
-        "tsot.backends.redis_tracking",
-        "tsot.backends.memcached_sync",
-        "tsot.backends.memcached_aio",
-        "tsot.backends.memcached_pipeline",
-        "tsot.backends.memcached_stream",
+        "tsot.backends.redis.transport_sync",
+        "tsot.backends.redis.transport_async",
+        "tsot.backends.redis.pipeline",
+        "tsot.backends.redis.tracking",
+        "tsot.backends.memcached.transport_sync",
+        "tsot.backends.memcached.transport_async",
+        "tsot.backends.memcached.pipeline",
+        "tsot.backends.memcached.stream",
     }
 )
 """The modules that open connections (docs/architecture.md#the-never-rules)."""
@@ -250,7 +250,9 @@ def test_adapters_use_only_public_attributes_of_tsot_modules() -> None:
 def test_the_checker_reads_the_tree() -> None:
     """A checker that parsed nothing would pass every rule: it sees the known imports."""
     found = {(i.source, i.module) for i in all_imports(ROOT)}
-    assert ("tsot.backends.redis", "tsot.backends.redis_config") in found  # relative, resolved
+    # relative, resolved
+    assert ("tsot.backends.redis.backend", "tsot.backends.redis.config") in found
+    assert ("tsot.backends.redis", "tsot.backends.redis.backend") in found  # the package
     assert ("tsot.storage", "tsot.backends.base") in found
     assert ("tsot_flask.backends", "tsot.integration") in found
     assert ("tsot_django.middleware", "tsot.readthrough") in found  # from tsot import module
@@ -260,16 +262,16 @@ def test_the_checker_reads_the_tree() -> None:
 
 BROKEN: dict[str, dict[str, str]] = {
     "core-imports-no-adapter": {"tsot/util.py": "def f():\n    import tsot_django.cache\n"},
-    "core-imports-no-concrete-backend": {"tsot/util.py": "from .backends import redis_ops\n"},
+    "core-imports-no-concrete-backend": {"tsot/util.py": "from .backends.redis import commands\n"},
     "backend-imports-no-other-family": {
-        "tsot/backends/redis_x.py": "from .memcached_proto import wire_key\n"
+        "tsot/backends/redis/x.py": "from ..memcached.protocol import wire_key\n"
     },
     "backend-imports-no-upper-layer": {
-        "tsot/backends/rocksdb_x.py": "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from ..storage import Storage\n"
+        "tsot/backends/rocksdb/x.py": "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from ...storage import Storage\n"
     },
     "only-transports-open-connections": {
-        "tsot/backends/redis_ops.py": "from redis.connection import Connection\n"
+        "tsot/backends/redis/commands.py": "from redis.connection import Connection\n"
     },
     "adapters-import-public-names": {
         "tsot_flask/config.py": "from tsot.config import CORE_OPTIONS\n",
@@ -278,8 +280,10 @@ BROKEN: dict[str, dict[str, str]] = {
 SUBMODULES = (
     "tsot/__init__.py",
     "tsot/backends/__init__.py",
-    "tsot/backends/redis_ops.py",
-    "tsot/backends/memcached_proto.py",
+    "tsot/backends/redis/__init__.py",
+    "tsot/backends/redis/commands.py",
+    "tsot/backends/memcached/__init__.py",
+    "tsot/backends/memcached/protocol.py",
     "tsot/storage.py",
     "tsot/config.py",
     "tsot_django/__init__.py",

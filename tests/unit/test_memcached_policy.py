@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import FakeClock
 from tsot import BackendUnavailable
-from tsot.backends.memcached_cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
+from tsot.backends.memcached.cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
 
 
 def policy(servers: int = 2, retries: int = 1) -> tuple[Policy, Cluster]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import FakeClock
-from tsot.backends import redis_local
-from tsot.backends.redis_local import LocalSettings, LocalStore
+from tsot.backends.redis import local as redis_local
+from tsot.backends.redis.local import LocalSettings, LocalStore
 from tsot.errors import ConfigurationError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from tsot.backends import redis_ops as ops
-from tsot.backends.redis_resp import pack_sets
-from tsot.backends.redis_transport import _pack, pack
+from tsot.backends.redis import commands as ops
+from tsot.backends.redis.resp import pack_sets
+from tsot.backends.redis.transport_sync import _pack, pack
 
 
 def _hiredis(cmds: list[ops.Cmd]) -> bytes:

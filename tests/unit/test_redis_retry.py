@@ -14,9 +14,9 @@ from redis.exceptions import (
 )
 from redis.sentinel import MasterNotFoundError
 
-from tsot.backends import redis_ops as ops
-from tsot.backends import redis_retry as retry
-from tsot.backends.redis_transport import chunks
+from tsot.backends.redis import commands as ops
+from tsot.backends.redis import retry
+from tsot.backends.redis.transport_sync import chunks
 
 
 @pytest.mark.parametrize(

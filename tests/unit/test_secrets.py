@@ -168,7 +168,7 @@ def test_no_warning_for_local_backends(tsot_log: pytest.LogCaptureFixture, tmp_p
 
 def test_the_string_none_is_a_value_for_credentials_not_none() -> None:
     """``password="none"`` meant no password at all, as ``secret="none"`` meant no signing."""
-    from tsot.backends.redis_config import OPTIONS
+    from tsot.backends.redis.config import OPTIONS
 
     password = next(o for o in OPTIONS if o.name == "password")
     assert password.parse("none") == "none" and password.parse(None) is None

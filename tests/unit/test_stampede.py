@@ -82,7 +82,7 @@ def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
 
 
 def test_memcached_entries_outlive_its_whole_second_expiry() -> None:
-    from tsot.backends.memcached import MemcachedAsync, MemcachedSync
+    from tsot.backends.memcached.backend import MemcachedAsync, MemcachedSync
     from tsot.readthrough import expiry_step_ms
 
     class Wrapper:  # as fail-open and the event hook wrap a backend

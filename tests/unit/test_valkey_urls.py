@@ -8,7 +8,7 @@ import pytest
 
 from tsot import AsyncStorage, ConfigurationError, Storage
 from tsot.backends.redis import RedisBackend
-from tsot.backends.redis_config import SCHEMES, TLS_SCHEMES, RedisConfig
+from tsot.backends.redis.config import SCHEMES, TLS_SCHEMES, RedisConfig
 from tsot.config import _BUILTIN, backend_class, mask_url, parse_options, parse_url
 
 TWINS = {

@@ -1,1 +1,1 @@
-"""Backends: one module each, bytes in and bytes out; drivers are imported lazily."""
+"""Backends: a module or a package each, bytes in and bytes out; drivers are imported lazily."""

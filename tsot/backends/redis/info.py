@@ -1,6 +1,6 @@
 """Redis ``stats()``: the counters of ``INFO``, per primary, summed (free of I/O).
 
-``stats_steps`` is an operation in the style of ``redis_ops``: it yields one ``INFO`` per
+``stats_steps`` is an operation in the style of ``redis.commands``: it yields one ``INFO`` per
 primary (one on a single server or Sentinel set, each primary on a Cluster) and returns the
 backend stats (``tsot.backends.base.STATS_KEYS``). The reply arrives as INFO's text from
 tsot's own connections, or as redis-py's parsed dict through RedisCluster: both are read.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .redis_ops import Steps
+from .commands import Steps
 
 FIELDS: Final = {
     "hits": "keyspace_hits",

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from ..errors import BackendUnavailable, ValueTooLarge, WriteRefused
-from ..ints import parse_int
-from ..keys import shown
+from ...errors import BackendUnavailable, ValueTooLarge, WriteRefused
+from ...ints import parse_int
+from ...keys import shown
 
 # -- replies ---------------------------------------------------------------------------------
 

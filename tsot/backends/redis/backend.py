@@ -1,8 +1,8 @@
 """Redis backend (one server, Sentinel, Cluster; sync and asyncio) over shared connection pools.
 
-The commands are built and parsed once, in ``redis_ops``; ``RedisSync`` and ``RedisAsync`` only
-send them through a transport (``redis_transport``, ``redis_aio``) and translate driver errors
-in one place, ``translate``.
+The commands are built and parsed once, in ``redis.commands``; ``RedisSync`` and ``RedisAsync`` only
+send them through a transport (``redis.transport_sync``, ``redis.transport_async``) and translate
+driver errors in one place, ``translate``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..errors import require
+from ...errors import require
 
 require("redis", "redis", "redis", "the Redis backend")
 
@@ -24,20 +24,20 @@ from redis.exceptions import (  # noqa: E402
     ResponseError,
 )
 
-from ..config import Location, Option  # noqa: E402
-from ..errors import BackendUnavailable, OutcomeUnknown, TsotError, WriteRefused, WrongType  # noqa: E402
-from . import redis_keys as keys  # noqa: E402
-from . import redis_ops as ops  # noqa: E402
-from .base import shared  # noqa: E402
-from .redis_aio import AsyncTransport, LoopTransports  # noqa: E402
-from .redis_config import OPTIONS, RedisConfig, parse  # noqa: E402
-from .redis_info import UNKNOWN, stats_steps  # noqa: E402
-from .redis_local import settings  # noqa: E402
-from .redis_retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
-from .redis_transport import Transport, open_transport  # noqa: E402
+from ...config import Location, Option  # noqa: E402
+from ...errors import BackendUnavailable, OutcomeUnknown, TsotError, WriteRefused, WrongType  # noqa: E402
+from ..base import shared  # noqa: E402
+from . import commands as ops  # noqa: E402
+from . import keys  # noqa: E402
+from .config import OPTIONS, RedisConfig, parse  # noqa: E402
+from .info import UNKNOWN, stats_steps  # noqa: E402
+from .local import settings  # noqa: E402
+from .retry import MASTER_NOT_FOUND, LostReply  # noqa: E402
+from .transport_async import AsyncTransport, LoopTransports  # noqa: E402
+from .transport_sync import Transport, open_transport  # noqa: E402
 
 if TYPE_CHECKING:
-    from .redis_cached import LocalCachedAsync, LocalCachedSync
+    from .cached import LocalCachedAsync, LocalCachedSync
 
 T = TypeVar("T")
 
@@ -447,7 +447,7 @@ class RedisBackend:
         local = settings(options, cfg.name)
         if local is None:
             return backend
-        from .redis_cached import LocalCachedSync, tracking
+        from .cached import LocalCachedSync, tracking
 
         return LocalCachedSync(backend, tracking(cfg, local, prefix))
 
@@ -460,6 +460,6 @@ class RedisBackend:
         local = settings(options, cfg.name)
         if local is None:
             return backend
-        from .redis_cached import LocalCachedAsync, tracking
+        from .cached import LocalCachedAsync, tracking
 
         return LocalCachedAsync(backend, tracking(cfg, local, prefix))

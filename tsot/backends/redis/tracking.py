@@ -12,7 +12,7 @@ Sentinels name another primary, marks tracking down (the cache empties and fills
 connects again with backoff; coming back up empties the cache once more. On a Cluster a
 supervisor thread reads ``CLUSTER NODES`` every ``REFRESH`` seconds, keeps one listener per
 primary, and empties the cache whenever the primaries or their slots change; when the data
-path meets a MOVED or ASK reply or loses a node (``redis_topology``), the cache stops serving at
+path meets a MOVED or ASK reply or loses a node (``redis.topology``), the cache stops serving at
 once and the supervisor reads the topology right away, serving again when every listener of
 the topology it found is up.
 """
@@ -34,11 +34,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry as RedisRetry
 
-from ..logs import limited
-from . import redis_topology as topology
-from .redis_config import RedisConfig
-from .redis_local import LocalStore
-from .redis_transport import connection_kwargs, sentinel_pools
+from ...logs import limited
+from . import topology
+from .config import RedisConfig
+from .local import LocalStore
+from .transport_sync import connection_kwargs, sentinel_pools
 
 CHANNEL: Final = b"__redis__:invalidate"
 HEARTBEAT: Final = 0.5

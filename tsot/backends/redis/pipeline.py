@@ -33,18 +33,18 @@ from redis.exceptions import (
     TimeoutError,
 )
 
-from .loop_lag import within
-from .redis_resp import pack_sets
+from ..loop_lag import within
+from .resp import pack_sets
 
 try:
     from hiredis import Reader as _Reader
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    from .redis_resp import Reader as _Reader  # type: ignore[assignment]
+    from .resp import Reader as _Reader  # type: ignore[assignment]
 _pack: Callable[[Any], bytes]
 try:
     from hiredis import pack_command as _pack
 except ImportError:  # pragma: no cover - hiredis < 2.1, or none
-    from .redis_resp import pack_command as _pack
+    from .resp import pack_command as _pack
 
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
 

@@ -26,7 +26,7 @@ import socket
 import time
 from typing import Final
 
-from .memcached_proto import Reply, ReplyParser
+from .protocol import Reply, ReplyParser
 
 _RECV: Final = 256 * 1024
 _SEND: Final = 256 * 1024
@@ -95,7 +95,7 @@ def _step(sel: selectors.BaseSelector, job: Job, events: int) -> bool:
     """Write and read what the socket allows now; True once every reply is read."""
     sock = job.sock
     if events & selectors.EVENT_WRITE and job.rest:
-        try:  # never waits, whatever the socket's mode (memcached_sync.kernel_timeouts)
+        try:  # never waits, whatever the socket's mode (memcached.transport_sync.kernel_timeouts)
             sent = sock.send(job.rest[:_SEND], _DONTWAIT)
         except BlockingIOError:
             sent = 0

@@ -5,7 +5,7 @@ with the next read that goes to the server, every ``HIT_BATCH`` hits, and at ``s
 ``close()``), ``invalidation`` (``count`` keys the server reported changed), ``flush`` (the
 table emptied by a null message, ``clear()`` or a Cluster topology change), ``lost`` and
 ``restored`` (tracking went down or came back up). A storage nobody listens to keeps the plain
-``redis_cached`` classes, so the local cache's hot path has no check for a listener.
+``redis.cached`` classes, so the local cache's hot path has no check for a listener.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .redis_cached import LocalCachedAsync, LocalCachedSync, Notify, _split
-from .redis_local import LocalStore
-from .redis_tracking import Tracking
+from .cached import LocalCachedAsync, LocalCachedSync, Notify, _split
+from .local import LocalStore
+from .tracking import Tracking
 
 HIT_BATCH: Final = 256
 """Local hits reported in one event at most: an event per hit would cost as much as the hit

@@ -41,7 +41,7 @@ from redis.exceptions import (
 )
 from redis.sentinel import MasterNotFoundError
 
-from .redis_pipeline import NotSent
+from .pipeline import NotSent
 
 Cmd = Sequence[Any]
 MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)

@@ -2,8 +2,8 @@
 
 pymemcache opens each connection (name resolution over every address family, connect and read
 timeouts, TCP_NODELAY, unix sockets); after that a request is one write of its commands and a
-``recv`` loop whose bytes ``memcached_proto.ReplyParser`` slices in place (a request too big for
-the socket buffers is written and read interleaved: ``memcached_stream``). pymemcache's
+``recv`` loop whose bytes ``memcached.protocol.ReplyParser`` slices in place (a request too big for
+the socket buffers is written and read interleaved: ``memcached.stream``). pymemcache's
 own command API speaks the text protocol, which cannot put a namespace-generation check in the
 same request as a write, nor report a key's TTL, and its pool costs a lock per checkout.
 """
@@ -23,11 +23,11 @@ from typing import Any
 
 from pymemcache.client.base import Client
 
-from ..errors import BackendUnavailable
-from .memcached_cluster import Address, Cluster, StepFailed
-from .memcached_ops import Replies, Step
-from .memcached_proto import Reply, ReplyParser
-from .memcached_stream import Job, readable_now, stream
+from ...errors import BackendUnavailable
+from .cluster import Address, Cluster, StepFailed
+from .commands import Replies, Step
+from .protocol import Reply, ReplyParser
+from .stream import Job, readable_now, stream
 
 _RECV = 256 * 1024
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
@@ -239,7 +239,7 @@ class SyncTransport:
     """One ``Pool`` per server; a step goes out as one request per server, all sent before
     any reply is awaited (the servers work in parallel), and never blocks in a write while
     replies are owed: a request the socket does not take at once is written and its replies
-    read interleaved (``memcached_stream``), whatever the batch size."""
+    read interleaved (``memcached.stream``), whatever the batch size."""
 
     def __init__(
         self,

@@ -3,8 +3,8 @@ the value with its CAS token, then write only if the token still matches."""
 
 from __future__ import annotations
 
-from . import memcached_proto as p
-from .memcached_ops import Namespace, Op, one, single
+from . import protocol as p
+from .commands import Namespace, Op, one, single
 
 
 def _holds(r: p.Reply, value: bytes) -> bytes | None:

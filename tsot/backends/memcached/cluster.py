@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import BackendUnavailable, OutcomeUnknown, TsotError
-from ..logs import limited
+from ...errors import BackendUnavailable, OutcomeUnknown, TsotError
+from ...logs import limited
 
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
 

@@ -15,11 +15,11 @@ from typing import Any, Final
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..errors import SerializationError, ValueTooLarge, WrongType
-from ..ints import MAX_INT_DIGITS, format_int, parse_int
-from ..keys import shown
-from .base import TTL_MISSING, TTL_PERSISTENT
-from .redis_config import MAX_VALUE_BYTES
+from ...errors import SerializationError, ValueTooLarge, WrongType
+from ...ints import MAX_INT_DIGITS, format_int, parse_int
+from ...keys import shown
+from ..base import TTL_MISSING, TTL_PERSISTENT
+from .config import MAX_VALUE_BYTES
 
 Cmd = tuple[Any, ...]
 Step = tuple[list[Cmd], Any]

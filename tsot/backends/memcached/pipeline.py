@@ -36,9 +36,9 @@ import weakref
 from collections import deque
 from typing import Final
 
-from .memcached_cluster import StaleConnection
-from .memcached_proto import MN, MN_REPLY, Reply, ReplyParser, retime
-from .memcached_stream import readable_now
+from .cluster import StaleConnection
+from .protocol import MN, MN_REPLY, Reply, ReplyParser, retime
+from .stream import readable_now
 
 _RECV: Final = 256 * 1024
 Waiter = tuple[int, int, int, "asyncio.Future[list[Reply]]"]

@@ -33,7 +33,7 @@ _SET: Final = "SET"
 
 def pack_sets(cmds: Sequence[Sequence[Any]]) -> bytes | None:
     """``SET key value FLAG n`` commands of bytes keys and values sharing one FLAG and one int
-    ``n`` (as ``redis_ops.set_many_cmds`` makes them), each packed by one ``bytes`` format with
+    ``n`` (as ``redis.commands.set_many_cmds`` makes them), each packed by one ``bytes`` format with
     the shared tail made once: 0.33 us a command against hiredis's 0.5 us. None if any differs
     (then hiredis packs them)."""
     if len(cmds) < 2 or len(cmds[0]) != 5 or cmds[0][0] is not _SET:

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from ..codec import decode_int
-from ..config import Location, Option
-from ..errors import ConfigurationError, TsotError, require
-from ..ints import format_int
-from .base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
-from .glob import matcher
-from .rocksdb_handle import (
+from ...codec import decode_int
+from ...config import Location, Option
+from ...errors import ConfigurationError, TsotError, require
+from ...ints import format_int
+from ..base import TTL_MISSING, TTL_PERSISTENT, DirectAsync, drop_shared, shared
+from ..glob import matcher
+from .handle import (
     HEADER,
     HEADER_SIZE,
     MIN_DISK_BYTES,

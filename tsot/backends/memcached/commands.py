@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Final, TypeVar
 
-from ..errors import BackendUnavailable, ValueTooLarge, WrongType
-from ..ints import format_int
-from ..keys import shown
-from . import memcached_proto as p
-from .base import TTL_MISSING, TTL_PERSISTENT
-from .memcached_cluster import Cluster
+from ...errors import BackendUnavailable, ValueTooLarge, WrongType
+from ...ints import format_int
+from ...keys import shown
+from ..base import TTL_MISSING, TTL_PERSISTENT
+from . import protocol as p
+from .cluster import Cluster
 
 T = TypeVar("T")
 Step = dict[int, list[bytes]]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import (
+from ...errors import (
     BackendUnavailable,
     ConfigurationError,
     StorageLocked,
@@ -20,8 +20,8 @@ from ..errors import (
     ValueTooLarge,
     require,
 )
-from ..keys import shown
-from ..logs import limited
+from ...keys import shown
+from ...logs import limited
 
 Clock = Callable[[], float]
 

@@ -3,10 +3,10 @@
 Only a storage that asks for it is wrapped, so the plain backend's paths stay as they are.
 Reads look in the process-wide ``LocalStore`` of the URL and namespace first; a miss reads
 ``GET`` and ``PTTL`` in one round trip and keeps the value under the coherence rules of
-``redis_local``. Every write drops the key locally before it is sent and again after its reply,
+``redis.local``. Every write drops the key locally before it is sent and again after its reply,
 so this process reads its own writes and a read that overlapped a write keeps nothing
 (``delete_if`` and ``expire_if`` count as writes; ``scan`` lists keys on the server). The
-listeners of ``redis_tracking`` apply everyone else's writes. Sync and asyncio share the store
+listeners of ``redis.tracking`` apply everyone else's writes. Sync and asyncio share the store
 and the listeners; the steps they share are the functions below.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import drop_shared, shared, shared_keys
-from .redis_config import RedisConfig
-from .redis_local import LocalSettings, LocalStore, Ticket
-from .redis_tracking import Tracking
+from ..base import drop_shared, shared, shared_keys
+from .config import RedisConfig
+from .local import LocalSettings, LocalStore, Ticket
+from .tracking import Tracking
 
 Notify = Callable[..., None]
 """``notify(kind, operation, **fields)``: where an observed local cache reports (the storage's
@@ -75,8 +75,8 @@ class LocalCachedSync:
         return f"<LocalCachedSync {self.name}>"
 
     def with_events(self, notify: Notify) -> LocalCachedSync:
-        """This backend reporting local-cache activity to ``notify`` (``redis_observed``)."""
-        from .redis_observed import ObservedLocalSync
+        """This backend reporting local-cache activity to ``notify`` (``redis.observed``)."""
+        from .observed import ObservedLocalSync
 
         return ObservedLocalSync(self._b, self._hub, notify)
 
@@ -164,7 +164,7 @@ class LocalCachedSync:
     def stats(self) -> Mapping[str, int | None]:
         """The server's counters and the local ones. Raises BackendUnavailable while the server
         is unreachable, as without the local cache (under fail_open: None counters); the local
-        activity goes on being reported through the event hook (``redis_observed``)."""
+        activity goes on being reported through the event hook (``redis.observed``)."""
         return {**self._b.stats(), **self._s.stats()}
 
 
@@ -184,7 +184,7 @@ class LocalCachedAsync:
 
     def with_events(self, notify: Notify) -> LocalCachedAsync:
         """See ``LocalCachedSync.with_events``."""
-        from .redis_observed import ObservedLocalAsync
+        from .observed import ObservedLocalAsync
 
         return ObservedLocalAsync(self._b, self._hub, notify)
 

@@ -1,6 +1,6 @@
 """The asyncio memcached transport: one auto-pipelined connection per server and event loop.
 
-Every task of a loop shares one ``Pipeline`` per server (``memcached_pipeline``): requests
+Every task of a loop shares one ``Pipeline`` per server (``memcached.pipeline``): requests
 queued in one loop iteration go out in one write and their replies are matched in order. A
 step (one request per server) is queued on every server before any reply is awaited.
 """
@@ -15,11 +15,11 @@ from asyncio import get_running_loop
 from time import monotonic
 from typing import Any
 
-from .loop_lag import within
-from .memcached_cluster import Address, Cluster, StaleConnection, StepFailed
-from .memcached_ops import Replies, Step
-from .memcached_pipeline import Pipeline
-from .memcached_proto import Reply, SharedRead, retime
+from ..loop_lag import within
+from .cluster import Address, Cluster, StaleConnection, StepFailed
+from .commands import Replies, Step
+from .pipeline import Pipeline
+from .protocol import Reply, SharedRead, retime
 
 
 async def _open(address: Address, loop: asyncio.AbstractEventLoop) -> socket.socket:
@@ -94,7 +94,7 @@ class AsyncTransport:
 
     def ready(self, server: int) -> Pipeline | None:
         """The running loop's open connection to ``server``, else None (the caller has
-        checked that the server is not skipped: ``memcached_hot.Hot.ready``)."""
+        checked that the server is not skipped: ``memcached.hot.Hot.ready``)."""
         loop = get_running_loop()
         last = self._last
         conns = last[1] if last is not None and last[0]() is loop else self.connections(loop)

@@ -1,5 +1,5 @@
 """Redis commands for listing keys (SCAN MATCH) and for compare-and-delete / compare-and-expire
-(the owner checks of tsot.locks), free of I/O like ``redis_ops``."""
+(the owner checks of tsot.locks), free of I/O like ``redis.commands``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from redis.exceptions import NoScriptError
 
-from .redis_ops import SCAN_COUNT, Cmd, Steps, glob_escape
+from .commands import SCAN_COUNT, Cmd, Steps, glob_escape
 
 # GET and the write in one script: no other client runs between the comparison and the write.
 DELETE_IF: Final = b"""

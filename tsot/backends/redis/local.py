@@ -1,7 +1,7 @@
 """The Redis local cache's table: LRU by entries and bytes, deadlines, and the coherence state.
 
-I/O-free. The invalidation listeners (``redis_tracking``) call ``invalidate``, ``flush`` and
-``set_live``; the backend decorators (``redis_cached``) call ``lookup``, ``begin``, ``fill`` and
+I/O-free. The invalidation listeners (``redis.tracking``) call ``invalidate``, ``flush`` and
+``set_live``; the backend decorators (``redis.cached``) call ``lookup``, ``begin``, ``fill`` and
 ``drop``. Coherence rests on three invariants, each kept under one lock:
 
 - entries exist only while tracking is live: going down (or coming back up) empties the table,
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..config import Option
-from ..errors import ConfigurationError
+from ...config import Option
+from ...errors import ConfigurationError
 
 Clock = Callable[[], float]
 
@@ -151,7 +151,7 @@ class LocalStore:
     def observe(self, observer: Observer) -> None:
         """Tell ``observer`` of invalidations, flushes and tracking changes, from whichever
         thread sees them, until it is garbage or ``unobserve``d (held weakly: a Storage that is
-        dropped stops listening). Reads and hits are not reported here (``redis_cached``)."""
+        dropped stops listening). Reads and hits are not reported here (``redis.cached``)."""
         with self._lock:
             live = tuple(r for r in self._observers if r() is not None)
             self._observers = (*live, weakref.ref(observer))

@@ -2,7 +2,7 @@
 
 The Cluster transports (sync and asyncio) call ``moved(key)`` when a command meets a MOVED or
 ASK reply or loses a node's connection (refused, reset: not a timeout, which a slow node also
-gives); the local cache's listeners (``redis_tracking``) watch
+gives); the local cache's listeners (``redis.tracking``) watch
 their configuration's key and stop serving, then read the topology again, at once rather than
 at their next poll. Nobody watching costs one dict lookup, and only on those rare paths.
 """

@@ -3,7 +3,7 @@
 Each event loop gets its own transport per config: one ``PipelinedConnection`` per server
 (one server, the Sentinel-named primary and, for ``read_from_replicas``, a replica), or one per
 Cluster node with our own slot map (``CLUSTER SLOTS``) and MOVED/ASK handling. redis-py still
-parses URLs (``redis_config``), asks the Sentinels for addresses and builds TLS contexts.
+parses URLs (``redis.config``), asks the Sentinels for addresses and builds TLS contexts.
 
 When a loop shuts down through ``asyncio.run``, ``asyncio.Runner`` or
 ``loop.shutdown_asyncgens()``, its transport closes its connections on that loop; no
@@ -34,10 +34,9 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from . import redis_retry as retry
-from . import redis_topology as topology
-from .redis_config import RedisConfig
-from .redis_pipeline import Address, Cmd, Endpoint, PipelinedConnection
+from . import retry, topology
+from .config import RedisConfig
+from .pipeline import Address, Cmd, Endpoint, PipelinedConnection
 
 Node = Any  # a cluster node's Endpoint; None on other topologies
 
@@ -50,7 +49,7 @@ async def drive(
     steps: Generator[float, retry.Attempt, list[Any]],
     attempt: Callable[[], Awaitable[retry.Attempt]],
 ) -> list[Any]:
-    """Run the policy's retry loop (``redis_retry.retries``) with asyncio sleeps."""
+    """Run the policy's retry loop (``redis.retry.retries``) with asyncio sleeps."""
     try:
         delay = next(steps)
         while True:
@@ -195,7 +194,7 @@ class PipelinedTransport:
                 await client.aclose()
 
 
-class ClusterTransport:
+class AsyncClusterTransport:
     """Redis Cluster: a slot map from ``CLUSTER SLOTS``, one pipelined connection per node.
 
     MOVED updates the slot and marks the map stale (reloaded before the next command); ASK
@@ -361,7 +360,7 @@ class ClusterTransport:
         )
 
     async def _attempt(self, cmds: Sequence[Cmd], node: Node, read: bool) -> retry.Attempt:
-        """One attempt of a batch (see ``redis_retry.Attempt``); redirections are followed."""
+        """One attempt of a batch (see ``redis.retry.Attempt``); redirections are followed."""
         sent = False
         futures: list[tuple[list[int], asyncio.Future[list[Any]]]] = []
         try:
@@ -408,7 +407,7 @@ class ClusterTransport:
             ep.close()
 
 
-AsyncTransport = PipelinedTransport | ClusterTransport
+AsyncTransport = PipelinedTransport | AsyncClusterTransport
 
 
 class LoopTransports:
@@ -428,7 +427,7 @@ class LoopTransports:
         cfg = self.cfg
         made: AsyncTransport
         if cfg.topology == "cluster":
-            made = ClusterTransport(cfg)
+            made = AsyncClusterTransport(cfg)
             # Learn the slots before any command, so concurrent first commands route right.
             try:
                 await made.initialize()

@@ -1,7 +1,7 @@
 """Memcached backend: one or many servers, sync and asyncio, over meta commands.
 
-The memcached rules live in ``memcached_ops`` (operations as I/O-free generators),
-``memcached_hot`` (the one-request fast paths) and ``memcached_proto`` (keys, TTLs, int forms,
+The memcached rules live in ``memcached.commands`` (operations as I/O-free generators),
+``memcached.hot`` (the one-request fast paths) and ``memcached.protocol`` (keys, TTLs, int forms,
 replies); this module holds the URL and options, and the two small drivers that run them over
 a transport. docs/backends/memcached.md describes every quirk and how it is handled.
 """
@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from time import monotonic
 from typing import Any, ClassVar, TypeVar
 
-from ..config import Location, Option
-from ..errors import ConfigurationError, NotSupportedError, require
-from . import memcached_cas as cas
-from . import memcached_ops as ops
-from . import memcached_proto as p
-from .base import shared
-from .memcached_cluster import Cluster, Policy, ServerSpec, StepFailed
-from .memcached_hot import AGAIN, Hot
+from ...config import Location, Option
+from ...errors import ConfigurationError, NotSupportedError, require
+from ..base import shared
+from . import cas
+from . import commands as ops
+from . import protocol as p
+from .cluster import Cluster, Policy, ServerSpec, StepFailed
+from .hot import AGAIN, Hot
 
 T = TypeVar("T")
 DEFAULT_PORT = 11211
@@ -60,10 +60,10 @@ class _Location:
     """The process-wide state of one memcached location: cluster, sync pools, async conns."""
 
     def __init__(self, servers: list[ServerSpec], options: Mapping[str, Any]) -> None:
-        from .memcached_aio import AsyncTransport
+        from .transport_async import AsyncTransport
 
         require("pymemcache", "pymemcache", "memcached", "the memcached backend")
-        from .memcached_sync import SyncTransport
+        from .transport_sync import SyncTransport
 
         self.cluster = Cluster(servers, options["dead_timeout"])
         self.policy = Policy(self.cluster, options["retries"], options["timeout"])
@@ -112,7 +112,7 @@ class _Base(Hot):
 class MemcachedSync(_Base):
     """The Backend protocol over the sync transport.
 
-    Hot operations first try their fast path (``memcached_hot``): one request on an idle
+    Hot operations first try their fast path (``memcached.hot``): one request on an idle
     pooled connection; anything unusual runs the full operation.
     """
 
@@ -270,7 +270,7 @@ class MemcachedSync(_Base):
 class MemcachedAsync(_Base):
     """The AsyncBackend protocol over the asyncio transport (the same operations).
 
-    Hot operations first try their fast path (``memcached_hot``): one command on the server's
+    Hot operations first try their fast path (``memcached.hot``): one command on the server's
     open connection behind the namespace generation check; anything unusual (no connection
     yet, an unknown generation or item size, a generation that moved) runs the full operation.
     """

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..config import REDIS_SCHEMES, Location, Option
-from ..errors import ConfigurationError
-from .redis_local import OPTIONS as LOCAL_OPTIONS
+from ...config import REDIS_SCHEMES, Location, Option
+from ...errors import ConfigurationError
+from .local import OPTIONS as LOCAL_OPTIONS
 
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 """Redis refuses bulk strings above ``proto-max-bulk-len`` (512 MB by default)."""

@@ -5,9 +5,9 @@ pool of redis-py connections: redis-py's client and pool add tens of microsecond
 bookkeeping per call that a cache does not need. Its single commands share one connection
 between threads (``Shared``): whichever thread finds it idle writes the commands every other
 thread queued meanwhile in one write and hands each its reply, so 8 threads cost the server a
-few batched reads instead of 8 round trips each. ``ClusterTransport`` leaves routing, MOVED and
+few batched reads instead of 8 round trips each. ``SyncClusterTransport`` leaves routing, MOVED and
 ASK to redis-py's ``RedisCluster``. A failed attempt goes through the retry policy of
-``redis_retry`` (the asyncio transports drive the same one); both raise redis-py exceptions,
+``redis.retry`` (the asyncio transports drive the same one); both raise redis-py exceptions,
 which the backend translates.
 """
 
@@ -37,16 +37,15 @@ from redis.exceptions import (
 )
 from redis.retry import Retry as RedisRetry
 
-from . import redis_retry as retry
-from . import redis_topology as topology
-from .redis_config import RedisConfig
-from .redis_resp import pack_sets
+from . import retry, topology
+from .config import RedisConfig
+from .resp import pack_sets
 
 _pack: Callable[[Any], bytes]
 try:
     from hiredis import pack_command as _pack
 except ImportError:  # pragma: no cover - hiredis comes with the redis extra
-    from .redis_resp import pack_command as _pack
+    from .resp import pack_command as _pack
 
 Cmd = Sequence[Any]
 Node = Any  # a cluster node; None on other topologies
@@ -373,7 +372,7 @@ def _ready(conn: Any, health: bool = False) -> None:
 def pack(cmds: Sequence[Cmd]) -> bytes:
     """The commands in RESP, one buffer: hiredis packs each in C (redis-py's ``pack_commands``
     encodes every argument in Python, most of a 100-key pipeline's cost); set_many's run of
-    ``SET key value PX ms`` by ``redis_resp.pack_sets``."""
+    ``SET key value PX ms`` by ``redis.resp.pack_sets``."""
     packed = pack_sets(cmds)
     return packed if packed is not None else b"".join(map(_pack, cmds))
 
@@ -394,7 +393,7 @@ def chunks(cmds: Sequence[Cmd], limit: int = BATCH_ARGS) -> list[Sequence[Cmd]]:
 def drive(
     steps: Generator[float, retry.Attempt, list[Any]], attempt: Callable[[], retry.Attempt]
 ) -> list[Any]:
-    """Run the policy's retry loop (``redis_retry.retries``) with blocking sleeps."""
+    """Run the policy's retry loop (``redis.retry.retries``) with blocking sleeps."""
     try:
         delay = next(steps)
         while True:
@@ -500,7 +499,7 @@ class DirectTransport:
                 client.close()
 
 
-class ClusterTransport:
+class SyncClusterTransport:
     """Commands through redis-py's RedisCluster (slot routing, MOVED/ASK, topology refresh).
 
     RedisCluster itself retries nothing (it would resend an ``incr`` after a lost reply and
@@ -546,7 +545,7 @@ class ClusterTransport:
         return retry.checked(replies)
 
     def _attempt(self, cmds: Sequence[Cmd], node: Node, read: bool) -> retry.Attempt:
-        """One attempt (see ``redis_retry.Attempt``). redis-py does not say whether a failed
+        """One attempt (see ``redis.retry.Attempt``). redis-py does not say whether a failed
         single command was written: only its error for a connection it could not open says
         not."""
         try:
@@ -644,8 +643,8 @@ def cluster_kwargs(cfg: RedisConfig) -> dict[str, Any]:
     )
 
 
-Transport = DirectTransport | ClusterTransport
+Transport = DirectTransport | SyncClusterTransport
 
 
 def open_transport(cfg: RedisConfig) -> Transport:
-    return ClusterTransport(cfg) if cfg.topology == "cluster" else DirectTransport(cfg)
+    return SyncClusterTransport(cfg) if cfg.topology == "cluster" else DirectTransport(cfg)

@@ -2,7 +2,7 @@
 
 A hot call builds its commands straight from what the cluster already knows (the namespace
 generation on each server, the item size) and sends them behind the generation check in one
-request per server, without the operation generators of ``memcached_ops``. Whenever anything
+request per server, without the operation generators of ``memcached.commands``. Whenever anything
 is unusual (a generation or item size not learnt yet, a dead server, no idle connection, a
 generation that moved, a reply the fast path does not own) the driver runs the full
 operation, which handles it; both use the same command builders and reply rules.
@@ -14,9 +14,9 @@ import enum
 from collections.abc import Sequence
 from typing import Final
 
-from . import memcached_ops as ops
-from . import memcached_proto as p
-from .memcached_cluster import Policy, StaleConnection, StepFailed
+from . import commands as ops
+from . import protocol as p
+from .cluster import Policy, StaleConnection, StepFailed
 
 
 class Again(enum.Enum):
