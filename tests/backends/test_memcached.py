@@ -98,7 +98,6 @@ def test_defaults_and_url_forms(memcached_url: str) -> None:
     assert backend(socket_form).loc.cluster.names == ["/tmp/mc.sock", "h2:11311"]
 
 
-
 def test_unix_socket_url(memcached_unix_socket: str, opener: Callable[..., Any]) -> None:
     store = opener(f"memcached://{memcached_unix_socket}")
     store.store("k", {"v": 1})

@@ -138,7 +138,6 @@ def test_redis_cache_with_django_redis_options_builds() -> None:
     assert cache.storage.url == "redis://127.0.0.1:1/0"  # built without connecting
 
 
-
 @pytest.mark.parametrize("form", ["unix:{}", "{}"])
 def test_memcached_cache_on_a_unix_socket(memcached_unix_socket: str, form: str) -> None:
     with override_settings(SECRET_KEY="k" * 32):

@@ -91,8 +91,9 @@ def _reset(sock: socket.socket) -> None:
 class FaultProxy:
     """A fault-injecting TCP relay in front of ``upstream_host:upstream_port`` (see module doc)."""
 
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1",
-                 max_connections: int = 256) -> None:
+    def __init__(
+        self, upstream_port: int, upstream_host: str = "127.0.0.1", max_connections: int = 256
+    ) -> None:
         if upstream_host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"upstream_host must be a loopback address, not {upstream_host!r}")
         self.upstream = (upstream_host, upstream_port)
@@ -121,24 +122,36 @@ class FaultProxy:
             self._faults.append(fault)
         return fault
 
-    def drop_reply(self, count: int | None = 1, match: bytes | None = None,
-                   connection: int | None = None) -> Fault:
+    def drop_reply(
+        self, count: int | None = 1, match: bytes | None = None, connection: int | None = None
+    ) -> Fault:
         return self._arm(Fault(Kind.DROP_REPLY, count, match, connection))
 
-    def cut_reply(self, after: int, count: int | None = 1, match: bytes | None = None,
-                  connection: int | None = None) -> Fault:
+    def cut_reply(
+        self,
+        after: int,
+        count: int | None = 1,
+        match: bytes | None = None,
+        connection: int | None = None,
+    ) -> Fault:
         if after < 0:
             raise ValueError(f"after must be >= 0, not {after}")
         return self._arm(Fault(Kind.CUT_REPLY, count, match, connection, after=after))
 
-    def delay(self, seconds: float, count: int | None = 1, match: bytes | None = None,
-              connection: int | None = None) -> Fault:
+    def delay(
+        self,
+        seconds: float,
+        count: int | None = 1,
+        match: bytes | None = None,
+        connection: int | None = None,
+    ) -> Fault:
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, not {seconds}")
         return self._arm(Fault(Kind.DELAY, count, match, connection, seconds=seconds))
 
-    def blackhole(self, count: int | None = None, match: bytes | None = None,
-                  connection: int | None = None) -> Fault:
+    def blackhole(
+        self, count: int | None = None, match: bytes | None = None, connection: int | None = None
+    ) -> Fault:
         return self._arm(Fault(Kind.BLACKHOLE, count, match, connection))
 
     def refuse(self, count: int | None = None) -> None:
@@ -215,8 +228,12 @@ class FaultProxy:
             raise RuntimeError(f"proxy threads still running after {timeout}s: {names}")
 
     def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True,  # type: ignore[arg-type]
-                                  name=f"fault-proxy-{self.port}-{len(self._threads)}")
+        thread = threading.Thread(
+            target=target,
+            args=args,
+            daemon=True,  # type: ignore[arg-type]
+            name=f"fault-proxy-{self.port}-{len(self._threads)}",
+        )
         self._threads.append(thread)
         thread.start()
 
@@ -235,8 +252,10 @@ class FaultProxy:
                 refuse = self._refuse is None or self._refuse > 0
                 if refuse and self._refuse is not None:
                     self._refuse -= 1
-                full = len(self.connections) - sum(c.closed for c in self.connections) \
+                full = (
+                    len(self.connections) - sum(c.closed for c in self.connections)
                     >= self.max_connections
+                )
             if refuse or full:
                 self.refused += 1
                 _reset(client)

@@ -33,7 +33,11 @@ def opener(request: pytest.FixtureRequest) -> Any:
 
 @pytest.mark.parametrize("kind", ["memory", "rocksdb"])
 def test_250000_keys_in_one_call(opener: Any, kind: str, tmp_path: Path) -> None:
-    url = "memory://big-batches?max_entries=300000" if kind == "memory" else f"rocksdb://{tmp_path}/db"
+    url = (
+        "memory://big-batches?max_entries=300000"
+        if kind == "memory"
+        else f"rocksdb://{tmp_path}/db"
+    )
     store = opener(url)
     try:
         mapping = {f"key-{i}": i for i in range(N)}

@@ -82,9 +82,13 @@ def test_a_quarter_million_keys_in_one_call(
 
 
 def test_django_get_many_of_200000_keys(big_servers: dict[str, list[Server]]) -> None:
-    setting = {"default": {"BACKEND": "tsot_django.TsotCache",
-                           "LOCATION": url_of(big_servers["one"]),
-                           "KEY_PREFIX": uuid.uuid4().hex[:8]}}
+    setting = {
+        "default": {
+            "BACKEND": "tsot_django.TsotCache",
+            "LOCATION": url_of(big_servers["one"]),
+            "KEY_PREFIX": uuid.uuid4().hex[:8],
+        }
+    }
     data = {f"key-{i}": VALUE for i in range(200_000)}
     with override_settings(CACHES=setting):
         cache = caches["default"]
@@ -96,9 +100,14 @@ def test_django_get_many_of_200000_keys(big_servers: dict[str, list[Server]]) ->
 
 def test_flask_get_many_of_200000_keys(big_servers: dict[str, list[Server]]) -> None:
     app = Flask(__name__)
-    cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache",
-                               "CACHE_TSOT_URL": url_of(big_servers["one"]),
-                               "CACHE_KEY_PREFIX": f"fl{uuid.uuid4().hex[:8]}"})
+    cache = Cache(
+        app,
+        config={
+            "CACHE_TYPE": "tsot_flask.TsotCache",
+            "CACHE_TSOT_URL": url_of(big_servers["one"]),
+            "CACHE_KEY_PREFIX": f"fl{uuid.uuid4().hex[:8]}",
+        },
+    )
     data = {f"key-{i}": VALUE for i in range(200_000)}
     keys = list(data)
     with app.app_context():

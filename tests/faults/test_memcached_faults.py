@@ -272,9 +272,13 @@ def test_django_add_lock_and_incr_under_a_lost_reply(
     """Django's ``cache.add`` lock (sync and ``aadd``) and ``incr``: a lost reply raises
     BackendUnavailable, the lock holds the caller's own value, the counter ran once."""
     proxy = fault_proxy(memcached_server.port)
-    setting = {"default": {"BACKEND": "tsot_django.TsotCache",
-                           "LOCATION": f"memcached://127.0.0.1:{proxy.port}",
-                           "KEY_PREFIX": f"dj{time.monotonic_ns()}"}}
+    setting = {
+        "default": {
+            "BACKEND": "tsot_django.TsotCache",
+            "LOCATION": f"memcached://127.0.0.1:{proxy.port}",
+            "KEY_PREFIX": f"dj{time.monotonic_ns()}",
+        }
+    }
     with override_settings(CACHES=setting):
         cache = caches["default"]
         fault = proxy.drop_reply(match=b" ME")
@@ -300,9 +304,14 @@ def test_flask_add_and_inc_under_a_lost_reply(
 ) -> None:
     proxy = fault_proxy(memcached_server.port)
     app = Flask(__name__)
-    cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache",
-                               "CACHE_TSOT_URL": f"memcached://127.0.0.1:{proxy.port}",
-                               "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}"})
+    cache = Cache(
+        app,
+        config={
+            "CACHE_TYPE": "tsot_flask.TsotCache",
+            "CACHE_TSOT_URL": f"memcached://127.0.0.1:{proxy.port}",
+            "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}",
+        },
+    )
     with app.app_context():
         fault = proxy.drop_reply(match=b" ME")
         with pytest.raises(OutcomeUnknown, match=UNKNOWN):
@@ -328,17 +337,30 @@ def test_the_many_key_fast_path_returns_through_django_and_flask(
     keys = [f"k{i}" for i in range(30)]
     with contextlib.ExitStack() as stack:
         if framework == "django":
-            stack.enter_context(override_settings(CACHES={"default": {
-                "BACKEND": "tsot_django.TsotCache", "LOCATION": url,
-                "KEY_PREFIX": f"dj{time.monotonic_ns()}"}}))
+            stack.enter_context(
+                override_settings(
+                    CACHES={
+                        "default": {
+                            "BACKEND": "tsot_django.TsotCache",
+                            "LOCATION": url,
+                            "KEY_PREFIX": f"dj{time.monotonic_ns()}",
+                        }
+                    }
+                )
+            )
             cache: Any = caches["default"]
             storage, set_many, get_many = cache.storage, cache.set_many, cache.get_many
             wire = [storage._keys.make(cache.tsot_key(k, None)) for k in keys]
         else:
             app = Flask(__name__)
-            flask_cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache",
-                                             "CACHE_TSOT_URL": url,
-                                             "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}"})
+            flask_cache = Cache(
+                app,
+                config={
+                    "CACHE_TYPE": "tsot_flask.TsotCache",
+                    "CACHE_TSOT_URL": url,
+                    "CACHE_KEY_PREFIX": f"fl{time.monotonic_ns()}",
+                },
+            )
             stack.enter_context(app.app_context())
             storage, set_many = flask_cache.cache.storage, flask_cache.set_many
 

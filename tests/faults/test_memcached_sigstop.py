@@ -50,9 +50,7 @@ def freeze(server: Server) -> None:
     server.signal(signal.SIGSTOP)
     tasks = Path(f"/proc/{server.pid}/task")
     deadline = time.monotonic() + 5
-    while not all(
-        "T (stopped)" in (t / "status").read_text() for t in tasks.iterdir()
-    ):
+    while not all("T (stopped)" in (t / "status").read_text() for t in tasks.iterdir()):
         assert time.monotonic() < deadline, "memcached did not stop within 5 s"
         time.sleep(0.001)
 
@@ -89,30 +87,45 @@ def core_async(url: str, loop: LoopThread) -> Iterator[Api]:
 
 
 def _django_cache(url: str) -> Iterator[Any]:
-    setting = {"default": {"BACKEND": "tsot_django.TsotCache", "LOCATION": url,
-                           "KEY_PREFIX": uuid.uuid4().hex[:8]}}
+    setting = {
+        "default": {
+            "BACKEND": "tsot_django.TsotCache",
+            "LOCATION": url,
+            "KEY_PREFIX": uuid.uuid4().hex[:8],
+        }
+    }
     with override_settings(CACHES=setting):
         yield caches["default"]
 
 
 def django_sync(url: str, loop: LoopThread) -> Iterator[Api]:
     for cache in _django_cache(url):
-        yield Api(cache.incr, cache.get, cache.set, cache.storage,
-                  lambda k, c=cache: c.tsot_key(k, None))
+        yield Api(
+            cache.incr, cache.get, cache.set, cache.storage, lambda k, c=cache: c.tsot_key(k, None)
+        )
 
 
 def django_async(url: str, loop: LoopThread) -> Iterator[Api]:
     for cache in _django_cache(url):
-        yield Api(lambda k, c=cache: loop.run(c.aincr(k)),
-                  lambda k, c=cache: loop.run(c.aget(k)),
-                  lambda k, v, c=cache: loop.run(c.aset(k, v)),
-                  cache.storage, lambda k, c=cache: c.tsot_key(k, None))
+        yield Api(
+            lambda k, c=cache: loop.run(c.aincr(k)),
+            lambda k, c=cache: loop.run(c.aget(k)),
+            lambda k, v, c=cache: loop.run(c.aset(k, v)),
+            cache.storage,
+            lambda k, c=cache: c.tsot_key(k, None),
+        )
 
 
 def flask(url: str, loop: LoopThread) -> Iterator[Api]:
     app = Flask(__name__)
-    cache = Cache(app, config={"CACHE_TYPE": "tsot_flask.TsotCache", "CACHE_TSOT_URL": url,
-                               "CACHE_KEY_PREFIX": f"fl{uuid.uuid4().hex[:8]}"})
+    cache = Cache(
+        app,
+        config={
+            "CACHE_TYPE": "tsot_flask.TsotCache",
+            "CACHE_TSOT_URL": url,
+            "CACHE_KEY_PREFIX": f"fl{uuid.uuid4().hex[:8]}",
+        },
+    )
     with app.app_context():
         yield Api(cache.cache.inc, cache.get, cache.set, cache.cache.storage, str)
 

@@ -91,8 +91,7 @@ def ask(s: socket.socket, line: bytes = b"x") -> bytes:
     return out
 
 
-def test_passes_through(line_server: LineServer,
-                        fault_proxy: Callable[[int], FaultProxy]) -> None:
+def test_passes_through(line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
     proxy = fault_proxy(line_server.port)
     with connect(proxy) as s:
         assert ask(s) == b"ok 1\n"
@@ -101,7 +100,8 @@ def test_passes_through(line_server: LineServer,
 
 
 def test_drop_reply_runs_the_request_and_closes(
-        line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     fault = proxy.drop_reply(match=b"incr")
     with connect(proxy) as s:
@@ -115,7 +115,8 @@ def test_drop_reply_runs_the_request_and_closes(
 
 
 def test_cut_reply_forwards_part_then_closes(
-        line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     line_server.reply_size = 100
     proxy = fault_proxy(line_server.port)
     proxy.cut_reply(after=10)
@@ -124,8 +125,9 @@ def test_cut_reply_forwards_part_then_closes(
     assert line_server.ran == 1
 
 
-def test_delay_holds_the_reply(line_server: LineServer,
-                               fault_proxy: Callable[[int], FaultProxy]) -> None:
+def test_delay_holds_the_reply(
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     proxy.delay(0.3)
     with connect(proxy) as s:
@@ -138,7 +140,8 @@ def test_delay_holds_the_reply(line_server: LineServer,
 
 
 def test_blackhole_swallows_replies_and_keeps_the_connection(
-        line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     proxy.blackhole()
     with connect(proxy) as s:
@@ -149,8 +152,9 @@ def test_blackhole_swallows_replies_and_keeps_the_connection(
     assert line_server.ran == 1
 
 
-def test_refuse_resets_new_connections(line_server: LineServer,
-                                       fault_proxy: Callable[[int], FaultProxy]) -> None:
+def test_refuse_resets_new_connections(
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     proxy.refuse(count=1)
     # reset at connect or at the first request
@@ -162,8 +166,9 @@ def test_refuse_resets_new_connections(line_server: LineServer,
     assert line_server.ran == 1
 
 
-def test_fault_on_one_connection_only(line_server: LineServer,
-                                      fault_proxy: Callable[[int], FaultProxy]) -> None:
+def test_fault_on_one_connection_only(
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     with connect(proxy) as first, connect(proxy) as second:
         assert ask(first) == b"ok 1\n"
@@ -187,7 +192,8 @@ def test_stop_is_bounded_with_open_connections(line_server: LineServer) -> None:
 
 
 def test_cut_all_resets_open_connections_before_it_returns(
-        line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]) -> None:
+    line_server: LineServer, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
     proxy = fault_proxy(line_server.port)
     with connect(proxy) as s:
         assert ask(s) == b"ok 1\n"

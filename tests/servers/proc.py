@@ -73,17 +73,25 @@ class Server:
     def start(self, ready_timeout: float = 10.0) -> Server:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
                 start_new_session=True,
             )
-        wait_for(lambda: self._alive() and port_open(self.port), ready_timeout,
-                 f"{Path(self.argv[0]).name} on port {self.port}")
+        wait_for(
+            lambda: self._alive() and port_open(self.port),
+            ready_timeout,
+            f"{Path(self.argv[0]).name} on port {self.port}",
+        )
         return self
 
     def _alive(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            unavailable(f"{self.argv[0]} exited with {self.proc.returncode}; log: "
-                        f"{self.log.read_text(errors='replace')[-2000:]}")
+            unavailable(
+                f"{self.argv[0]} exited with {self.proc.returncode}; log: "
+                f"{self.log.read_text(errors='replace')[-2000:]}"
+            )
         return True
 
     @property

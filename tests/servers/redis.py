@@ -72,9 +72,7 @@ REDIS = Program("redis", lambda: need_program("redis-server"))
 VALKEY = Program("valkey", _valkey_server)
 PROGRAMS = (REDIS, VALKEY)
 
-each_program = pytest.mark.parametrize(
-    "server_program", PROGRAMS, ids=[p.name for p in PROGRAMS]
-)
+each_program = pytest.mark.parametrize("server_program", PROGRAMS, ids=[p.name for p in PROGRAMS])
 """Run a test once per server program: it (or its fixtures) takes ``server_program``."""
 
 
@@ -344,9 +342,7 @@ def redis_cluster_local_target(redis_cluster_url: str) -> Iterator[Target]:
     """The Cluster through the local cache: one invalidation connection per primary."""
     from tsot.backends.redis.cached import close_all
 
-    yield Target(
-        url=f"{redis_cluster_url}?local_cache=true", caps=frozenset({"bigint", "server"})
-    )
+    yield Target(url=f"{redis_cluster_url}?local_cache=true", caps=frozenset({"bigint", "server"}))
     close_all()
 
 

@@ -95,14 +95,18 @@ def proxied_sentinel(tmp_path: Path, proxied: Proxied) -> Iterator[ProxiedSentin
         f"sentinel down-after-milliseconds {SERVICE} 5000\n"
     )
     sentinel = Server(
-        [need_program("redis-server"), str(conf), "--sentinel"], port, sdir / "sentinel.log",
+        [need_program("redis-server"), str(conf), "--sentinel"],
+        port,
+        sdir / "sentinel.log",
         cwd=sdir,
     ).start()
     try:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
         wait_for(
-            lambda: int(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)[1])
-            == proxied.proxy.port,
+            lambda: (
+                int(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)[1])
+                == proxied.proxy.port
+            ),
             15,
             "the Sentinel",
         )

@@ -27,15 +27,17 @@ N = 250_000
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_single(
         Path(tmp_path_factory.mktemp("bounded")),
-        "--client-output-buffer-limit", "normal 2mb 2mb 0",
+        "--client-output-buffer-limit",
+        "normal 2mb 2mb 0",
     )
     yield server
     server.stop()
 
 
 @pytest.mark.parametrize("ttl", [None, 600])
-def test_250000_keys_in_one_call(bounded: Server, opener: Callable[..., Any],
-                                 ttl: int | None) -> None:
+def test_250000_keys_in_one_call(
+    bounded: Server, opener: Callable[..., Any], ttl: int | None
+) -> None:
     store = opener(f"redis://127.0.0.1:{bounded.port}/0", socket_timeout=5.0)
     mapping = {f"key-{i}": i for i in range(N)}
     start = time.monotonic()

@@ -19,18 +19,21 @@ BOUND = TIMEOUT + 0.4  # one timeout plus scheduling on a busy machine; two woul
 
 
 @pytest.mark.parametrize("call", ["load", "store", "incr", "load_many", "store_many"])
-def test_a_stalled_server_costs_one_timeout(proxied: Proxied, opener: Callable[..., Any],
-                                            call: str) -> None:
+def test_a_stalled_server_costs_one_timeout(
+    proxied: Proxied, opener: Callable[..., Any], call: str
+) -> None:
     store = opener(proxied.url, socket_timeout=TIMEOUT, retries=3)
     store.store_int("n", 1)
     fault = proxied.proxy.blackhole()
-    took, error = timed({
-        "load": lambda: store.load("n"),
-        "store": lambda: store.store("k", "v"),
-        "incr": lambda: store.incr("n"),
-        "load_many": lambda: store.load_many(["n", "k"]),
-        "store_many": lambda: store.store_many({"a": 1, "b": 2}, ttl=30),
-    }[call])
+    took, error = timed(
+        {
+            "load": lambda: store.load("n"),
+            "store": lambda: store.store("k", "v"),
+            "incr": lambda: store.incr("n"),
+            "load_many": lambda: store.load_many(["n", "k"]),
+            "store_many": lambda: store.store_many({"a": 1, "b": 2}, ttl=30),
+        }[call]
+    )
     assert TIMEOUT * 0.9 <= took < BOUND, took
     assert "imeout" in str(error)
     # an incr that timed out may have run (it did, here): the caller is told so

@@ -13,8 +13,9 @@ from tsot import OutcomeUnknown, TsotError
 pytestmark = pytest.mark.server
 
 
-def test_a_full_server_refuses_a_retried_store(proxied: Proxied,
-                                              opener: Callable[..., Any]) -> None:
+def test_a_full_server_refuses_a_retried_store(
+    proxied: Proxied, opener: Callable[..., Any]
+) -> None:
     """maxmemory 1 + noeviction: every write is refused with OOM; when the reply of the first
     try is lost, the retry's OOM must raise too (it used to return normally, nothing stored).
     A TsotError: the refusal's own class (BackendUnavailable here; WriteRefused where the
@@ -40,8 +41,9 @@ def test_a_full_server_refuses_a_retried_store(proxied: Proxied,
     assert store.load("k") is None and store.load("a") is None
 
 
-def test_incr_after_a_restart_loads_the_script_again(proxied: Proxied,
-                                                     opener: Callable[..., Any]) -> None:
+def test_incr_after_a_restart_loads_the_script_again(
+    proxied: Proxied, opener: Callable[..., Any]
+) -> None:
     """The first command after a restart meets an empty script cache (NOSCRIPT): it loads the
     script and runs it once (it used to come back as a value and raise TypeError)."""
     store = opener(proxied.url)

@@ -19,8 +19,9 @@ def server_key(proxied: Proxied, pattern: bytes) -> bytes:
     return bytes(key)
 
 
-def test_incr_is_not_resent_after_a_lost_reply(proxied: Proxied,
-                                                opener: Callable[..., Any]) -> None:
+def test_incr_is_not_resent_after_a_lost_reply(
+    proxied: Proxied, opener: Callable[..., Any]
+) -> None:
     store = opener(proxied.url)
     store.store_int("n", 100)
     fault = proxied.proxy.drop_reply(match=b"INCRBY")
@@ -31,8 +32,7 @@ def test_incr_is_not_resent_after_a_lost_reply(proxied: Proxied,
     assert store.incr("n") == 102  # the next call works on a new connection
 
 
-def test_incr_of_a_big_number_is_not_resent(proxied: Proxied,
-                                            opener: Callable[..., Any]) -> None:
+def test_incr_of_a_big_number_is_not_resent(proxied: Proxied, opener: Callable[..., Any]) -> None:
     """Past 64 bits incr runs a script (EVALSHA): not idempotent either."""
     store = opener(proxied.url)
     store.store_int("n", 2**70)
@@ -43,8 +43,7 @@ def test_incr_of_a_big_number_is_not_resent(proxied: Proxied,
     assert store.load_int("n") == 2**70 + 2
 
 
-def test_add_is_not_resent_after_a_lost_reply(proxied: Proxied,
-                                               opener: Callable[..., Any]) -> None:
+def test_add_is_not_resent_after_a_lost_reply(proxied: Proxied, opener: Callable[..., Any]) -> None:
     store = opener(proxied.url)
     proxied.proxy.drop_reply(match=b"NX")
     with pytest.raises(OutcomeUnknown, match="SET"):
@@ -68,8 +67,9 @@ def test_under_fail_open_a_lost_add_reply_is_still_an_unknown_outcome(
 
 
 @pytest.mark.parametrize("call", ["store", "load", "delete", "expire", "load_many"])
-def test_idempotent_commands_are_resent(proxied: Proxied, opener: Callable[..., Any],
-                                        call: str) -> None:
+def test_idempotent_commands_are_resent(
+    proxied: Proxied, opener: Callable[..., Any], call: str
+) -> None:
     store = opener(proxied.url)
     store.store("k", "v")
     fault = proxied.proxy.drop_reply()
@@ -81,8 +81,13 @@ def test_idempotent_commands_are_resent(proxied: Proxied, opener: Callable[..., 
         "load_many": lambda: store.load_many(["k", "x"]),
     }[call]()
     assert fault.hits == 1
-    assert result == {"store": None, "load": "v", "delete": False, "expire": True,
-                      "load_many": {"k": "v"}}[call] or call == "delete"
+    assert (
+        result
+        == {"store": None, "load": "v", "delete": False, "expire": True, "load_many": {"k": "v"}}[
+            call
+        ]
+        or call == "delete"
+    )
     if call == "store":
         assert store.load("k") == "w"
     if call == "delete":
@@ -109,12 +114,18 @@ def test_retries_are_bounded(proxied: Proxied, opener: Callable[..., Any]) -> No
     with pytest.raises(BackendUnavailable) as info:
         store.load("k")
     assert not isinstance(info.value, OutcomeUnknown)
-    assert sum(proxied.proxy.connections[i].faults.count(proxied.proxy._faults[0].kind)
-               for i in range(len(proxied.proxy.connections))) == 3  # one try, two retries
+    assert (
+        sum(
+            proxied.proxy.connections[i].faults.count(proxied.proxy._faults[0].kind)
+            for i in range(len(proxied.proxy.connections))
+        )
+        == 3
+    )  # one try, two retries
 
 
-def test_refused_connections_are_retried_then_reported(proxied: Proxied,
-                                                       opener: Callable[..., Any]) -> None:
+def test_refused_connections_are_retried_then_reported(
+    proxied: Proxied, opener: Callable[..., Any]
+) -> None:
     """Connections reset as soon as they are accepted: retried (nothing was sent), then a
     BackendUnavailable; never an OSError from the half-open socket (asyncio used to raise
     "Bad file descriptor" setting keepalive on it)."""

@@ -29,8 +29,12 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 COUNTERS = ["c0", "c1"]
 KEYS = ["k0", "k1", "lock"]
 FAULTS = st.sampled_from(["none", "none", "none", "drop", "cut", "blackhole", "refuse"])
-OPTIONS = {"socket_timeout": 0.2, "socket_connect_timeout": 0.5, "retries": 2,
-           "retry_backoff": 0.005}
+OPTIONS = {
+    "socket_timeout": 0.2,
+    "socket_connect_timeout": 0.5,
+    "retries": 2,
+    "retry_backoff": 0.005,
+}
 
 
 class FaultModel(RuleBasedStateMachine):
@@ -41,8 +45,9 @@ class FaultModel(RuleBasedStateMachine):
         proxied, opener = self.env
         self.proxy = proxied.proxy
         self.store = opener(proxied.url, **OPTIONS)
-        self.check = Storage.from_url(f"redis://127.0.0.1:{proxied.server.port}/0",
-                                      namespace=self.store.namespace)
+        self.check = Storage.from_url(
+            f"redis://127.0.0.1:{proxied.server.port}/0", namespace=self.store.namespace
+        )
         self.acked = dict.fromkeys(COUNTERS, 0)
         self.maybe = dict.fromkeys(COUNTERS, 0)
         self.values: dict[str, set[Any]] = {k: {None} for k in KEYS}
@@ -103,7 +108,11 @@ class FaultModel(RuleBasedStateMachine):
         for counter in COUNTERS:
             held = self.check.load_int(counter) or 0
             assert self.acked[counter] <= held <= self.acked[counter] + self.maybe[counter], (
-                counter, held, self.acked[counter], self.maybe[counter])
+                counter,
+                held,
+                self.acked[counter],
+                self.maybe[counter],
+            )
             # what the server holds is now known: the unknown outcomes are settled
             self.acked[counter], self.maybe[counter] = held, 0
 

@@ -15,8 +15,9 @@ from tsot import OutcomeUnknown, TsotError
 pytestmark = pytest.mark.server
 
 
-def test_a_lost_incr_reply_is_not_resent(proxied_sentinel: ProxiedSentinel,
-                                        opener: Callable[..., Any]) -> None:
+def test_a_lost_incr_reply_is_not_resent(
+    proxied_sentinel: ProxiedSentinel, opener: Callable[..., Any]
+) -> None:
     store = opener(proxied_sentinel.url)
     store.store_int("n", 100)
     fault = proxied_sentinel.proxy.drop_reply(match=b"INCRBY")
@@ -62,12 +63,13 @@ def demote(proxied_sentinel: ProxiedSentinel) -> Iterator[Callable[[], None]]:
 
 
 def test_an_error_reply_after_a_failover_retry_raises(
-    proxied_sentinel: ProxiedSentinel, demote: Callable[[], None], opener: Callable[..., Any],
+    proxied_sentinel: ProxiedSentinel,
+    demote: Callable[[], None],
+    opener: Callable[..., Any],
 ) -> None:
     """READONLY (demoted primary) is retried after asking the Sentinels again; the retry's own
     error reply (OOM here) must raise, not come back as a value (which stored nothing)."""
-    store = opener(proxied_sentinel.url, retries=40, retry_backoff=0.02,
-                   retry_backoff_max=0.02)
+    store = opener(proxied_sentinel.url, retries=40, retry_backoff=0.02, retry_backoff_max=0.02)
     store.store("warm", 1)  # connected
     demote()
     with pytest.raises(TsotError, match="maxmemory"):

@@ -55,13 +55,15 @@ def test_a_frozen_cluster_node_costs_one_timeout(
     node = next(n for n in cluster.nodes if n.port == port)
     node.signal(signal.SIGSTOP)
     try:
-        took, error = timed({
-            "load": lambda: store.load("n"),
-            "incr": lambda: store.incr("n"),
-            "store": lambda: store.store("n", 5),
-            "load_many": lambda: store.load_many(keys),
-            "store_many": lambda: store.store_many(dict.fromkeys(keys, 1), ttl=60),
-        }[call])
+        took, error = timed(
+            {
+                "load": lambda: store.load("n"),
+                "incr": lambda: store.incr("n"),
+                "store": lambda: store.store("n", 5),
+                "load_many": lambda: store.load_many(keys),
+                "store_many": lambda: store.store_many(dict.fromkeys(keys, 1), ttl=60),
+            }[call]
+        )
     finally:
         node.signal(signal.SIGCONT)
     assert took < BOUND, f"{call} took {took:.2f}s"
@@ -103,9 +105,11 @@ def behind_proxies(
 def test_a_lost_reply_on_a_cluster_incr_is_not_resent(
     cluster: Cluster, behind_proxies: dict[int, FaultProxy], opener: Callable[..., Any]
 ) -> None:
-    store = opener(cluster.url.replace(
-        str(cluster.nodes[0].port), str(behind_proxies[cluster.nodes[0].port].port)
-    ).replace(str(cluster.nodes[1].port), str(behind_proxies[cluster.nodes[1].port].port)))
+    store = opener(
+        cluster.url.replace(
+            str(cluster.nodes[0].port), str(behind_proxies[cluster.nodes[0].port].port)
+        ).replace(str(cluster.nodes[1].port), str(behind_proxies[cluster.nodes[1].port].port))
+    )
     store.store_int("n", 100)
     port = owner(cluster, store.namespace.encode() + b":n")
     proxy = next(p for p in behind_proxies.values() if p.port == port)
@@ -136,8 +140,10 @@ def test_frozen_sentinels_cost_one_timeout(
     Sentinels x (retries + 1) x socket_timeout (3.0 s); it is one socket_timeout in all."""
     silent = Silent()
     try:
-        url = (f"redis+sentinel://127.0.0.1:{sentinel_set.sentinel.port},"
-               f"127.0.0.1:{silent.port}/mymaster/0")
+        url = (
+            f"redis+sentinel://127.0.0.1:{sentinel_set.sentinel.port},"
+            f"127.0.0.1:{silent.port}/mymaster/0"
+        )
         sentinel_set.sentinel.signal(signal.SIGSTOP)
         try:
             store = opener(url, socket_timeout=TIMEOUT, retries=2)
