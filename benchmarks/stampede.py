@@ -453,16 +453,19 @@ def main(argv: list[str] | None = None) -> None:
             name = f"{alias} aget_or_set {args.tasks} tasks"
             if wanted(name):
                 print(row(name, p, scenario_get_or_set(alias, p, args.tasks, "tasks")), flush=True)
+        counts = [int(x) for x in args.n.split(",")]
         for alias in caches:
-            name = f"{alias} cache_page 32 threads"
-            if wanted(name):
-                tsot = alias.startswith("tsot")
-                print(row(name, p, scenario_cache_page(alias, p, 32, tsot)), flush=True)
+            for n in counts:
+                name = f"{alias} cache_page {n} threads"
+                if wanted(name):
+                    tsot = alias.startswith("tsot")
+                    print(row(name, p, scenario_cache_page(alias, p, n, tsot)), flush=True)
         flask_urls = ("memory://stampede-flask", f"rocksdb://{urls['dir']}/flask-rocks")
         for kind in (*flask_urls, urls["redis"], urls["memcached"]):
-            name = f"flask @cached {str(kind).partition(':')[0]} 32 threads"
-            if kind and wanted(name):
-                print(row(name, p, scenario_flask(kind, p, 32)), flush=True)
+            for n in counts:
+                name = f"flask @cached {str(kind).partition(':')[0]} {n} threads"
+                if kind and wanted(name):
+                    print(row(name, p, scenario_flask(kind, p, n)), flush=True)
         name = "diskcache memoize_stampede 32 threads"
         if wanted(name):
             print(row(name, p, scenario_diskcache(f"{urls['dir']}/dc", p, 32)), flush=True)
