@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.helpers import LoopThread, SyncView
-from tests.servers.proc import Server, free_port, need_program, unavailable
+from tests.servers.proc import Server, free_port, need_program, unavailable, wait_for
 from tests.servers.redis import SentinelSet, start_sentinel_set, start_single
 from tsot import AsyncStorage, Storage
 from tsot.errors import BackendUnavailable
@@ -78,6 +78,9 @@ def test_reads_from_replicas_only_when_asked(
     writer.store_many({"a": 1, "b": 2})
     assert raw(redis_sentinel.primary).wait(1, 2000) == 1
     replica, primary = raw(redis_sentinel.replica), raw(redis_sentinel.primary)
+    # a replica that has just joined may still finish a full resync after WAIT counted it, and
+    # reads nothing while it loads: wait until it holds both keys (this tests routing only)
+    wait_for(lambda: replica.exists(b"rr:a", b"rr:b") == 2, 10, "the replica holding the keys")
     replica.config_resetstat()
     primary.config_resetstat()
     assert reader.load("a") == 1
