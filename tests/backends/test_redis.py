@@ -151,7 +151,7 @@ def test_replies_of_one_read_keep_their_places_and_errors(own: Server) -> None:
         conn.disconnect()
         pytest.skip(
             f"redis-py {redis.__version__} does not use hiredis {hiredis.__version__} "
-            "(it needs hiredis >= 3): every reply goes through read_response"
+            "(it needs hiredis >= 3.2): every reply goes through read_response"
         )
     conn.connect()
     assert _buffered(conn) is not None  # else this tests nothing new
