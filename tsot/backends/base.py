@@ -7,7 +7,9 @@ never passes an already-expired TTL (it deletes instead).
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final, Protocol, TypeVar
@@ -210,3 +212,18 @@ def backend_stats(backend: object) -> dict[str, int | None]:
     if stats is not None:
         out.update(stats())
     return out
+
+
+def lazy_names(package: str, names: Sequence[str]) -> Callable[[str], object]:
+    """The module ``__getattr__`` of backend package ``package``: each of ``names`` is imported
+    from ``<package>.backend`` on first use (then kept in the package), so that importing one
+    module of the package imports neither the others nor the driver."""
+
+    def __getattr__(name: str) -> object:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(".backend", package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

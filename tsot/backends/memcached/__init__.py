@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..base import lazy_names
+
 if TYPE_CHECKING:
     from .backend import MemcachedBackend as MemcachedBackend
 
 __all__ = ["MemcachedBackend"]
 
-
-def __getattr__(name: str) -> object:
-    if name == "MemcachedBackend":
-        from . import backend
-
-        value = getattr(backend, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, __all__)

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..base import lazy_names
+
 if TYPE_CHECKING:
     from .backend import RocksDBBackend as RocksDBBackend
     from .backend import close_database as close_database
 
 __all__ = ["RocksDBBackend", "close_database"]
 
-
-def __getattr__(name: str) -> object:
-    if name in ("RocksDBBackend", "close_database"):
-        from . import backend
-
-        value = getattr(backend, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, __all__)
