@@ -11,7 +11,7 @@ that share one auto-pipelined connection.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .. import __version__
 from ..errors import require
@@ -40,23 +40,32 @@ def _attributes(event: Event) -> dict[str, Any]:
     return out
 
 
-class OtelTracing:
-    """A CLIENT span per operation; errors recorded on it; fail-open skips as span events."""
+G = TypeVar("G", bound="_Global")
 
-    _shared: ClassVar[OtelTracing | None] = None
+
+class _Global:
+    """A listener made once per process, on the global provider (``shared``); a provider passed
+    to the constructor makes another."""
+
+    _shared: ClassVar[dict[type, Any]] = {}
+
+    @classmethod
+    def shared(cls: type[G]) -> G:
+        """The listener on the global provider (a tracer's is resolved when a span is made)."""
+        with _lock:
+            made = _Global._shared.get(cls)
+            if made is None:
+                made = _Global._shared[cls] = cls()
+            return made
+
+
+class OtelTracing(_Global):
+    """A CLIENT span per operation; errors recorded on it; fail-open skips as span events."""
 
     def __init__(self, tracer_provider: Any = None) -> None:
         trace = _api("trace")
         self._trace = trace
         self._tracer = trace.get_tracer("tsot", __version__, tracer_provider)
-
-    @classmethod
-    def shared(cls) -> OtelTracing:
-        """The listener on the global tracer provider (resolved when a span is made)."""
-        with _lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
 
     def __call__(self, event: Event) -> None:
         trace = self._trace
@@ -88,12 +97,10 @@ class OtelTracing:
         span.end(end_time=event.end_ns)
 
 
-class OtelMetrics:
+class OtelMetrics(_Global):
     """``db.client.operation.duration`` (s), ``tsot.cache.hits`` / ``tsot.cache.misses``
     (keys), ``tsot.fail_open.skipped`` and ``tsot.breaker.transitions`` (calls), and the Redis
     local cache's ``tsot.local.hits``, ``.invalidations``, ``.flushes`` and ``.tracking``."""
-
-    _shared: ClassVar[OtelMetrics | None] = None
 
     def __init__(self, meter_provider: Any = None) -> None:
         metrics = _api("metrics")
@@ -129,14 +136,6 @@ class OtelMetrics:
             unit="{transition}",
             description="Redis local cache tracking lost or restored",
         )
-
-    @classmethod
-    def shared(cls) -> OtelMetrics:
-        """The listener on the global meter provider."""
-        with _lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
 
     def __call__(self, event: Event) -> None:
         attributes = _attributes(event)
