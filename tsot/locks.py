@@ -9,8 +9,9 @@ token and act in one atomic step (``delete_if`` / ``expire_if``: a Lua script on
 memcached, the store's own lock on memory and RocksDB): a lock that expired and was taken by
 another owner is never released or extended by the first one, which gets LockNotOwnedError.
 
-The steps are generators of backend calls, run by a sync or an async driver: ``Lock`` and
-``AsyncLock`` share everything but the awaits and the sleep.
+The steps are generators of backend calls; every operation of ``Lock`` and ``AsyncLock`` is one
+generator too (``_LockBase``), run by ``tsot.drive``'s sync or asyncio driver: the two classes
+differ only in that driver and the sleep.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import SimpleNamespace, TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from .backends.base import TTL_PERSISTENT
 from .codec import Codec
+from .drive import Steps as Operation
+from .drive import arun, run
 from .errors import ConfigurationError, LockError, LockNotOwnedError
 from .keys import shown
 from .ttl import to_ms
@@ -68,6 +71,9 @@ def extend_steps(key: bytes, stored: bytes, add_ms: int, replace: bool) -> Steps
     if new_ms <= 0:
         return False
     return (yield "expire_if", (key, stored, new_ms))
+
+
+L = TypeVar("L", bound="_LockBase")
 
 
 class _PerThread(threading.local):
@@ -179,6 +185,63 @@ class _LockBase:
             "another owner may hold it)"
         )
 
+    # the operations, free of I/O: generators of calls, run by tsot.drive's run or arun
+    _sleep: Callable[[float], Any]
+
+    def _acquiring(
+        self, blocking: bool | None, blocking_timeout: float | None, token: str | bytes | None
+    ) -> Operation[int | bool]:
+        wait, deadline = self._deadline(blocking, blocking_timeout)
+        raw, stored = self._new(token)
+        while True:
+            try:
+                fence = yield from _on(self._b, acquire_steps(self.name, stored, self._ttl_ms))
+            except Exception:
+                with contextlib.suppress(Exception):  # undo an add that went through
+                    yield self._b.delete_if, (self.name, stored)
+                raise
+            if fence is not None:
+                return self._took(raw, stored, fence)
+            pause = self._pause(wait, deadline)
+            if pause is None:
+                return False
+            yield self._sleep, (pause,)
+
+    def _releasing(self) -> Operation[None]:
+        stored = self._held("release")
+        self.local.token = None
+        if not (yield self._b.delete_if, (self.name, stored)):
+            raise self._not_owned("release")
+
+    def _extending(self, additional_time: float, replace: bool) -> Operation[bool]:
+        stored, ms = self._held("extend"), self._extend_args(additional_time, replace)
+        if not (yield from _on(self._b, extend_steps(self.name, stored, ms, replace))):
+            raise self._not_owned("extend")
+        return True
+
+    def _reacquiring(self) -> Operation[bool]:
+        stored = self._held("reacquire")
+        if self.timeout is None:
+            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
+        if not (yield self._b.expire_if, (self.name, stored, self._ttl_ms)):
+            raise self._not_owned("reacquire")
+        return True
+
+    def _entered(self: L, acquired: int | bool) -> L:
+        if acquired:
+            return self
+        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
+
+
+def _on(backend: Any, steps: Steps) -> Operation[Any]:
+    """``steps`` (backend method names) as calls on ``backend``."""
+    try:
+        name, args = next(steps)
+        while True:
+            name, args = steps.send((yield getattr(backend, name), args))
+    except StopIteration as stop:
+        return stop.value
+
 
 class Lock(_LockBase):
     """A lock on a ``Storage`` (``storage.lock(name, timeout=...)``), redis-py's interface.
@@ -187,14 +250,7 @@ class Lock(_LockBase):
     ``extend`` raise LockNotOwnedError if the lock expired and is another owner's now.
     """
 
-    def _run(self, steps: Steps) -> Any:
-        b = self._b
-        try:
-            name, args = next(steps)
-            while True:
-                name, args = steps.send(getattr(b, name)(*args))
-        except StopIteration as stop:
-            return stop.value
+    _sleep = staticmethod(time.sleep)
 
     def acquire(
         self,
@@ -204,44 +260,19 @@ class Lock(_LockBase):
     ) -> int | bool:
         """Take the lock: its fencing token, or False if not taken (non-blocking, or
         ``blocking_timeout`` seconds passed). Sleeps ``sleep`` seconds between attempts."""
-        wait, deadline = self._deadline(blocking, blocking_timeout)
-        raw, stored = self._new(token)
-        while True:
-            try:
-                fence = self._run(acquire_steps(self.name, stored, self._ttl_ms))
-            except Exception:
-                with contextlib.suppress(Exception):  # undo an add that went through
-                    self._b.delete_if(self.name, stored)
-                raise
-            if fence is not None:
-                return self._took(raw, stored, fence)
-            pause = self._pause(wait, deadline)
-            if pause is None:
-                return False
-            time.sleep(pause)
+        return run(self._acquiring(blocking, blocking_timeout, token))
 
     def release(self) -> None:
         """Release the lock; LockNotOwnedError if it expired and may be another owner's."""
-        stored = self._held("release")
-        self.local.token = None
-        if not self._b.delete_if(self.name, stored):
-            raise self._not_owned("release")
+        run(self._releasing())
 
     def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """Add ``additional_time`` seconds to the TTL (or set it, ``replace_ttl``); True."""
-        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
-        if not self._run(extend_steps(self.name, stored, ms, replace_ttl)):
-            raise self._not_owned("extend")
-        return True
+        return run(self._extending(additional_time, replace_ttl))
 
     def reacquire(self) -> bool:
         """Reset the TTL to ``timeout``; True (LockNotOwnedError if no longer owned)."""
-        stored = self._held("reacquire")
-        if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
-        if not self._b.expire_if(self.name, stored, self._ttl_ms):
-            raise self._not_owned("reacquire")
-        return True
+        return run(self._reacquiring())
 
     def locked(self) -> bool:
         """True if anyone holds the lock."""
@@ -252,9 +283,7 @@ class Lock(_LockBase):
         return self.local.token is not None and self._b.get(self.name) == self.local.stored
 
     def __enter__(self) -> Lock:
-        if self.acquire():
-            return self
-        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
+        return self._entered(self.acquire())
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -269,15 +298,7 @@ class AsyncLock(_LockBase):
     task that competes for the lock its own lock object."""
 
     PER_THREAD = False
-
-    async def _run(self, steps: Steps) -> Any:
-        b = self._b
-        try:
-            name, args = next(steps)
-            while True:
-                name, args = steps.send(await getattr(b, name)(*args))
-        except StopIteration as stop:
-            return stop.value
+    _sleep = staticmethod(asyncio.sleep)
 
     async def acquire(
         self,
@@ -286,44 +307,19 @@ class AsyncLock(_LockBase):
         token: str | bytes | None = None,
     ) -> int | bool:
         """See ``Lock.acquire`` (sleeps with ``asyncio.sleep``)."""
-        wait, deadline = self._deadline(blocking, blocking_timeout)
-        raw, stored = self._new(token)
-        while True:
-            try:
-                fence = await self._run(acquire_steps(self.name, stored, self._ttl_ms))
-            except Exception:
-                with contextlib.suppress(Exception):  # undo an add that went through
-                    await self._b.delete_if(self.name, stored)
-                raise
-            if fence is not None:
-                return self._took(raw, stored, fence)
-            pause = self._pause(wait, deadline)
-            if pause is None:
-                return False
-            await asyncio.sleep(pause)
+        return await arun(self._acquiring(blocking, blocking_timeout, token))
 
     async def release(self) -> None:
         """See ``Lock.release``."""
-        stored = self._held("release")
-        self.local.token = None
-        if not await self._b.delete_if(self.name, stored):
-            raise self._not_owned("release")
+        await arun(self._releasing())
 
     async def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """See ``Lock.extend``."""
-        stored, ms = self._held("extend"), self._extend_args(additional_time, replace_ttl)
-        if not await self._run(extend_steps(self.name, stored, ms, replace_ttl)):
-            raise self._not_owned("extend")
-        return True
+        return await arun(self._extending(additional_time, replace_ttl))
 
     async def reacquire(self) -> bool:
         """See ``Lock.reacquire``."""
-        stored = self._held("reacquire")
-        if self.timeout is None:
-            raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
-        if not await self._b.expire_if(self.name, stored, self._ttl_ms):
-            raise self._not_owned("reacquire")
-        return True
+        return await arun(self._reacquiring())
 
     async def locked(self) -> bool:
         """See ``Lock.locked``."""
@@ -334,9 +330,7 @@ class AsyncLock(_LockBase):
         return self.local.token is not None and await self._b.get(self.name) == self.local.stored
 
     async def __aenter__(self) -> AsyncLock:
-        if await self.acquire():
-            return self
-        raise LockError(f"Unable to acquire lock {self._shown} within the time specified")
+        return self._entered(await self.acquire())
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
