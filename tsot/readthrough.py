@@ -1,7 +1,8 @@
-"""The sync and asyncio drivers of ``tsot.stampede.read_through`` (get_or_compute).
+"""``tsot.stampede.read_through`` (get_or_compute) on a Storage or an AsyncStorage.
 
-Each driver turns a Step into one backend call (or a compute, a wait, a background refresh) on
-the Storage's final keys; every decision is in ``tsot.stampede``. The lease is a key next to
+Each Step becomes its calls (a backend primitive on the Storage's final keys, the compute, a
+wait, a background refresh), written once as generators (``_steps``) and run by ``tsot.drive``'s
+sync or asyncio driver; every decision is in ``tsot.stampede``. The lease is a key next to
 the value's (``<final key>\\x00lease``), written with the backend's ``add`` (Redis ``SET NX PX``,
 memcached ``add``, an atomic insert in the memory table or the RocksDB database) with a TTL of
 ``lease_timeout``, so a holder that dies frees it when it expires.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -23,8 +23,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from . import events
+from . import drive, events
 from .codec import MISS
+from .drive import Steps as Operation
 from .stampede import (
     Entry,
     Flow,
@@ -109,22 +110,25 @@ def _note(storage: Storage | AsyncStorage, reason: str) -> None:
     events.notify(storage, "stampede", "get_or_compute", reason=reason)
 
 
-def _failed_refresh(k: bytes, exc: BaseException) -> None:
-    log.warning("tsot: background refresh of key %r failed: %r", k[:100], exc, exc_info=exc)
+# -- the read-through's calls, run by tsot.drive's sync or asyncio driver --------------------
 
 
-# -- sync --------------------------------------------------------------------------------------
-
-
-def run_sync(storage: Storage, run: _Run, flow: Flow) -> Any:
-    """Drive ``flow`` against ``storage``; return its value (or raise its error)."""
+def _steps(
+    storage: Storage | AsyncStorage,
+    run: _Run,
+    flow: Flow,
+    aio: bool,
+    reply: Any = None,
+    error: Exception | None = None,
+) -> Operation[Any]:
+    """The calls that do each Step of ``flow`` (resumed with ``reply``, or ``error`` thrown in);
+    the flow's value at its end. A call's error is thrown into the flow."""
     b = storage.backend
-    reply: Any = None
     try:
-        step: Step = next(flow)
+        step: Step = flow.send(reply) if error is None else flow.throw(error)
         while True:
             try:
-                reply = _step_sync(storage, b, run, step)
+                reply = yield from _step(storage, b, run, step, aio)
             except Exception as exc:
                 step = flow.throw(exc)
             else:
@@ -133,48 +137,73 @@ def run_sync(storage: Storage, run: _Run, flow: Flow) -> Any:
         return stop.value
 
 
-def _step_sync(storage: Storage, b: Any, run: _Run, step: Step) -> Any:
+def _step(
+    storage: Storage | AsyncStorage, b: Any, run: _Run, step: Step, aio: bool
+) -> Operation[Any]:
+    """The calls of one Step (a backend primitive, the compute, a sleep, a background start)."""
     op = step.op
     if op is Op.GET:
-        return run.entry(storage, b.get(run.k))
+        return run.entry(storage, (yield b.get, (run.k,)))
     if op is Op.LEASE:
-        return b.add(run.lease_k, run.token, run.lease_ms)
-    if op is Op.COMPUTE:
+        return (yield b.add, (run.lease_k, run.token, run.lease_ms))
+    if op is Op.COMPUTE:  # the asyncio driver awaits what fn returns if it is awaitable
         clock = run.timing.clock
         start = clock()
-        value = run.fn()
+        value = yield run.fn, ()
         return value, max(0.0, clock() - start)
     if op is Op.STORE:
         data, ms = run.encoded(storage, step.arg)
-        b.set(run.k, data, ms)
-        return None
-    if op is Op.RELEASE:
-        if b.get(run.lease_k) == run.token:  # never free a lease another caller took over
-            b.delete(run.lease_k)
-        return None
-    if op is Op.WAIT:
+        yield b.set, (run.k, data, ms)
+    elif op is Op.RELEASE:
+        if (yield b.get, (run.lease_k,)) == run.token:  # never free a lease another took over
+            yield b.delete, (run.lease_k,)
+    elif op is Op.WAIT:
         if step.arg == run.timing.poll:  # this caller's first wait
             _note(storage, "wait")
-        run.timing.sleep(step.arg)
-        return None
-    if op is Op.HOLD:
-        if b.get(run.lease_k) == run.token:
-            b.expire(run.lease_k, math.ceil(step.arg * 1000))
-        return None
-    # Op.REFRESH: the lease is ours; compute in a thread while this caller returns
-    _note(storage, "refresh")
-    threading.Thread(
-        target=_refresh_sync, args=(storage, run, step.arg), name="tsot-refresh", daemon=True
-    ).start()
+        yield (run.timing.asleep or asyncio.sleep) if aio else run.timing.sleep, (step.arg,)
+    elif op is Op.HOLD:
+        if (yield b.get, (run.lease_k,)) == run.token:
+            yield b.expire, (run.lease_k, math.ceil(step.arg * 1000))
+    else:  # Op.REFRESH: the lease is ours; compute in a task or thread while this caller returns
+        _note(storage, "refresh")
+        yield _start_task if aio else _start_thread, (storage, run, step.arg)
     return None
 
 
-def _refresh_sync(storage: Storage, run: _Run, seen_soft: float | None) -> None:
+def _refreshing(
+    storage: Storage | AsyncStorage, run: _Run, seen_soft: float | None, aio: bool
+) -> Operation[None]:
+    """A background refresh; its failure is logged and reported, never raised."""
     try:
-        run_sync(storage, run, refresh(run.policy, seen_soft))
+        yield from _steps(storage, run, refresh(run.policy, seen_soft), aio)
     except Exception as exc:
         _note(storage, "refresh_failed")
-        _failed_refresh(run.k, exc)
+        log.warning("tsot: background refresh of key %r failed: %r", run.k[:100], exc, exc_info=exc)
+
+
+def _start_thread(storage: Storage, run: _Run, seen_soft: float | None) -> None:
+    ops = _refreshing(storage, run, seen_soft, aio=False)
+    threading.Thread(target=drive.run, args=(ops,), name="tsot-refresh", daemon=True).start()
+
+
+def _start_task(storage: AsyncStorage, run: _Run, seen_soft: float | None) -> None:
+    ops = _refreshing(storage, run, seen_soft, aio=True)
+    task = asyncio.get_running_loop().create_task(drive.arun(ops))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _read(
+    storage: Storage | AsyncStorage,
+    k: bytes,
+    fn: Callable[[], Any],
+    ttl_ms: int | None,
+    policy: Policy,
+    timing: Timing,
+    aio: bool,
+) -> Operation[Any]:
+    run = _Run(k, fn, ttl_ms, policy, timing)
+    return _steps(storage, run, read_through(policy, ttl_ms, timing, k), aio)
 
 
 def get_or_compute(
@@ -187,74 +216,7 @@ def get_or_compute(
 ) -> Any:
     """``Storage.get_or_compute`` on final key ``k`` past its fast path (a fresh hit, which
     that method answers itself: one frame less on the hottest path)."""
-    run = _Run(k, fn, ttl_ms, policy, timing)
-    return run_sync(storage, run, read_through(policy, ttl_ms, timing, k))
-
-
-# -- asyncio -----------------------------------------------------------------------------------
-
-
-async def run_async(storage: AsyncStorage, run: _Run, flow: Flow) -> Any:
-    """Drive ``flow`` against ``storage`` on the running loop."""
-    b = storage.backend
-    reply: Any = None
-    try:
-        step: Step = next(flow)
-        while True:
-            try:
-                reply = await _step_async(storage, b, run, step)
-            except Exception as exc:
-                step = flow.throw(exc)
-            else:
-                step = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _step_async(storage: AsyncStorage, b: Any, run: _Run, step: Step) -> Any:
-    op = step.op
-    if op is Op.GET:
-        return run.entry(storage, await b.get(run.k))
-    if op is Op.LEASE:
-        return await b.add(run.lease_k, run.token, run.lease_ms)
-    if op is Op.COMPUTE:
-        clock = run.timing.clock
-        start = clock()
-        value = run.fn()
-        if inspect.isawaitable(value):
-            value = await value
-        return value, max(0.0, clock() - start)
-    if op is Op.STORE:
-        data, ms = run.encoded(storage, step.arg)
-        await b.set(run.k, data, ms)
-        return None
-    if op is Op.RELEASE:
-        if await b.get(run.lease_k) == run.token:
-            await b.delete(run.lease_k)
-        return None
-    if op is Op.WAIT:
-        if step.arg == run.timing.poll:
-            _note(storage, "wait")
-        asleep = run.timing.asleep or asyncio.sleep
-        await asleep(step.arg)
-        return None
-    if op is Op.HOLD:
-        if await b.get(run.lease_k) == run.token:
-            await b.expire(run.lease_k, math.ceil(step.arg * 1000))
-        return None
-    _note(storage, "refresh")
-    task = asyncio.get_running_loop().create_task(_refresh_async(storage, run, step.arg))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-    return None
-
-
-async def _refresh_async(storage: AsyncStorage, run: _Run, seen_soft: float | None) -> None:
-    try:
-        await run_async(storage, run, refresh(run.policy, seen_soft))
-    except Exception as exc:
-        _note(storage, "refresh_failed")
-        _failed_refresh(run.k, exc)
+    return drive.run(_read(storage, k, fn, ttl_ms, policy, timing, aio=False))
 
 
 async def aget_or_compute(
@@ -266,38 +228,39 @@ async def aget_or_compute(
     timing: Timing,
 ) -> Any:
     """``AsyncStorage.get_or_compute`` past its fast path, as ``get_or_compute``."""
-    run = _Run(k, fn, ttl_ms, policy, timing)
-    return await run_async(storage, run, read_through(policy, ttl_ms, timing, k))
+    return await drive.arun(_read(storage, k, fn, ttl_ms, policy, timing, aio=True))
 
 
 # -- a value computed outside a read-through --------------------------------------------------
 
 
-def _entry_run(storage: Storage | AsyncStorage, key: Key, ttl: TTLArg) -> _Run | None:
+def _entry_write(
+    storage: Storage | AsyncStorage, key: Key, value: Any, ttl: TTLArg, delta: float
+) -> tuple[bytes, bytes, int | None] | None:
+    """The ``set`` arguments of ``store_entry`` (None: a TTL <= 0 stores nothing)."""
     ttl_ms = storage._ttl(ttl)
     if ttl_ms == EXPIRED:
         return None
-    return _Run(storage._keys.make(key), None, ttl_ms, storage.policy, DEFAULT_TIMING)
+    run = _Run(storage._keys.make(key), None, ttl_ms, storage.policy, DEFAULT_TIMING)
+    return (run.k, *run.encoded(storage, (value, delta)))
 
 
 def store_entry(storage: Storage, key: Key, value: Any, ttl: TTLArg, delta: float) -> None:
     """Store ``value`` as ``get_or_compute`` would after a compute of ``delta`` seconds (its
     soft expiry and compute time, so early refresh applies to it), for a value its caller
     computed without a read-through (a page's first render). A TTL <= 0 stores nothing."""
-    run = _entry_run(storage, key, ttl)
-    if run is not None:
-        data, ms = run.encoded(storage, (value, delta))
-        storage.backend.set(run.k, data, ms)
+    write = _entry_write(storage, key, value, ttl, delta)
+    if write is not None:
+        storage.backend.set(*write)
 
 
 async def astore_entry(
     storage: AsyncStorage, key: Key, value: Any, ttl: TTLArg, delta: float
 ) -> None:
     """``store_entry`` on the running loop."""
-    run = _entry_run(storage, key, ttl)
-    if run is not None:
-        data, ms = run.encoded(storage, (value, delta))
-        await storage.backend.set(run.k, data, ms)
+    write = _entry_write(storage, key, value, ttl, delta)
+    if write is not None:
+        await storage.backend.set(*write)
 
 
 # -- split in two calls: begin, the caller computes, then finish or abandon ---------------------
@@ -317,6 +280,56 @@ class Abandoned(Exception):
     """Thrown into a deferred read-through whose caller has no value to store."""
 
 
+def _until_compute(run: _Run, flow: Flow) -> Flow:
+    """``flow`` up to its compute, which the caller of ``begin`` runs itself: ``(None,
+    Deferred)`` then, else ``(value, None)``. A refresh it wins (for a value still served) is
+    this caller's too: the refresh's flow goes on in its place (no function to run in the
+    background)."""
+    try:
+        step: Step = next(flow)
+        while True:
+            if step.op is Op.COMPUTE:
+                return None, Deferred(flow, run)
+            if step.op is Op.REFRESH:
+                flow.close()
+                flow = refresh(run.policy, step.arg)
+                step = next(flow)
+                continue
+            try:
+                reply = yield step
+            except Exception as exc:
+                step = flow.throw(exc)
+            else:
+                step = flow.send(reply)
+    except StopIteration as stop:
+        return stop.value, None
+
+
+def _begin(
+    storage: Storage | AsyncStorage, key: Key, ttl: TTLArg, timing: Timing | None, aio: bool
+) -> Operation[tuple[Any, Deferred | None]]:
+    policy, ttl_ms = storage.policy, storage._ttl(ttl)
+    run = _Run(storage._keys.make(key), None, ttl_ms, policy, timing or DEFAULT_TIMING)
+    flow = read_through(policy, ttl_ms, run.timing, run.k)
+    return (yield from _steps(storage, run, _until_compute(run, flow), aio))  # type: ignore[no-any-return]
+
+
+def _finish(
+    storage: Storage | AsyncStorage, d: Deferred, value: Any, ttl: TTLArg, aio: bool
+) -> Operation[None]:
+    ttl_ms = storage._ttl(ttl)
+    if ttl_ms == EXPIRED:
+        return (yield from _abandon(storage, d, aio))
+    d.run.ttl_ms = ttl_ms
+    took = max(0.0, d.run.timing.clock() - d.start)
+    yield from _steps(storage, d.run, d.flow, aio, (value, took))
+
+
+def _abandon(storage: Storage | AsyncStorage, d: Deferred, aio: bool) -> Operation[None]:
+    with contextlib.suppress(Abandoned):
+        yield from _steps(storage, d.run, d.flow, aio, None, Abandoned())
+
+
 def begin(
     storage: Storage, key: Key, ttl: TTLArg, timing: Timing | None = None
 ) -> tuple[Any, Deferred | None]:
@@ -324,120 +337,34 @@ def begin(
     without computing (a hit, a value served while another caller refreshes it, one within
     grace), else ``(None, deferred)``: the caller computes, then calls ``finish`` or
     ``abandon``. Waits for another caller's compute as ``get_or_compute`` does."""
-    policy, ttl_ms = storage.policy, storage._ttl(ttl)
-    run = _Run(storage._keys.make(key), None, ttl_ms, policy, timing or DEFAULT_TIMING)
-    k = run.k
-    flow = read_through(policy, ttl_ms, run.timing, k)
-    b = storage.backend
-    try:
-        step: Step = next(flow)
-        while True:
-            if step.op is Op.COMPUTE:  # the caller computes, then finishes
-                return None, Deferred(flow, run)
-            if step.op is Op.REFRESH:  # won for a value still served: this caller refreshes
-                flow.close()  # (no function to run in the background)
-                flow = refresh(run.policy, step.arg)
-                step = next(flow)
-                continue
-            try:
-                reply = _step_sync(storage, b, run, step)
-            except Exception as exc:
-                step = flow.throw(exc)
-            else:
-                step = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value, None
-
-
-def _resume_sync(storage: Storage, d: Deferred, reply: Any, exc: Exception | None) -> None:
-    b, flow = storage.backend, d.flow
-    try:
-        step = flow.send(reply) if exc is None else flow.throw(exc)
-        while True:
-            try:
-                reply = _step_sync(storage, b, d.run, step)
-            except Exception as err:
-                step = flow.throw(err)
-            else:
-                step = flow.send(reply)
-    except StopIteration:
-        return
+    return drive.run(_begin(storage, key, ttl, timing, aio=False))
 
 
 def finish(storage: Storage, d: Deferred, value: Any, ttl: TTLArg) -> None:
     """Store ``value`` for ``ttl`` (known once it was computed; as ``store`` reads it) as
     ``d``'s entry, with its compute time, and give the lease back. Raises what the store
     raises (the lease is given back)."""
-    ttl_ms = storage._ttl(ttl)
-    if ttl_ms == EXPIRED:
-        return abandon(storage, d)
-    d.run.ttl_ms = ttl_ms
-    _resume_sync(storage, d, (value, max(0.0, d.run.timing.clock() - d.start)), None)
+    drive.run(_finish(storage, d, value, ttl, aio=False))
 
 
 def abandon(storage: Storage, d: Deferred) -> None:
     """``d``'s caller has no value to store: a miss gives its lease back at once, a refresh
     keeps it ``REFRESH_BACKOFF`` seconds (as a failed background refresh)."""
-    with contextlib.suppress(Abandoned):
-        _resume_sync(storage, d, None, Abandoned())
+    drive.run(_abandon(storage, d, aio=False))
 
 
 async def abegin(
     storage: AsyncStorage, key: Key, ttl: TTLArg, timing: Timing | None = None
 ) -> tuple[Any, Deferred | None]:
     """``begin`` on the running loop."""
-    policy, ttl_ms = storage.policy, storage._ttl(ttl)
-    run = _Run(storage._keys.make(key), None, ttl_ms, policy, timing or DEFAULT_TIMING)
-    k = run.k
-    flow = read_through(policy, ttl_ms, run.timing, k)
-    b = storage.backend
-    try:
-        step: Step = next(flow)
-        while True:
-            if step.op is Op.COMPUTE:  # the caller computes, then finishes
-                return None, Deferred(flow, run)
-            if step.op is Op.REFRESH:  # won for a value still served: this caller refreshes
-                flow.close()  # (no function to run in the background)
-                flow = refresh(run.policy, step.arg)
-                step = next(flow)
-                continue
-            try:
-                reply = await _step_async(storage, b, run, step)
-            except Exception as exc:
-                step = flow.throw(exc)
-            else:
-                step = flow.send(reply)
-    except StopIteration as stop:
-        return stop.value, None
-
-
-async def _resume_async(
-    storage: AsyncStorage, d: Deferred, reply: Any, exc: Exception | None
-) -> None:
-    b, flow = storage.backend, d.flow
-    try:
-        step = flow.send(reply) if exc is None else flow.throw(exc)
-        while True:
-            try:
-                reply = await _step_async(storage, b, d.run, step)
-            except Exception as err:
-                step = flow.throw(err)
-            else:
-                step = flow.send(reply)
-    except StopIteration:
-        return
+    return await drive.arun(_begin(storage, key, ttl, timing, aio=True))
 
 
 async def afinish(storage: AsyncStorage, d: Deferred, value: Any, ttl: TTLArg) -> None:
     """``finish`` on the running loop."""
-    ttl_ms = storage._ttl(ttl)
-    if ttl_ms == EXPIRED:
-        return await aabandon(storage, d)
-    d.run.ttl_ms = ttl_ms
-    await _resume_async(storage, d, (value, max(0.0, d.run.timing.clock() - d.start)), None)
+    await drive.arun(_finish(storage, d, value, ttl, aio=True))
 
 
 async def aabandon(storage: AsyncStorage, d: Deferred) -> None:
     """``abandon`` on the running loop."""
-    with contextlib.suppress(Abandoned):
-        await _resume_async(storage, d, None, Abandoned())
+    await drive.arun(_abandon(storage, d, aio=True))
