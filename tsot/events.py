@@ -266,13 +266,14 @@ class _Observed:
     def _wrap(self, call: Callable[..., Any], name: str) -> Callable[..., Any]:
         raise NotImplementedError
 
-    def _finisher(self, name: str) -> Callable[[Sequence[Any], Any, float], None]:
+    def _finisher(self, name: str) -> Callable[[Sequence[Any], Any, float], Any]:
         """What runs after a successful call of ``name``: count it, then (only if someone
-        listens) build its Event and deliver it. Shared by the sync and async twins."""
+        listens) build its Event and deliver it; it returns the call's result. Shared by the
+        sync and async twins, whose wrappers differ only in the await of the call."""
         hub, lock = self.hub, self.hub.lock
         measure, counts = _MEASURES.get(name, _one_key), hub.op_stats(name)
 
-        def done(args: Sequence[Any], result: Any, started: float) -> None:
+        def done(args: Sequence[Any], result: Any, started: float) -> Any:
             duration = time.perf_counter() - started
             keys, hits, size = measure(args, result)
             with lock:
@@ -285,10 +286,12 @@ class _Observed:
             if hub.listeners:
                 end = time.time_ns()
                 hub.deliver(Event(hub.source, "op", name, keys, hits, size, duration, end_ns=end))
+            return result
 
         return done
 
     def _raised(self, name: str, args: Sequence[Any], exc: BaseException, started: float) -> None:
+        """Emit the event of a call that raised ``exc``."""
         duration = time.perf_counter() - started
         keys, size = _failed(name, args)
         self.hub.emit(
@@ -320,8 +323,7 @@ class Observed(_Observed):
             except Exception as exc:
                 self._raised(name, args, exc, started)
                 raise
-            done(args, result, started)
-            return result
+            return done(args, result, started)
 
         return observed
 
@@ -342,8 +344,7 @@ class AsyncObserved(_Observed):
             except Exception as exc:
                 self._raised(name, args, exc, started)
                 raise
-            done(args, result, started)
-            return result
+            return done(args, result, started)
 
         return observed
 

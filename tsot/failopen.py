@@ -204,14 +204,17 @@ class _Guard:
         self._event("skip", name, reason="short_circuited", counter=_SKIPPED[kind])
         return fallback(*args)
 
-    def _failed(
+    def _caught(
         self,
-        exc: BackendUnavailable,
+        exc: BackendUnavailable | WriteRefused,
         name: str,
         kind: Kind,
         fallback: Callable[..., Any] | None,
         args: tuple[Any, ...],
     ) -> Any:
+        """The answer to a call that raised ``exc``: its fallback, or ``exc`` raised again."""
+        if isinstance(exc, WriteRefused):
+            return self._refused(exc, name, kind, fallback, args)
         breaker = self.breaker
         if breaker.failure():
             self._event("breaker", name, state="open", error=type(exc).__name__)
@@ -228,12 +231,7 @@ class _Guard:
         return fallback(*args)
 
     def _refused(
-        self,
-        exc: WriteRefused,
-        name: str,
-        kind: Kind,
-        fallback: Callable[..., Any] | None,
-        args: tuple[Any, ...],
+        self, exc: WriteRefused, name: str, kind: Kind, fallback: Any, args: tuple[Any, ...]
     ) -> Any:
         if self.breaker.success():  # it answered: up, whatever it thinks of this command
             self._closed_again(name)
@@ -249,6 +247,15 @@ class _Guard:
             exc,
         )
         return fallback(*args)
+
+    def _answered(self, name: str, result: Any) -> Any:
+        """``result`` of a call that went through (closing the breaker if it was open)."""
+        if self.breaker.success():
+            self._closed_again(name)
+        return result
+
+    def _with_counters(self, out: dict[str, int | None]) -> dict[str, int | None]:
+        return {**out, **self.breaker.snapshot()}
 
 
 def unguarded(backend: Any) -> Any:
@@ -272,7 +279,7 @@ class FailOpen(_Guard):
             out = backend_stats(self.inner)
         except BackendUnavailable:
             out = backend_stats(None)
-        return {**out, **self.breaker.snapshot()}
+        return self._with_counters(out)
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None
@@ -284,13 +291,9 @@ class FailOpen(_Guard):
                 return self._short_circuit(name, kind, fallback, args)
             try:
                 result = call(*args)
-            except BackendUnavailable as exc:
-                return self._failed(exc, name, kind, fallback, args)
-            except WriteRefused as exc:
-                return self._refused(exc, name, kind, fallback, args)
-            if breaker.success():
-                self._closed_again(name)
-            return result
+            except (BackendUnavailable, WriteRefused) as exc:
+                return self._caught(exc, name, kind, fallback, args)
+            return self._answered(name, result)
 
         return guarded
 
@@ -314,7 +317,7 @@ class AsyncFailOpen(_Guard):
             out = await stats() if stats is not None else backend_stats(None)
         except BackendUnavailable:
             out = backend_stats(None)
-        return {**out, **self.breaker.snapshot()}
+        return self._with_counters(out)
 
     def _wrap(
         self,
@@ -330,12 +333,8 @@ class AsyncFailOpen(_Guard):
                 return self._short_circuit(name, kind, fallback, args)
             try:
                 result = await call(*args)
-            except BackendUnavailable as exc:
-                return self._failed(exc, name, kind, fallback, args)
-            except WriteRefused as exc:
-                return self._refused(exc, name, kind, fallback, args)
-            if breaker.success():
-                self._closed_again(name)
-            return result
+            except (BackendUnavailable, WriteRefused) as exc:
+                return self._caught(exc, name, kind, fallback, args)
+            return self._answered(name, result)
 
         return guarded
