@@ -1,18 +1,22 @@
 """The facade: ``Storage`` (sync) and ``AsyncStorage`` (asyncio) over one backend.
 
-Every method is "prepare (pure) -> one backend call -> finish (pure)"; the pure steps live in
-``_Core`` and are shared by both classes, so the two differ only in their awaits.
+Every method of one backend call is "prepare (pure) -> the call -> finish (pure)": the pure
+steps live in ``_Core``, shared by both classes, so the two differ only in the await of the
+call. An operation of several calls (``delete_pattern``) is a generator of calls in ``_Core``,
+run by ``tsot.drive``; a method that awaits nothing (``get_or_compute``, which returns the
+coroutine on AsyncStorage, and ``lock``) is defined once, in ``_Core``
+(docs/architecture.md#sync-and-async-twins).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, cast, overload
+from typing import Any, Final, Generic, TypeVar, overload
 
-from . import config, events, listing, readthrough, secrets
+from . import config, drive, events, listing, readthrough, secrets
 from .backends.base import (
     TTL_MISSING,
     TTL_PERSISTENT,
@@ -22,6 +26,7 @@ from .backends.base import (
     shared,
 )
 from .codec import MISS, Codec, Signer
+from .drive import Steps as Operation
 from .errors import StorageClosed, TsotError, WrongType
 from .failopen import AsyncFailOpen, CircuitBreaker, FailOpen, unguarded
 from .inprocess import LocalCodec
@@ -145,11 +150,20 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
         secrets.warn_unsigned(location, core["namespace"], core["serializer"], _UNSIGNED_FIX)
 
 
-class _Core:
-    """State and the pure steps shared by Storage and AsyncStorage."""
+L = TypeVar("L", Lock, AsyncLock)
+R = TypeVar("R")
+C = TypeVar("C", bound="_Core[Any, Any]")
+_NO_OVERRIDES: Final = (None, None, None, None)
+
+
+class _Core(Generic[L, R]):
+    """State, the pure steps and the methods of one definition shared by Storage and
+    AsyncStorage. ``L`` is the lock class, ``R`` what ``get_or_compute`` returns (a value, or
+    an awaitable of it)."""
 
     __slots__ = ("_closed", "_default_ms", "_hub", "_keys", "_label", "codec", "location", "policy")
     _b: Any
+    _lock_class: type[L]
 
     def __init__(self, core: Mapping[str, Any], location: config.Location | None) -> None:
         self._keys = KeySpace(core["namespace"])
@@ -171,6 +185,18 @@ class _Core:
         self._closed = False
         self._hub: events.Hub | None = None  # set by the first listen()
         self._label: str = core["label"]
+
+    @classmethod
+    def _open_url(cls: type[C], url: str, options: Mapping[str, Any], aio: bool) -> C:
+        """``from_url`` of both classes."""
+        bcls, location, core, opts = _prepare(url, options, memory=False)
+        assert location is not None
+        backend = _backend(bcls, location, core, opts, aio)
+        _opened(location, core)
+        storage = cls(backend, core, location)  # type: ignore[call-arg, arg-type]
+        if isinstance(backend, Deferred):
+            backend.bind(storage)
+        return events.configure(storage, core)
 
     @property
     def namespace(self) -> str:
@@ -194,11 +220,95 @@ class _Core:
         """
         return events.attach(self, listener, isinstance(self, AsyncStorage))
 
+    def get_or_compute(
+        self,
+        key: Key,
+        fn: Callable[[], Any],
+        ttl: TTLArg = DEFAULT,
+        *,
+        stampede: bool | None = None,
+        grace: float | None = None,
+        beta: float | None = None,
+        lease_timeout: float | None = None,
+        timing: Timing | None = None,
+    ) -> R:
+        """The value of ``key``; on a miss ``fn()``, stored for ``ttl``, computed by one caller
+        at a time, refreshed early when hot, stale within ``grace`` (docs/stampede.md).
+
+        The keyword options override the Storage's; ``timing`` injects a clock, a random source
+        and sleeps (tests). Raises what ``fn`` raises unless a value within grace is served.
+        On AsyncStorage it is awaited, and so is an awaitable result of ``fn()``.
+        """
+        return self._read_through(key, fn, ttl, (stampede, grace, beta, lease_timeout), timing)
+
+    def _read_through(
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
+    ) -> R:
+        raise NotImplementedError
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> L:
+        """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
+        tokens (tsot.locks.Lock; on AsyncStorage an AsyncLock:
+        ``async with storage.lock("name", timeout=10): ...``)."""
+        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
+        lock = self._lock_class
+        return lock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
+
     # pure steps
     def _ttl(self, ttl: TTLArg) -> int | None:
         if type(ttl) is int and 0 < ttl < FOREVER_SECONDS:  # the common case, inlined
             return ttl * 1000
         return self._default_ms if ttl is DEFAULT else to_ms(ttl)  # type: ignore[arg-type]
+
+    def _write(
+        self, key: Key, value: Any, ttl: TTLArg, add: bool
+    ) -> tuple[Callable[..., Any], bytes, bytes, int | None]:
+        """``(call, final key, data, ttl_ms)`` of ``store`` (``add``): the backend's ``set``
+        (``add``), or for a TTL <= 0 what stands for it (delete the key / is it absent)."""
+        k = self._keys.make(key)
+        try:
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])  # name the caller's key, not the namespaced one
+            raise
+        if ms != EXPIRED:
+            return (self._b.add if add else self._b.set), k, data, ms
+        return (self._absent if add else self._drop), k, data, ms
+
+    def _drop(self, k: bytes, data: bytes, ms: int | None) -> Any:
+        """``store`` with a TTL <= 0: the key is deleted."""
+        return self._b.delete(k)
+
+    def _absent(self, k: bytes, data: bytes, ms: int | None) -> Any:
+        raise NotImplementedError
+
+    def _read_args(
+        self, key: Key, ttl: TTLArg, overrides: tuple[Any, ...], timing: Timing | None
+    ) -> tuple[bytes, int | None, Policy, Timing]:
+        """get_or_compute's final key, TTL, policy (the Storage's, overridden) and timing."""
+        policy = self.policy
+        if overrides != _NO_OVERRIDES:
+            stampede, grace, beta, lease_timeout = overrides
+            policy = policy.with_overrides(
+                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
+            )
+        return self._keys.make(key), self._ttl(ttl), policy, timing or readthrough.DEFAULT_TIMING
+
+    def _fresh(self, data: bytes | None, k: bytes, policy: Policy, timing: Timing) -> Any:
+        """The value of a fresh hit (get_or_compute's fast path), else MISS."""
+        if data is None:
+            return MISS
+        times = [0, -1]  # [soft_ms, delta_ms] of an entry
+        value = self.codec.decode_times(data, k, times)
+        return value if value is not MISS and is_fresh(times, k, policy, timing) else MISS
 
     def _value(self, data: bytes | None, default: Any, key: bytes) -> Any:
         if data is None:
@@ -234,17 +344,31 @@ class _Core:
                 f"{what} needs a {getattr(kind, '__name__', 'bytes')}, not {type(value).__name__}"
             )
 
-    def _items(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, bytes]]:
-        make = self._keys.make
-        return self.codec.encode_many([(make(key), value) for key, value in mapping.items()])
+    def _write_many(
+        self, mapping: Mapping[Key, Any], ttl: TTLArg
+    ) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+        """``(call, args)`` of ``store_many`` (None: nothing to write); every key and value is
+        checked and encoded first, so a bad one writes nothing."""
+        try:
+            make = self._keys.make
+            items = self.codec.encode_many([(make(key), value) for key, value in mapping.items()])
+            ms = self._ttl(ttl)
+        except TsotError as exc:
+            raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
+        if not items:
+            return None
+        if ms == EXPIRED:
+            return self._b.delete_many, ([k for k, _ in items],)
+        return self._b.set_many, (items, ms)
 
-    def _pairs(self, mapping: Mapping[Key, Any]) -> list[tuple[bytes, Key]]:
-        """(final key, caller's key) of every valid key of ``mapping``: for error messages."""
+    def _named(self, exc: TsotError, mapping: Mapping[Key, Any]) -> TsotError:
+        """``exc`` naming the caller's keys of ``mapping`` (not the namespaced ones)."""
         pairs = []
         for key in mapping:
             with contextlib.suppress(TsotError):  # an invalid key's own error names it
                 pairs.append((self._keys.make(key), key))
-        return pairs
+        rekey(exc, pairs)
+        return exc
 
     def _delta(self, delta: int) -> int:
         if type(delta) is not int:
@@ -265,8 +389,33 @@ class _Core:
             raise KeyError(key)
         return result
 
+    def _scan(self, pattern: str, itersize: int | None, size: int | None = None) -> Any:
+        """The backend's scan of this namespace for ``pattern`` (an iterator of final keys;
+        async on AsyncStorage), ``size`` (else ``itersize``) at a time."""
+        size = size or listing.check_itersize(itersize)
+        return self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
 
-class Storage(_Core):
+    def _deleting(self, pattern: str, itersize: int | None, aio: bool) -> Operation[int]:
+        """``delete_pattern``: scan, delete in batches of ``itersize``; how many were deleted."""
+        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
+        found, step = self._scan(pattern, None, size), (anext if aio else next)
+        count, batch = 0, []
+        while (key := (yield step, (found, None))) is not None:
+            batch.append(key)
+            if len(batch) >= size:
+                count += yield self._b.delete_many, (batch,)
+                batch = []
+        return count + ((yield self._b.delete_many, (batch,)) if batch else 0)
+
+    def _close(self) -> None:
+        """Every later call raises StorageClosed (closing twice is fine)."""
+        if not self._closed:
+            self._closed = True
+            detach(self._b)
+            self._b = _Closed(repr(self))
+
+
+class Storage(_Core[Lock, Any]):
     """Synchronous storage over one backend; thread-safe; use ``from_url`` or ``new_imc``.
 
     >>> with Storage.new_imc() as s:
@@ -277,6 +426,7 @@ class Storage(_Core):
 
     __slots__ = ("_b",)
     _b: Backend
+    _lock_class = Lock
 
     def __init__(
         self, backend: Backend, core: Mapping[str, Any], location: config.Location | None = None
@@ -293,14 +443,7 @@ class Storage(_Core):
         ConfigurationError naming a bad URL or option, MissingDependency naming the extra to
         install.
         """
-        bcls, location, core, opts = _prepare(url, options, memory=False)
-        assert location is not None
-        backend = _backend(bcls, location, core, opts, aio=False)
-        _opened(location, core)
-        storage = cls(backend, core, location)
-        if isinstance(backend, Deferred):
-            backend.bind(storage)
-        return events.configure(storage, core)
+        return cls._open_url(url, options, aio=False)
 
     @classmethod
     def new_imc(cls, **options: Any) -> Storage:
@@ -324,15 +467,11 @@ class Storage(_Core):
         value the serializer refuses), ValueTooLarge (nothing is written), ConfigurationError
         (a TTL that is not a number), BackendUnavailable.
         """
-        k = self._keys.make(key)
+        call, k, data, ms = self._write(key, value, ttl, add=False)
         try:
-            data, ms = self.codec.encode(value, k), self._ttl(ttl)
-            if ms == EXPIRED:
-                self._b.delete(k)
-            else:
-                self._b.set(k, data, ms)
+            call(k, data, ms)
         except TsotError as exc:
-            rekey(exc, [(k, key)])  # name the caller's key, not the namespaced one
+            rekey(exc, [(k, key)])
             raise
 
     def load(self, key: Key, default: Any = None) -> Any:
@@ -351,48 +490,24 @@ class Storage(_Core):
         ``ttl`` as in ``store``; with a TTL <= 0 nothing is stored and the result says whether
         the key was absent. Raises as ``store``.
         """
-        k = self._keys.make(key)
+        call, k, data, ms = self._write(key, value, ttl, add=True)
         try:
-            data, ms = self.codec.encode(value, k), self._ttl(ttl)
-            if ms == EXPIRED:
-                return not self._b.exists(k)
-            return self._b.add(k, data, ms)
+            return call(k, data, ms)  # type: ignore[no-any-return]
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
 
-    def get_or_compute(
-        self,
-        key: Key,
-        fn: Callable[[], Any],
-        ttl: TTLArg = DEFAULT,
-        *,
-        stampede: bool | None = None,
-        grace: float | None = None,
-        beta: float | None = None,
-        lease_timeout: float | None = None,
-        timing: Timing | None = None,
-    ) -> Any:
-        """The value of ``key``; on a miss ``fn()``, stored for ``ttl``, computed by one caller
-        at a time, refreshed early when hot, stale within ``grace`` (docs/stampede.md).
+    def _absent(self, k: bytes, data: bytes, ms: int | None) -> bool:
+        return not self._b.exists(k)
 
-        The keyword options override the Storage's; ``timing`` injects a clock, a random source
-        and sleeps (tests). Raises what ``fn`` raises unless a value within grace is served.
-        """
-        policy = self.policy
-        if not (stampede is grace is beta is lease_timeout is None):
-            policy = policy.with_overrides(
-                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
-            )
-        k, ttl_ms = self._keys.make(key), self._ttl(ttl)
-        timing = timing or readthrough.DEFAULT_TIMING
+    def _read_through(
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
+    ) -> Any:
+        k, ttl_ms, policy, timing = self._read_args(key, ttl, overrides, timing)
         if ttl_ms != EXPIRED:  # the fast path, a fresh hit: one get, its decode, one clock read
-            data = self._b.get(k)
-            if data is not None:
-                times = [0, -1]  # [soft_ms, delta_ms] of an entry
-                value = self.codec.decode_times(data, k, times)
-                if value is not MISS and is_fresh(times, k, policy, timing):
-                    return value
+            value = self._fresh(self._b.get(k), k, policy, timing)
+            if value is not MISS:
+                return value
         return readthrough.get_or_compute(self, k, fn, ttl_ms, policy, timing)
 
     # typed forms
@@ -496,17 +611,11 @@ class Storage(_Core):
         Every key and value is checked and encoded before anything is written, so a bad one
         writes nothing. Raises as ``store``.
         """
+        write = self._write_many(mapping, ttl)
         try:
-            items, ms = self._items(mapping), self._ttl(ttl)
-            if not items:
-                return
-            if ms == EXPIRED:
-                self._b.delete_many([k for k, _ in items])
-            else:
-                self._b.set_many(items, ms)
+            write is None or write[0](*write[1])
         except TsotError as exc:
-            rekey(exc, self._pairs(mapping))
-            raise
+            raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
 
     def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
@@ -527,16 +636,13 @@ class Storage(_Core):
         ""); other namespaces are untouched, and Redis is never flushed."""
         self._b.clear(self._keys.prefix)
 
-    # listing keys (memcached cannot: NotSupportedError) and locks
+    # listing keys (memcached cannot: NotSupportedError)
     def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> Iterator[str]:
         """The keys of this namespace matching the glob ``pattern`` (``*``, ``?``, ``[a-z]``,
         ``\\x``), fetched ``itersize`` at a time; each present key at least once (Redis's SCAN
         may repeat one). Raises NotSupportedError at once on memcached."""
         prefix = self._keys.prefix
-        found = self._b.scan(
-            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
-        )
-        return (listing.user_key(k, prefix) for k in found)
+        return (listing.user_key(k, prefix) for k in self._scan(pattern, itersize))
 
     def keys(self, pattern: str = "*") -> list[str]:
         """The keys of this namespace matching ``pattern``, each once (see ``iter_keys``)."""
@@ -544,39 +650,14 @@ class Storage(_Core):
 
     def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
         """Delete the keys matching ``pattern`` in batches of ``itersize``; return how many."""
-        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
-        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
-        count, batch = 0, []
-        for key in found:
-            batch.append(key)
-            if len(batch) >= size:
-                count += self._b.delete_many(batch)
-                batch = []
-        return count + (self._b.delete_many(batch) if batch else 0)
-
-    def lock(
-        self,
-        name: Key,
-        timeout: float | None = None,
-        sleep: float = 0.1,
-        blocking: bool = True,
-        blocking_timeout: float | None = None,
-        thread_local: bool = True,
-    ) -> Lock:
-        """A lock named ``name`` in this namespace, with redis-py's Lock interface and fencing
-        tokens (tsot.locks.Lock)."""
-        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
-        return Lock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
+        return drive.run(self._deleting(pattern, itersize, aio=False))
 
     def close(self) -> None:
         """Release this Storage: every later call raises StorageClosed (closing twice is fine).
 
         Shared pools, tables and database handles stay open for the other Storages using them.
         """
-        if not self._closed:
-            self._closed = True
-            detach(self._b)
-            self._b = cast("Backend", _Closed(repr(self)))
+        self._close()
 
     def __enter__(self) -> Storage:
         return self
@@ -587,11 +668,12 @@ class Storage(_Core):
         self.close()
 
 
-class AsyncStorage(_Core):
+class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
     """The asyncio twin of Storage: same methods, awaited, on native asyncio drivers."""
 
     __slots__ = ("_b",)
     _b: AsyncBackend
+    _lock_class = AsyncLock
 
     def __init__(
         self,
@@ -605,14 +687,7 @@ class AsyncStorage(_Core):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncStorage:
         """Open the storage a URL names; see ``Storage.from_url``."""
-        bcls, location, core, opts = _prepare(url, options, memory=False)
-        assert location is not None
-        backend = _backend(bcls, location, core, opts, aio=True)
-        _opened(location, core)
-        storage = cls(backend, core, location)
-        if isinstance(backend, Deferred):
-            backend.bind(storage)
-        return events.configure(storage, core)
+        return cls._open_url(url, options, aio=True)
 
     @classmethod
     def new_imc(cls, **options: Any) -> AsyncStorage:
@@ -630,13 +705,9 @@ class AsyncStorage(_Core):
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         """Store ``value`` under ``key``; see ``Storage.store`` (TTL, errors)."""
-        k = self._keys.make(key)
+        call, k, data, ms = self._write(key, value, ttl, add=False)
         try:
-            data, ms = self.codec.encode(value, k), self._ttl(ttl)
-            if ms == EXPIRED:
-                await self._b.delete(k)
-            else:
-                await self._b.set(k, data, ms)
+            await call(k, data, ms)
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
@@ -648,43 +719,24 @@ class AsyncStorage(_Core):
 
     async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """Store only if ``key`` is absent; True if stored. See ``Storage.add``."""
-        k = self._keys.make(key)
+        call, k, data, ms = self._write(key, value, ttl, add=True)
         try:
-            data, ms = self.codec.encode(value, k), self._ttl(ttl)
-            if ms == EXPIRED:
-                return not await self._b.exists(k)
-            return await self._b.add(k, data, ms)
+            return await call(k, data, ms)  # type: ignore[no-any-return]
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
 
-    async def get_or_compute(
-        self,
-        key: Key,
-        fn: Callable[[], Any],
-        ttl: TTLArg = DEFAULT,
-        *,
-        stampede: bool | None = None,
-        grace: float | None = None,
-        beta: float | None = None,
-        lease_timeout: float | None = None,
-        timing: Timing | None = None,
+    async def _absent(self, k: bytes, data: bytes, ms: int | None) -> bool:
+        return not await self._b.exists(k)
+
+    async def _read_through(
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
     ) -> Any:
-        """See ``Storage.get_or_compute``; an awaitable result of ``fn()`` is awaited."""
-        policy = self.policy
-        if not (stampede is grace is beta is lease_timeout is None):
-            policy = policy.with_overrides(
-                stampede=stampede, grace=grace, beta=beta, lease_timeout=lease_timeout
-            )
-        k, ttl_ms = self._keys.make(key), self._ttl(ttl)
-        timing = timing or readthrough.DEFAULT_TIMING
-        if ttl_ms != EXPIRED:  # the fast path, as Storage.get_or_compute's
-            data = await self._b.get(k)
-            if data is not None:
-                times = [0, -1]
-                value = self.codec.decode_times(data, k, times)
-                if value is not MISS and is_fresh(times, k, policy, timing):
-                    return value
+        k, ttl_ms, policy, timing = self._read_args(key, ttl, overrides, timing)
+        if ttl_ms != EXPIRED:  # the fast path, as Storage's
+            value = self._fresh(await self._b.get(k), k, policy, timing)
+            if value is not MISS:
+                return value
         return await readthrough.aget_or_compute(self, k, fn, ttl_ms, policy, timing)
 
     async def store_string(self, key: Key, value: str, ttl: TTLArg = DEFAULT) -> None:
@@ -763,17 +815,11 @@ class AsyncStorage(_Core):
 
     async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
         """Store every item with one ``ttl``; nothing is written if one is bad."""
+        write = self._write_many(mapping, ttl)
         try:
-            items, ms = self._items(mapping), self._ttl(ttl)
-            if not items:
-                return
-            if ms == EXPIRED:
-                await self._b.delete_many([k for k, _ in items])
-            else:
-                await self._b.set_many(items, ms)
+            write is None or await write[0](*write[1])
         except TsotError as exc:
-            rekey(exc, self._pairs(mapping))
-            raise
+            raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
 
     async def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
@@ -792,11 +838,7 @@ class AsyncStorage(_Core):
 
     def iter_keys(self, pattern: str = "*", *, itersize: int | None = None) -> AsyncIterator[str]:
         """See ``Storage.iter_keys``: ``async for key in storage.iter_keys("user:*")``."""
-        prefix = self._keys.prefix
-        found = self._b.scan(
-            prefix, listing.pattern_bytes(pattern), listing.check_itersize(itersize)
-        )
-        return self._user_keys(found, prefix)
+        return self._user_keys(self._scan(pattern, itersize), self._keys.prefix)
 
     @staticmethod
     async def _user_keys(found: AsyncIterator[bytes], prefix: bytes) -> AsyncIterator[str]:
@@ -810,35 +852,11 @@ class AsyncStorage(_Core):
     async def delete_pattern(self, pattern: str = "*", *, itersize: int | None = None) -> int:
         """Delete the keys matching ``pattern`` in batches of ``itersize``; return
         how many. See ``Storage.delete_pattern``."""
-        size = listing.check_itersize(itersize) or listing.DELETE_BATCH
-        found = self._b.scan(self._keys.prefix, listing.pattern_bytes(pattern), size)
-        count, batch = 0, []
-        async for key in found:
-            batch.append(key)
-            if len(batch) >= size:
-                count += await self._b.delete_many(batch)
-                batch = []
-        return count + (await self._b.delete_many(batch) if batch else 0)
-
-    def lock(
-        self,
-        name: Key,
-        timeout: float | None = None,
-        sleep: float = 0.1,
-        blocking: bool = True,
-        blocking_timeout: float | None = None,
-        thread_local: bool = True,
-    ) -> AsyncLock:
-        """See ``Storage.lock``: ``async with storage.lock("name", timeout=10): ...``."""
-        k, b = self._keys.make(name), unguarded(resolved(self._b))  # a lock never fails open
-        return AsyncLock(b, k, self.codec, timeout, sleep, blocking, blocking_timeout, thread_local)
+        return await drive.arun(self._deleting(pattern, itersize, aio=True))
 
     async def close(self) -> None:
         """See ``Storage.close``."""
-        if not self._closed:
-            self._closed = True
-            detach(self._b)
-            self._b = cast("AsyncBackend", _Closed(repr(self)))
+        self._close()
 
     async def __aenter__(self) -> AsyncStorage:
         return self
