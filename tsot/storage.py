@@ -153,6 +153,8 @@ def _opened(location: config.Location, core: Mapping[str, Any]) -> None:
 L = TypeVar("L", Lock, AsyncLock)
 R = TypeVar("R")
 C = TypeVar("C", bound="_Core[Any, Any]")
+Overrides = tuple[bool | None, float | None, float | None, float | None]
+"""get_or_compute's ``stampede``, ``grace``, ``beta`` and ``lease_timeout``."""
 _NO_OVERRIDES: Final = (None, None, None, None)
 
 
@@ -242,8 +244,10 @@ class _Core(Generic[L, R]):
         return self._read_through(key, fn, ttl, (stampede, grace, beta, lease_timeout), timing)
 
     def _read_through(
-        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Overrides, timing: Any
     ) -> R:
+        """``get_or_compute``'s work: prepare (``_read_args``), one ``get``, ``_fresh``; past a
+        fresh hit, ``tsot.readthrough``."""
         raise NotImplementedError
 
     def lock(
@@ -268,30 +272,8 @@ class _Core(Generic[L, R]):
             return ttl * 1000
         return self._default_ms if ttl is DEFAULT else to_ms(ttl)  # type: ignore[arg-type]
 
-    def _write(
-        self, key: Key, value: Any, ttl: TTLArg, add: bool
-    ) -> tuple[Callable[..., Any], bytes, bytes, int | None]:
-        """``(call, final key, data, ttl_ms)`` of ``store`` (``add``): the backend's ``set``
-        (``add``), or for a TTL <= 0 what stands for it (delete the key / is it absent)."""
-        k = self._keys.make(key)
-        try:
-            data, ms = self.codec.encode(value, k), self._ttl(ttl)
-        except TsotError as exc:
-            rekey(exc, [(k, key)])  # name the caller's key, not the namespaced one
-            raise
-        if ms != EXPIRED:
-            return (self._b.add if add else self._b.set), k, data, ms
-        return (self._absent if add else self._drop), k, data, ms
-
-    def _drop(self, k: bytes, data: bytes, ms: int | None) -> Any:
-        """``store`` with a TTL <= 0: the key is deleted."""
-        return self._b.delete(k)
-
-    def _absent(self, k: bytes, data: bytes, ms: int | None) -> Any:
-        raise NotImplementedError
-
     def _read_args(
-        self, key: Key, ttl: TTLArg, overrides: tuple[Any, ...], timing: Timing | None
+        self, key: Key, ttl: TTLArg, overrides: Overrides, timing: Timing | None
     ) -> tuple[bytes, int | None, Policy, Timing]:
         """get_or_compute's final key, TTL, policy (the Storage's, overridden) and timing."""
         policy = self.policy
@@ -467,9 +449,10 @@ class Storage(_Core[Lock, Any]):
         value the serializer refuses), ValueTooLarge (nothing is written), ConfigurationError
         (a TTL that is not a number), BackendUnavailable.
         """
-        call, k, data, ms = self._write(key, value, ttl, add=False)
-        try:
-            call(k, data, ms)
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: set, or delete for a TTL <= 0
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            self._b.set(k, data, ms) if ms != EXPIRED else self._b.delete(k)
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
@@ -490,18 +473,16 @@ class Storage(_Core[Lock, Any]):
         ``ttl`` as in ``store``; with a TTL <= 0 nothing is stored and the result says whether
         the key was absent. Raises as ``store``.
         """
-        call, k, data, ms = self._write(key, value, ttl, add=True)
-        try:
-            return call(k, data, ms)  # type: ignore[no-any-return]
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: add, or for a TTL <= 0 whether the key is absent
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            return self._b.add(k, data, ms) if ms != EXPIRED else not self._b.exists(k)
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
 
-    def _absent(self, k: bytes, data: bytes, ms: int | None) -> bool:
-        return not self._b.exists(k)
-
     def _read_through(
-        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Overrides, timing: Any
     ) -> Any:
         k, ttl_ms, policy, timing = self._read_args(key, ttl, overrides, timing)
         if ttl_ms != EXPIRED:  # the fast path, a fresh hit: one get, its decode, one clock read
@@ -612,10 +593,11 @@ class Storage(_Core[Lock, Any]):
         writes nothing. Raises as ``store``.
         """
         write = self._write_many(mapping, ttl)
-        try:
-            write is None or write[0](*write[1])
-        except TsotError as exc:
-            raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
+        if write is not None:
+            try:
+                write[0](*write[1])
+            except TsotError as exc:
+                raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
 
     def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
@@ -705,9 +687,10 @@ class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
 
     async def store(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> None:
         """Store ``value`` under ``key``; see ``Storage.store`` (TTL, errors)."""
-        call, k, data, ms = self._write(key, value, ttl, add=False)
-        try:
-            await call(k, data, ms)
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: set, or delete for a TTL <= 0
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            await self._b.set(k, data, ms) if ms != EXPIRED else await self._b.delete(k)
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
@@ -719,18 +702,16 @@ class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
 
     async def add(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
         """Store only if ``key`` is absent; True if stored. See ``Storage.add``."""
-        call, k, data, ms = self._write(key, value, ttl, add=True)
-        try:
-            return await call(k, data, ms)  # type: ignore[no-any-return]
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: add, or for a TTL <= 0 whether the key is absent
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            return await self._b.add(k, data, ms) if ms != EXPIRED else not await self._b.exists(k)
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise
 
-    async def _absent(self, k: bytes, data: bytes, ms: int | None) -> bool:
-        return not await self._b.exists(k)
-
     async def _read_through(
-        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Any, timing: Any
+        self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Overrides, timing: Any
     ) -> Any:
         k, ttl_ms, policy, timing = self._read_args(key, ttl, overrides, timing)
         if ttl_ms != EXPIRED:  # the fast path, as Storage's
@@ -816,10 +797,11 @@ class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
     async def store_many(self, mapping: Mapping[Key, Any], ttl: TTLArg = DEFAULT) -> None:
         """Store every item with one ``ttl``; nothing is written if one is bad."""
         write = self._write_many(mapping, ttl)
-        try:
-            write is None or await write[0](*write[1])
-        except TsotError as exc:
-            raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
+        if write is not None:
+            try:
+                await write[0](*write[1])
+            except TsotError as exc:
+                raise self._named(exc, mapping)  # noqa: B904 - exc itself, renamed
 
     async def delete_many(self, keys: Iterable[Key]) -> int:
         """Remove the keys; return how many existed."""
