@@ -7,11 +7,12 @@ pyproject's ``[tool.mypy]``).
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 from typing_extensions import assert_type
 
-from tsot import AsyncStorage, Storage
+from tsot import AsyncLock, AsyncStorage, Lock, Storage
 from tsot.keys import Key
 
 
@@ -31,6 +32,8 @@ def sync_types(s: Storage, str_keys: list[str], mixed: list[Key]) -> None:
     assert_type(s.delete_many(str_keys), int)
     assert_type(s.stats(), dict[str, Any])
     assert_type(s.keys("user:*"), list[str])
+    assert_type(s.lock("job"), Lock)  # defined once for both classes (tsot.storage._Core)
+    assert_type(s.get_or_compute("k", lambda: 1), Any)
     remaining = s.ttl("k")
     if remaining is not None and remaining != math.inf:
         assert_type(remaining + 1.0, float)
@@ -44,3 +47,6 @@ async def async_types(s: AsyncStorage, str_keys: list[str]) -> None:
     assert_type(await s.incr("k"), int)
     assert_type(await s.ttl("k"), float | None)
     assert_type(await s.keys(), list[str])
+    assert_type(s.lock("job"), AsyncLock)
+    pending = s.get_or_compute("k", lambda: 1)  # mypy flags it if never awaited
+    assert_type(await assert_type(pending, Coroutine[Any, Any, Any]), Any)
