@@ -185,7 +185,8 @@ class _LockBase:
             "another owner may hold it)"
         )
 
-    # the operations, free of I/O: generators of calls, run by tsot.drive's run or arun
+    # the operations, free of I/O: generators of calls run by tsot.drive's run or arun (several
+    # calls), or the steps before and after the one call of release and reacquire
     _sleep: Callable[[float], Any]
 
     def _acquiring(
@@ -207,11 +208,11 @@ class _LockBase:
                 return False
             yield self._sleep, (pause,)
 
-    def _releasing(self) -> Operation[None]:
+    def _release_token(self) -> bytes:
+        """``release``'s token: the lock is no longer this owner's, whatever the backend says."""
         stored = self._held("release")
         self.local.token = None
-        if not (yield self._b.delete_if, (self.name, stored)):
-            raise self._not_owned("release")
+        return stored
 
     def _extending(self, additional_time: float, replace: bool) -> Operation[bool]:
         stored, ms = self._held("extend"), self._extend_args(additional_time, replace)
@@ -219,12 +220,17 @@ class _LockBase:
             raise self._not_owned("extend")
         return True
 
-    def _reacquiring(self) -> Operation[bool]:
+    def _reacquire_token(self) -> bytes:
+        """``reacquire``'s token (held, and the lock has a timeout to set again)."""
         stored = self._held("reacquire")
         if self.timeout is None:
             raise LockError(f"Cannot reacquire a lock with no timeout ({self._shown})")
-        if not (yield self._b.expire_if, (self.name, stored, self._ttl_ms)):
-            raise self._not_owned("reacquire")
+        return stored
+
+    def _owned(self, ok: bool, what: str) -> bool:
+        """The result of ``release``'s or ``reacquire``'s one call: True, or LockNotOwnedError."""
+        if not ok:
+            raise self._not_owned(what)
         return True
 
     def _entered(self: L, acquired: int | bool) -> L:
@@ -264,7 +270,7 @@ class Lock(_LockBase):
 
     def release(self) -> None:
         """Release the lock; LockNotOwnedError if it expired and may be another owner's."""
-        run(self._releasing())
+        self._owned(self._b.delete_if(self.name, self._release_token()), "release")
 
     def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """Add ``additional_time`` seconds to the TTL (or set it, ``replace_ttl``); True."""
@@ -272,7 +278,8 @@ class Lock(_LockBase):
 
     def reacquire(self) -> bool:
         """Reset the TTL to ``timeout``; True (LockNotOwnedError if no longer owned)."""
-        return run(self._reacquiring())
+        ok = self._b.expire_if(self.name, self._reacquire_token(), self._ttl_ms)
+        return self._owned(ok, "reacquire")
 
     def locked(self) -> bool:
         """True if anyone holds the lock."""
@@ -311,7 +318,7 @@ class AsyncLock(_LockBase):
 
     async def release(self) -> None:
         """See ``Lock.release``."""
-        await arun(self._releasing())
+        self._owned(await self._b.delete_if(self.name, self._release_token()), "release")
 
     async def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
         """See ``Lock.extend``."""
@@ -319,7 +326,8 @@ class AsyncLock(_LockBase):
 
     async def reacquire(self) -> bool:
         """See ``Lock.reacquire``."""
-        return await arun(self._reacquiring())
+        ok = await self._b.expire_if(self.name, self._reacquire_token(), self._ttl_ms)
+        return self._owned(ok, "reacquire")
 
     async def locked(self) -> bool:
         """See ``Lock.locked``."""
