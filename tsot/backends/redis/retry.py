@@ -202,6 +202,8 @@ def settled(exc: BaseException) -> bool:
 
 
 def first_error(replies: Sequence[Any]) -> ResponseError | None:
+    if len(replies) > 8 and not any(issubclass(t, ResponseError) for t in set(map(type, replies))):
+        return None  # a batch without an error reply: its types gathered in one pass in C
     for reply in replies:
         if isinstance(reply, ResponseError):
             return reply
