@@ -127,18 +127,12 @@ class RedisSync:
         return f"<RedisSync {self.name}>"
 
     def _drive(self, steps: ops.Steps) -> Any:
-        """Send what a multi-step operation yields until it returns."""
-        try:
-            cmds, node = next(steps)
-            while True:
-                try:
-                    replies = self._t.pipeline(cmds, node)
-                except ResponseError as exc:
-                    cmds, node = steps.throw(exc)
-                else:
-                    cmds, node = steps.send(replies)
-        except StopIteration as stop:
-            return stop.value
+        """Send what a multi-step operation yields until it returns (``redis.commands.Run``)."""
+        run = ops.Run(steps)
+        for cmds, node in run:
+            with run:
+                run.reply = self._t.pipeline(cmds, node)
+        return run.value
 
     @_sync
     def get(self, key: bytes) -> bytes | None:
@@ -286,18 +280,12 @@ class RedisAsync:
             raise translate(err, self.name) from err
 
     async def _drive(self, steps: ops.Steps) -> Any:
-        t = await self._tp()
-        try:
-            cmds, node = next(steps)
-            while True:
-                try:
-                    replies = await t.pipeline(cmds, node)
-                except ResponseError as exc:
-                    cmds, node = steps.throw(exc)
-                else:
-                    cmds, node = steps.send(replies)
-        except StopIteration as stop:
-            return stop.value
+        """See ``RedisSync._drive``."""
+        t, run = await self._tp(), ops.Run(steps)
+        for cmds, node in run:
+            with run:
+                run.reply = await t.pipeline(cmds, node)
+        return run.value
 
     # The single-command methods translate errors inline rather than through @_async: on the
     # hot path every coroutine frame counts (docs/architecture.md#async).

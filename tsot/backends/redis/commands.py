@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Final
 
@@ -245,6 +245,47 @@ def set_many_at_cmds(
 
 
 # -- multi-step operations -----------------------------------------------------------------------
+
+
+class Run:
+    """The one loop that drives a multi-step operation; the sync and async backends only do
+    each step's I/O inside it::
+
+        run = Run(steps)
+        for cmds, node in run:  # what to send, and where (None: where the command goes)
+            with run:  # a ResponseError raised here goes into the operation
+                run.reply = transport.pipeline(cmds, node)  # (awaited on asyncio)
+        return run.value
+    """
+
+    __slots__ = ("error", "reply", "steps", "value")
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.reply: list[Any] | None = None
+        self.error: ResponseError | None = None
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[Step]:
+        steps = self.steps
+        try:
+            step = next(steps)
+            while True:
+                self.reply, self.error = None, None
+                yield step
+                error = self.error
+                step = steps.send(self.reply or []) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            self.value = stop.value
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, ResponseError):
+            self.error = exc
+            return True
+        return False
 
 
 def incr_steps(key: bytes, delta: int, create: bool) -> Steps:

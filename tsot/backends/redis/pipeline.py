@@ -34,7 +34,7 @@ from redis.exceptions import (
 )
 
 from ..loop_lag import within
-from .resp import SetRun, pack_batch
+from .resp import SetRun, pack_batch, spellings
 
 try:
     from hiredis import Reader as _Reader
@@ -85,9 +85,7 @@ _STATEFUL = [
     "READONLY",
     "READWRITE",
 ]
-STATEFUL: Final = frozenset(
-    form for n in _STATEFUL for form in (n, n.lower(), n.encode(), n.lower().encode())
-)
+STATEFUL: Final = spellings(_STATEFUL)
 """Commands that would block the connection or change its state for every other waiter."""
 
 

@@ -31,6 +31,12 @@ def pack_command(args: Sequence[Any]) -> bytes:
 _SET: Final = "SET"
 
 
+def spellings(names: Sequence[str]) -> frozenset[Any]:
+    """Every way a command (or flag) name may stand in a command: str or bytes, upper or lower
+    case."""
+    return frozenset(form for n in names for form in (n, n.lower(), n.encode(), n.lower().encode()))
+
+
 class SetRun(list[tuple[Any, ...]]):
     """``SET key value FLAG n`` commands of bytes keys and values sharing one FLAG and one int
     ``n``, as ``redis.commands.set_run`` makes them (it vouches for that form): packed in one go,
