@@ -110,6 +110,22 @@ def _async(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     return call
 
 
+def _replies(send: Callable[..., list[Any]], *args: Any) -> list[Any] | ResponseError:
+    """A step's replies, or the error reply that refused it (``redis.commands.Run``)."""
+    try:
+        return send(*args)
+    except ResponseError as exc:
+        return exc
+
+
+async def _areplies(replies: Awaitable[list[Any]]) -> list[Any] | ResponseError:
+    """``_replies`` on asyncio."""
+    try:
+        return await replies
+    except ResponseError as exc:
+        return exc
+
+
 class RedisSync:
     """The sync backend protocol over a process-wide transport."""
 
@@ -130,8 +146,7 @@ class RedisSync:
         """Send what a multi-step operation yields until it returns (``redis.commands.Run``)."""
         run = ops.Run(steps)
         for cmds, node in run:
-            with run:
-                run.reply = self._t.pipeline(cmds, node)
+            run.reply = _replies(self._t.pipeline, cmds, node)
         return run.value
 
     @_sync
@@ -283,8 +298,7 @@ class RedisAsync:
         """See ``RedisSync._drive``."""
         t, run = await self._tp(), ops.Run(steps)
         for cmds, node in run:
-            with run:
-                run.reply = await t.pipeline(cmds, node)
+            run.reply = await _areplies(t.pipeline(cmds, node))
         return run.value
 
     # The single-command methods translate errors inline rather than through @_async: on the

@@ -253,17 +253,15 @@ class Run:
 
         run = Run(steps)
         for cmds, node in run:  # what to send, and where (None: where the command goes)
-            with run:  # a ResponseError raised here goes into the operation
-                run.reply = transport.pipeline(cmds, node)  # (awaited on asyncio)
+            run.reply = replies_or_error(cmds, node)  # a ResponseError goes into the operation
         return run.value
     """
 
-    __slots__ = ("error", "reply", "steps", "value")
+    __slots__ = ("reply", "steps", "value")
 
     def __init__(self, steps: Steps) -> None:
         self.steps = steps
-        self.reply: list[Any] | None = None
-        self.error: ResponseError | None = None
+        self.reply: list[Any] | ResponseError = []
         self.value: Any = None
 
     def __iter__(self) -> Iterator[Step]:
@@ -271,21 +269,11 @@ class Run:
         try:
             step = next(steps)
             while True:
-                self.reply, self.error = None, None
                 yield step
-                error = self.error
-                step = steps.send(self.reply or []) if error is None else steps.throw(error)
+                reply = self.reply
+                step = steps.throw(reply) if isinstance(reply, ResponseError) else steps.send(reply)
         except StopIteration as stop:
             self.value = stop.value
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, ResponseError):
-            self.error = exc
-            return True
-        return False
 
 
 def incr_steps(key: bytes, delta: int, create: bool) -> Steps:
