@@ -532,14 +532,35 @@ def test_verified_values_follow_the_stored_value() -> None:
 
 
 def test_verified_is_bounded_and_remembers_only_immutable_bytes() -> None:
-    from tsot.codec import Verified
+    from tsot.codec import _VERIFIED_OVERHEAD, Verified
 
     memo = Verified(budget=1000, value_max=300)
     for i in range(20):
         memo.record(b"k%d" % i, bytes(200))
-    assert 0 < len(memo) <= 1000 // (200 + 128) and b"k19" in memo.table  # oldest out first
+    assert 0 < len(memo) <= 1000 // (200 + _VERIFIED_OVERHEAD)
+    assert b"k19" in memo.table and b"k0" not in memo.table  # oldest out first
     memo.record(b"big", bytes(301))
     memo.record(b"mutable", bytearray(10))  # type: ignore[arg-type]
     assert b"big" not in memo.table and b"mutable" not in memo.table
     memo.record(b"k19", bytes(10))  # a new value replaces the old one's share of the budget
     assert memo.table[b"k19"] == bytes(10) and memo._size <= 1000
+
+
+def test_verified_keeps_its_budget_across_threads() -> None:
+    from tsot.codec import _VERIFIED_OVERHEAD, Verified
+
+    memo = Verified(budget=20_000, value_max=1000)
+    start = threading.Barrier(4)
+
+    def record(n: int) -> None:
+        start.wait()
+        for i in range(2000):
+            memo.record(b"k%d" % (i % 300), bytes((n * i) % 900))
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    held = sum(len(k) + len(v) + _VERIFIED_OVERHEAD for k, v in memo.table.items())
+    assert memo._size == held <= memo.budget
