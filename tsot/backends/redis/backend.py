@@ -227,19 +227,15 @@ class RedisSync:
     def _scan(
         self, nodes: list[Any], prefix: bytes, pattern: bytes, count: int | None
     ) -> Iterator[bytes]:
-        for node in nodes:
-            cursor = 0
-            while True:
-                try:
-                    (reply,) = self._t.pipeline(
-                        [keys.scan_cmd(cursor, prefix, pattern, count)], node
-                    )
-                except RedisError as exc:
-                    raise translate(exc, self.name) from exc
-                cursor, found = ops.scan_reply(reply)
-                yield from found
-                if cursor == 0:
-                    break
+        page: list[bytes] = []
+        run = ops.Run(keys.scan_steps(nodes, prefix, pattern, count, page))
+        try:
+            for cmds, node in run:
+                yield from page  # the page the last step read
+                run.reply = _replies(self._t.pipeline, cmds, node)
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+        yield from page
 
     @_sync
     def delete_if(self, key: bytes, value: bytes) -> bool:
@@ -399,17 +395,14 @@ class RedisAsync:
     async def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""
         try:
-            t = await self._tp()
-            for node in await t.primaries():
-                cursor = 0
-                while True:
-                    cmd = keys.scan_cmd(cursor, prefix, pattern, count)
-                    (reply,) = await t.pipeline([cmd], node)
-                    cursor, found = ops.scan_reply(reply)
-                    for key in found:
-                        yield key
-                    if cursor == 0:
-                        break
+            t, page = await self._tp(), list[bytes]()
+            run = ops.Run(keys.scan_steps(await t.primaries(), prefix, pattern, count, page))
+            for cmds, node in run:
+                for key in page:  # the page the last step read
+                    yield key
+                run.reply = await _areplies(t.pipeline(cmds, node))
+            for key in page:
+                yield key
         except RedisError as exc:
             raise translate(exc, self.name) from exc
 
