@@ -145,25 +145,40 @@ class TsotCache(ToolbarAware, RedisApi):
         except Exception as exc:
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
 
-    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """Store ``value``; a timeout of 0 or less removes the key instead. The arguments are
-        those of ``plan_set``: with django-redis's ``nx=True`` (only if absent) or ``xx=True``
-        (only if present), True if stored."""
-        plan, only = self.plan_set(key, value, *args, **kwargs), self._only
-        if only is None or type(plan) is not tuple:
-            return self._run(self.op_plan(plan))
-        try:  # the one store call without the generator round, as in get
-            only.store(*plan)
+    def set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
+        """Store ``value``; a timeout of 0 or less removes the key instead. With django-redis's
+        ``nx=True`` (only if absent) or ``xx=True`` (only if present), True if stored."""
+        only = self._only
+        if only is None or nx or xx:
+            return self._run(self.op_set(key, value, timeout, version, nx, xx))
+        try:  # op_set's one store without the generator round, as in get
+            only.store(self.tsot_key(key, version), value, self.tsot_ttl(timeout))
         except Exception as exc:
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
 
-    async def aset(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        plan = self.plan_set(key, value, *args, **kwargs)
+    async def aset(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> Any:
         storages = self._stores.for_loop(asyncio.get_running_loop())
-        if len(storages) > 1 or type(plan) is not tuple:
-            return await self._arun(self.op_plan(plan))
-        try:  # as in aget
-            await storages[0].store(*plan)
+        if len(storages) > 1 or nx or xx:
+            return await self._arun(self.op_set(key, value, timeout, version, nx, xx))
+        k = self.tsot_key(key, version)  # as in aget
+        try:
+            await storages[0].store(k, value, self.tsot_ttl(timeout))
         except Exception as exc:
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
 
