@@ -210,7 +210,7 @@ class CacheOps(BaseCache):
 
     def op_decr(self, key: Any, delta: int = 1, version: int | None = None) -> Op[int]:
         """Subtract ``delta`` atomically; see ``incr``."""
-        return (yield from self.op_incr(key, -delta, version))
+        return self.op_incr(key, -delta, version)  # that operation itself: no generator round
 
     def op_get_many(self, keys: Iterable[Any], version: int | None = None) -> Op[dict[Any, Any]]:
         """A dict of the present keys and their values (one round trip)."""
@@ -277,4 +277,4 @@ class CacheOps(BaseCache):
 
     def op_decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> Op[int]:
         """Move ``key`` to version - ``delta``; the new version. ValueError if missing."""
-        return (yield from self.op_incr_version(key, -delta, version))
+        return self.op_incr_version(key, -delta, version)
