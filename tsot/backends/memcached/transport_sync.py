@@ -25,7 +25,7 @@ from typing import Any, Final
 from pymemcache.client.base import Client
 
 from ...errors import BackendUnavailable
-from .cluster import Address, Cluster, StepFailed
+from .cluster import Address, Cluster
 from .commands import Replies, Step
 from .protocol import Reply, ReplyParser
 from .stream import Job, readable_now, stream
@@ -307,8 +307,7 @@ class SyncTransport:
         out: Replies = {}
         try:
             for s, cmds in step.items():
-                if cluster._dead and cluster.is_dead(s):
-                    failures[s] = (cluster.dead_error(s), False)
+                if cluster.skipped(s, failures):
                     continue
                 pool = pools[s]
                 try:
@@ -347,12 +346,7 @@ class SyncTransport:
             for s, conn, *_ in held:
                 pools[s].drop(conn)
             raise
-        if cluster._dead:
-            for s in out:
-                cluster.mark_alive(s)
-        if failures:
-            raise StepFailed(failures)
-        return out
+        return cluster.settle(out, failures)
 
     def _stream(
         self,
