@@ -90,7 +90,7 @@ def _key_prefix(key: bytes) -> bytes:
 
 class _Hash(Protocol):
     def copy(self) -> _Hash: ...
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
     def digest(self) -> bytes: ...
 
 
@@ -165,6 +165,61 @@ class Signer:
 
     def __repr__(self) -> str:  # never show secrets
         return f"<Signer with {len(self._pads)} key(s)>"
+
+
+VERIFIED_BUDGET: Final = 4 * 1024 * 1024
+"""Bytes of signed values a codec remembers as verified (``Verified``): values, keys and an
+estimate of the table's own cost per entry."""
+VERIFIED_VALUE_MAX: Final = 64 * 1024
+"""The largest signed value (stored bytes) remembered; a larger one is verified on every read."""
+_VERIFIED_OVERHEAD: Final = 128  # a dict slot and two bytes objects' headers, roughly
+
+
+class Verified:
+    """The signed values last verified, by stored key: a read of the same bytes skips the HMAC.
+
+    A signature's verdict is a function of the stored key, the stored bytes and the secrets,
+    so bytes equal to bytes that verified under the same key, for the same codec (its secrets
+    and ``accept_unbound`` never change), verify again: reading their verdict here is as sound
+    as computing it. Only ``bytes`` (immutable) that passed the check are remembered, only by the
+    codec that checked them; any other bytes under the key (a new value, a forgery, a replay of
+    an older value) differ and are verified in full. Comparing equal-length bytes is not
+    constant-time, which reveals nothing a writer lacks: the remembered value is what the store
+    holds, readable by whoever can write there.
+
+    Bounded by ``budget`` bytes (values up to ``value_max`` bytes each), oldest first out.
+    Lookups take no lock (one ``dict.get``); a record takes the lock, once per value verified.
+    """
+
+    __slots__ = ("_lock", "_size", "budget", "table", "value_max")
+
+    def __init__(self, budget: int = VERIFIED_BUDGET, value_max: int = VERIFIED_VALUE_MAX) -> None:
+        self.table: dict[bytes, bytes] = {}
+        """stored key -> the signed bytes (tag and MAC included) that verified under it."""
+        self.budget = budget
+        self.value_max = value_max
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def record(self, key: bytes, data: bytes) -> None:
+        """Remember that ``data`` verified under ``key`` (call only after it did)."""
+        if type(data) is not bytes or type(key) is not bytes or len(data) > self.value_max:
+            return
+        cost = len(key) + len(data) + _VERIFIED_OVERHEAD
+        table = self.table
+        with self._lock:
+            old = table.pop(key, None)
+            if old is not None:
+                self._size -= len(key) + len(old) + _VERIFIED_OVERHEAD
+            while table and self._size + cost > self.budget:
+                oldest = next(iter(table))
+                self._size -= len(oldest) + len(table.pop(oldest)) + _VERIFIED_OVERHEAD
+            if cost <= self.budget:
+                table[key] = data
+                self._size += cost
+
+    def __len__(self) -> int:
+        return len(self.table)
 
 
 class Counter:
@@ -267,6 +322,7 @@ class Codec:
         "_pickled",
         "_plain",
         "_sign_all",
+        "_verified",
         "accept",
         "accept_unbound",
         "compress_threshold",
@@ -361,6 +417,7 @@ class Codec:
         self.refused = Counter()
         self._plain: Codec | None = None
         self._mac = signer.first if signer is not None else None  # what _quick verifies with
+        self._verified = Verified()  # this codec's own: its secrets decided every entry
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, value: Any, key: bytes = b"") -> bytes:
@@ -508,6 +565,7 @@ class Codec:
         decode = self.decode
         limit = self.max_value_size + 1 + MAC_SIZE
         pickled, compare = self._pickled, hmac.compare_digest
+        seen, record = self._verified.table.get, self._verified.record
         for name, key, data in zip(names, keys, found, strict=True):
             if data is None:
                 continue
@@ -520,12 +578,17 @@ class Codec:
             ):
                 tag = data[33]  # after the tag and the 32-byte MAC
                 if tag == 0x73 or tag == 0x62 or tag == 0x70:  # s, b, p
-                    # _hmac, inlined: key-bound (_key_prefix) with the first secret
-                    inner = pads[0].copy()
-                    inner.update(b"\x00" + len(key).to_bytes(4, "big") + key + data[33:])
-                    outer = pads[1].copy()
-                    outer.update(inner.digest())
-                    if compare(data[1:33], outer.digest()):
+                    ok = seen(key) == data  # the bytes last verified under key (Verified)
+                    if not ok:
+                        # _hmac, inlined: key-bound (_key_prefix) with the first secret
+                        inner = pads[0].copy()
+                        inner.update(b"\x00" + len(key).to_bytes(4, "big") + key + data[33:])
+                        outer = pads[1].copy()
+                        outer.update(inner.digest())
+                        ok = compare(data[1:33], outer.digest())
+                        if ok:
+                            record(key, data)
+                    if ok:
                         try:
                             if tag == 0x73:
                                 out[name] = data[34:].decode()
@@ -559,9 +622,17 @@ class Codec:
                 if pads is None or len(data) - (1 + MAC_SIZE) > self.max_value_size:
                     return _SLOW
                 tag = data[1 + MAC_SIZE]  # IndexError for a truncated signature: _SLOW
-                mac = _hmac(pads, _key_prefix(key) + data[1 + MAC_SIZE :])
-                if not hmac.compare_digest(data[1 : 1 + MAC_SIZE], mac):
-                    return _SLOW  # another secret, an unbound signature, or a bad one
+                verified = self._verified
+                if verified.table.get(key) != data:  # not the bytes last verified under key
+                    # _hmac over a view: no copy of the payload
+                    inner = pads[0].copy()
+                    inner.update(_key_prefix(key))
+                    inner.update(memoryview(data)[1 + MAC_SIZE :])
+                    outer = pads[1].copy()
+                    outer.update(inner.digest())
+                    if not hmac.compare_digest(data[1 : 1 + MAC_SIZE], outer.digest()):
+                        return _SLOW  # another secret, an unbound signature, or a bad one
+                    verified.record(key, data)
                 if tag == T_STR:
                     return data[2 + MAC_SIZE :].decode()
                 if tag == T_BYTES:

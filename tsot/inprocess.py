@@ -5,8 +5,10 @@ signature there proves nothing, and an immutable value (str, bytes, float, bool,
 tuples and frozensets of those) cannot be changed by the caller, so it is kept as it is and
 returned as it is. A ``dict`` or ``list`` whose items are all immutable is kept as a copy and
 each read returns a new copy; anything else is serialized (unsigned), so a read never hands
-out the stored object. ``int`` stays plain decimal bytes, for ``incr``. With the json or msgpack
-serializer only str, bytes, float, bool and None are kept (a tuple must come back as a list).
+out the stored object; a pickled object whose graph is small and plain (``snapshot``) is kept
+as a snapshot instead, which each read rebuilds as unpickling would, without unpickling.
+``int`` stays plain decimal bytes, for ``incr``. With the json or msgpack serializer only str,
+bytes, float, bool and None are kept (a tuple must come back as a list).
 
 ``LocalCodec`` stands in for ``Codec`` on the memory backend (docs/backends/memory.md): what it
 returns from ``encode`` is the usual bytes, a plain ``str`` (stored as itself: the commonest
@@ -16,8 +18,10 @@ Storage on one named table reads what any other wrote, whatever their options.
 
 from __future__ import annotations
 
+import copyreg
 import pickle
-from collections.abc import Callable, Collection, MutableMapping
+import types
+from collections.abc import Callable, Collection, Iterable, MutableMapping
 from typing import Any, Final, NamedTuple, cast
 
 from .codec import T_PICKLE, Codec
@@ -142,6 +146,201 @@ def keep(value: Any, limit: int, compress_from: int | None) -> Kept | None:
     return Kept(value, size)
 
 
+Node = tuple[Callable[[Any], Any], Any]
+"""How ``rebuild`` makes one part of a value anew: ``build(arg)`` (``_same`` for an immutable)."""
+REBUILD_NODES: Final = 16
+"""The most mutable parts (containers and instances) a value is rebuilt from; a larger graph is
+unpickled (a node costs a Python call, where ``pickle.loads`` makes an object at C speed)."""
+_NO_CLASSES: Final = (type, types.FunctionType, types.BuiltinFunctionType, types.ModuleType)
+"""What pickle saves by name, not by ``__reduce_ex__``."""
+
+
+_ATOMS: Final = _TEXT | _SIMPLE
+
+
+def _atoms(items: Iterable[Any]) -> bool:
+    """True if every item is exactly a str, bytes, int, float, bool or None (at C speed)."""
+    return set(map(type, items)) <= _ATOMS
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _dict(spec: tuple[dict[Any, Any], tuple[tuple[Any, Callable[[Any], Any], Any], ...]]) -> Any:
+    out = spec[0].copy()  # every key in its place (the order pickle keeps); mutable ones anew
+    for key, build, arg in spec[1]:
+        out[key] = build(arg)
+    return out
+
+
+def _list(spec: tuple[list[Any], tuple[tuple[int, Callable[[Any], Any], Any], ...]]) -> Any:
+    out = spec[0].copy()
+    for i, build, arg in spec[1]:
+        out[i] = build(arg)
+    return out
+
+
+def _tuple(spec: tuple[list[Any], tuple[tuple[int, Callable[[Any], Any], Any], ...]]) -> Any:
+    return tuple(_list(spec))
+
+
+def _object(spec: tuple[type, tuple[Any, ...], tuple[Node, ...] | None, Node | None]) -> Any:
+    """What ``pickle.loads`` does with a ``copyreg.__newobj__`` reduction: ``cls.__new__``,
+    dict items set one by one (``__setitem__``), then the state: the instance's
+    ``__setstate__`` if it has one, else its ``__dict__`` updated and its slots set."""
+    cls, args, items, state = spec
+    obj = cls.__new__(cls, *args)
+    if items is not None:
+        for key, (build, arg) in items:
+            obj[key] = build(arg)
+    if state is not None:
+        value = state[0](state[1])
+        setstate = getattr(obj, "__setstate__", None)
+        if setstate is not None:
+            setstate(value)
+            return obj
+        slots = None
+        if isinstance(value, tuple) and len(value) == 2:
+            value, slots = value
+        if value is not None:
+            obj.__dict__.update(value)
+        if slots is not None:
+            for name, slot in slots.items():
+                setattr(obj, name, slot)
+    return obj
+
+
+def rebuild(node: Node) -> Any:
+    """A new copy of the value ``snapshot`` gave ``node`` for: its mutable parts made anew."""
+    return node[0](node[1])
+
+
+class _Walk:
+    """One ``snapshot``: the nodes left, and the mutable objects seen (kept alive, so an id is
+    never reused while it runs: a second sighting means a shared or cyclic object)."""
+
+    __slots__ = ("left", "seen")
+
+    def __init__(self, nodes: int) -> None:
+        self.left = nodes
+        self.seen: dict[int, Any] = {}
+
+    def node(self, value: Any, depth: int = 0) -> Node | None:
+        t = type(value)
+        if t in _ATOMS or (t is not dict and t is not list and frozen_size(value) >= 0):
+            return (_same, value)
+        self.left -= 1
+        if self.left < 0 or depth >= _MAX_DEPTH or id(value) in self.seen:
+            return None  # too large, too deep, or shared: pickle keeps what is shared
+        self.seen[id(value)] = value
+        if t is dict:
+            return self._dict(value, depth)
+        if t is list or t is tuple:
+            template: list[Any] = list(value)
+            nodes = []
+            if not _atoms(template):
+                for i, item in enumerate(template):
+                    if type(item) not in _ATOMS:
+                        part = self.node(item, depth + 1)
+                        if part is None:
+                            return None
+                        if part[0] is not _same:
+                            template[i] = None
+                            nodes.append((i, *part))
+            if not nodes:
+                return (list.copy, template) if t is list else (_same, tuple(template))
+            return (_list if t is list else _tuple, (template, tuple(nodes)))
+        if t is set and (_atoms(value) or all(frozen_size(item) >= 0 for item in value)):
+            return (set.copy, set(value))
+        if t is bytearray:
+            return (bytearray, bytes(value))
+        return self._object(value, depth)
+
+    def _dict(self, value: dict[Any, Any], depth: int) -> Node | None:
+        template = dict(value)
+        if not _atoms(template) and not all(frozen_size(key) >= 0 for key in template):
+            return None
+        nodes = []
+        if not _atoms(template.values()):
+            for key, item in template.items():
+                if type(item) not in _ATOMS:
+                    part = self.node(item, depth + 1)
+                    if part is None:
+                        return None
+                    if part[0] is not _same:
+                        nodes.append((key, *part))
+        for key, _, _ in nodes:
+            template[key] = None  # a placeholder: its place in the order is kept
+        return (_dict, (template, tuple(nodes))) if nodes else (dict.copy, template)
+
+    def _object(self, value: Any, depth: int) -> Node | None:
+        """A ``copyreg.__newobj__`` reduction (how pickle saves a plain instance), with
+        arguments that are immutable, no list items and no state setter; else None."""
+        cls = type(value)
+        if isinstance(value, _NO_CLASSES) or cls in copyreg.dispatch_table:
+            return None
+        try:
+            reduced = value.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            return None
+        if type(reduced) is not tuple or not 2 <= len(reduced) <= 6:
+            return None
+        func, args, state, listitems, dictitems, setter = reduced + (None,) * (6 - len(reduced))
+        if (
+            func is not copyreg.__newobj__  # type: ignore[attr-defined]
+            or type(args) is not tuple
+            or not args
+            or args[0] is not cls
+            or frozen_size(args[1:]) < 0
+            or listitems is not None
+            or setter is not None
+        ):
+            return None
+        items: tuple[Node, ...] | None = None
+        if dictitems is not None:
+            parts = []
+            for key, item in dictitems:
+                part = self.node(item, depth + 1)
+                if frozen_size(key) < 0 or part is None:
+                    return None
+                parts.append((key, part))
+            items = tuple(parts)
+        built: Node | None = None
+        if state is not None:
+            built = self.node(state, depth + 1)
+            if built is None:
+                return None
+        return (_object, (cls, args[1:], items, built))
+
+
+def snapshot(value: Any, nodes: int = REBUILD_NODES) -> Node | None:
+    """How to make copies of ``value`` without pickle (``rebuild``), each what
+    ``pickle.loads(pickle.dumps(value))`` gives; None if that is not known to hold.
+
+    Known for a graph of at most ``nodes`` mutable parts, none shared or cyclic: dicts, lists,
+    tuples and sets of them and of immutable values (``frozen_size``), and instances that pickle
+    saves with ``copyreg.__newobj__`` (the default ``__reduce_ex__``: a Django ``HttpResponse``,
+    a dataclass), rebuilt as pickle loads them. The snapshot holds no mutable part of ``value``:
+    whatever the caller changes afterwards, each ``rebuild`` gives the value as it was.
+    """
+    try:
+        return _Walk(nodes).node(value)
+    except Exception:  # a __reduce_ex__ or __getstate__ that fails: pickle decides
+        return None
+
+
+class Rebuilt(Kept):
+    """An object kept as a ``snapshot`` (``value``) of what was pickled: each read rebuilds it
+    (``copy`` is ``rebuild``); it counts as its pickle's size. Read only by storages that accept
+    pickle, as the pickle itself would be."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<Rebuilt object ({self.size} bytes)>"
+
+
 class LocalCodec(Codec):
     """The codec of a Storage on process memory: values kept as objects where that is safe,
     everything else encoded as usual but never signed (module docstring)."""
@@ -173,7 +372,12 @@ class LocalCodec(Codec):
         compress_from = self.compress_threshold if self._compress is not None else None
         kept = keep(value, self.max_value_size, compress_from)
         if kept is None:
-            return super().encode(value, key)
+            data = super().encode(value, key)  # every check and error of a pickled value
+            if data[:1] == b"p":  # not compressed: a mutable object within the limits
+                node = snapshot(value)
+                if node is not None:
+                    return cast("bytes", Rebuilt(node, len(data), rebuild))
+            return data
         return cast("bytes", kept)  # the memory table stores it as it is (module docstring)
 
     def encode_entry(self, value: Any, key: bytes, soft_ms: int, delta_ms: int) -> bytes:
@@ -194,6 +398,13 @@ class LocalCodec(Codec):
             return kept
         if t is Kept:
             return kept.value if kept.copy is None else kept.copy(kept.value)
+        if t is Rebuilt:
+            if not self._loads_pickles:
+                return self._miss("not-accepted", key, "it is a pickled object (kept as one)")
+            try:
+                return rebuild(kept.value)
+            except Exception as exc:  # what unpickling it would have raised
+                return self._miss("undecodable", key, f"{type(exc).__name__}: {str(exc)[:200]}")
         if data[:1] == b"p" and self._loads_pickles and len(data) <= self.max_value_size:
             # a mutable object (a Django response...): Codec.decode's steps for it, in one
             # (an unsigned pickle within the limits); anything amiss is left to Codec.decode

@@ -36,6 +36,7 @@ from .stampede import (
     entry_times,
     read_through,
     refresh,
+    refresh_window,
 )
 from .ttl import EXPIRED
 
@@ -78,7 +79,9 @@ class _Run:
     def encoded(self, storage: Storage | AsyncStorage, arg: Any) -> tuple[bytes, int | None]:
         value, delta = arg
         step = expiry_step_ms(storage.backend)
-        soft_ms, server_ms = entry_times(self.ttl_ms, self.policy.grace, self.timing.clock(), step)
+        policy = self.policy
+        now, window = self.timing.clock(), refresh_window(policy, delta)
+        soft_ms, server_ms = entry_times(self.ttl_ms, policy.grace, now, step, window)
         data = storage.codec.encode_entry(value, self.k, soft_ms, math.ceil(delta * 1000))
         return data, server_ms
 

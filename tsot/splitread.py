@@ -33,6 +33,7 @@ from .stampede import (
     entry_of,
     entry_times,
     freshness,
+    refresh_window,
 )
 from .ttl import EXPIRED
 
@@ -91,14 +92,16 @@ class SplitReadThrough:
                 state = freshness(entry, now, policy, draw(timing, k, entry))
                 if state is Freshness.FRESH:
                     return entry.value
-                if state is not Freshness.EXPIRED:  # early or stale: one caller recomputes
+                if state is not Freshness.EXPIRED:  # early, stale, overdue: one recomputes
                     if policy.stampede and b.add(lease_k, token, lease_ms):
                         # as stampede.refresh: a newer value stored since our read is served
                         newer = self._entry(k)
                         if newer is not None and newer.soft != entry.soft:
                             self._release(lease_k, token)
                             return newer.value
-                        return self._miss(k, token, now, served=entry)
+                        # an overdue value is not served to the caller that recomputes it
+                        overdue = state is Freshness.OVERDUE
+                        return self._miss(k, token, now, served=None if overdue else entry)
                     if policy.stampede:
                         return entry.value
             if not policy.stampede:
@@ -187,8 +190,10 @@ class SplitReadThrough:
                 return
             now = timing.clock()
             step = readthrough.expiry_step_ms(storage.backend)
-            soft_ms, server_ms = entry_times(data_ms, storage.policy.grace, now, step)
-            delta_ms = 0 if start is None else math.ceil(max(0.0, now - start) * 1000)
+            delta = 0.0 if start is None else max(0.0, now - start)
+            window = refresh_window(storage.policy, delta)
+            soft_ms, server_ms = entry_times(data_ms, storage.policy.grace, now, step, window)
+            delta_ms = math.ceil(delta * 1000)
             data = storage.codec.encode_entry(value, k, soft_ms, delta_ms)
             storage.backend.set(k, data, server_ms)
         finally:

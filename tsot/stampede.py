@@ -98,7 +98,8 @@ class Freshness(Enum):
     FRESH = "fresh"  # serve it
     EARLY = "early"  # serve it, refresh in the background (XFetch chose this read)
     STALE = "stale"  # past its soft expiry, within grace: serve it, refresh
-    EXPIRED = "expired"  # past grace: a miss
+    OVERDUE = "overdue"  # past grace, within its refresh window: served while a refresh runs
+    EXPIRED = "expired"  # past grace and its refresh window: a miss
 
 
 def freshness(entry: Entry, now: float, policy: Policy, rand: float) -> Freshness:
@@ -120,19 +121,34 @@ def freshness(entry: Entry, now: float, policy: Policy, rand: float) -> Freshnes
         return Freshness.FRESH
     if now < soft + policy.grace:
         return Freshness.STALE
+    if now < soft + policy.grace + refresh_window(policy, entry.delta):
+        return Freshness.OVERDUE
     return Freshness.EXPIRED
 
 
+def refresh_window(policy: Policy, delta: float | None) -> float:
+    """Seconds past its soft expiry (and grace) an entry stays servable to readers that find
+    its refresh under way (``Freshness.OVERDUE``): one compute time with early refresh on,
+    else none. An early refresh starts at least ``delta`` before the soft expiry; on a
+    saturated process its thread also waits for the interpreter behind every request thread
+    and can land after the expiry. Readers then get the value it replaces, at most ``delta``
+    old past its expiry, instead of waiting for it."""
+    if delta and policy.stampede and policy.beta > 0:
+        return delta
+    return 0.0
+
+
 def entry_times(
-    ttl_ms: int | None, grace: float, now: float, step_ms: int = 0
+    ttl_ms: int | None, grace: float, now: float, step_ms: int = 0, window: float = 0.0
 ) -> tuple[int, int | None]:
     """``(soft expiry in epoch ms or 0 for none, the backend TTL in ms or None)`` of a value
-    written at ``now`` for ``ttl_ms``: the backend keeps it ``grace`` seconds longer, and
-    ``step_ms`` longer still when it may drop a value that much before its TTL (memcached
-    counts in whole seconds): the soft expiry, not the backend, ends what is served."""
+    written at ``now`` for ``ttl_ms``: the backend keeps it ``grace`` seconds and its refresh
+    ``window`` (``refresh_window``) longer, and ``step_ms`` longer still when it may drop a
+    value that much before its TTL (memcached counts in whole seconds): the soft expiry, not
+    the backend, ends what is served."""
     if ttl_ms is None:
         return 0, None
-    return int(now * 1000) + ttl_ms, ttl_ms + math.ceil(grace * 1000) + step_ms
+    return int(now * 1000) + ttl_ms, ttl_ms + math.ceil((grace + window) * 1000) + step_ms
 
 
 _LOG_MAX: Final = -math.log(2.0**-53)
@@ -257,6 +273,10 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes 
             state = freshness(entry, now, policy, draw(timing, key, entry))
             if state is Freshness.FRESH:
                 return entry.value
+            if state is Freshness.OVERDUE:  # (only with stampede protection)
+                if not (yield _LEASE):  # its refresh is under way: serve it until that lands
+                    return entry.value
+                return (yield from _leased(policy, timing, None))
             if state is not Freshness.EXPIRED:
                 if policy.stampede:
                     if (yield _LEASE):
@@ -266,16 +286,7 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes 
         if not policy.stampede:
             return (yield from _compute(stale, leased=False))
         if (yield _LEASE):
-            # the previous holder may have stored its value and freed the lease between our
-            # read and our lease: read again before computing
-            entry = yield _GET
-            if entry is not None and freshness(entry, timing.clock(), policy, 0.0) in (
-                Freshness.FRESH,
-                Freshness.EARLY,
-            ):
-                yield _RELEASE
-                return entry.value
-            return (yield from _compute(stale, leased=True))
+            return (yield from _leased(policy, timing, stale))
         if waited_since is None:
             waited_since = now
         elif now - waited_since >= policy.lease_timeout:
@@ -283,6 +294,20 @@ def read_through(policy: Policy, ttl_ms: int | None, timing: Timing, key: bytes 
             return (yield from _compute(stale, leased=False))
         yield Step(Op.WAIT, pause)
         pause = min(pause * 2, timing.poll_max)
+
+
+def _leased(policy: Policy, timing: Timing, stale: Entry | None) -> Flow:
+    """Compute and store with the lease just taken for a missing or expired value."""
+    # the previous holder may have stored its value and freed the lease between our read and
+    # our lease: read again before computing
+    entry = yield _GET
+    if entry is not None and freshness(entry, timing.clock(), policy, 0.0) in (
+        Freshness.FRESH,
+        Freshness.EARLY,
+    ):
+        yield _RELEASE
+        return entry.value
+    return (yield from _compute(stale, leased=True))
 
 
 def _compute(stale: Entry | None, leased: bool) -> Flow:

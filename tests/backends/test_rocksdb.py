@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,6 +173,31 @@ def test_on_disk_format(rocksdb_path: Path, clock: FakeClock) -> None:
     raw = db.get(b"ns:short")
     assert HEADER.unpack_from(raw)[0] == int(clock.now * 1000) + 2500
     assert raw[8:] == s.codec.encode("x")
+
+
+class _Planted:
+    """A pickle that runs code when loaded: what a writer of the directory could plant."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("raise SystemExit('planted pickle ran')",))
+
+
+def test_bytes_planted_after_a_verified_read_are_verified(rocksdb_path: Path) -> None:
+    """A re-read of the bytes last verified skips the HMAC (codec.Verified); bytes written
+    into the directory after that read, under the MAC and tag that verified, are refused."""
+    s = Storage.from_url(f"rocksdb://{rocksdb_path}", secret="s" * 32, namespace="ns")
+    s.store("perm", {"admin": False})
+    assert s.load("perm") == {"admin": False}
+    assert s.load("perm") == {"admin": False}  # the remembered bytes
+    db = handle_of(s).db
+    good = db.get(b"ns:perm")
+    db.put(b"ns:perm", good[: 8 + 34] + pickle.dumps(_Planted()))
+    assert s.load("perm", "refused") == "refused"
+    assert s.load_many(["perm"]) == {}
+    db.put(b"ns:other", good)  # a verified value copied to another key
+    assert s.load("other", "refused") == "refused"
+    db.put(b"ns:perm", good)  # the genuine bytes again
+    assert s.load("perm") == {"admin": False}
 
 
 def test_reopen_keeps_data_and_ttls(rocksdb_path: Path, clock: FakeClock) -> None:

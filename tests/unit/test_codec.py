@@ -483,3 +483,84 @@ def test_encode_many_gives_what_encode_gives(options: dict[str, object]) -> None
         assert c.encode_many(items) == want, value
         for k, data in want:
             assert c.decode(data, k) == value
+
+
+class _Boom:
+    """A pickle that runs code when loaded: what a writer without the secret would plant."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (exec, ("raise SystemExit('ran')",))
+
+
+def test_verified_values_skip_the_hmac_only_for_the_same_bytes_under_the_same_key() -> None:
+    """The memo of verified signatures (``Verified``) never lets other bytes through: a
+    forgery, a value of another key, or a payload swapped under a verified MAC is checked in
+    full and refused, before and after the genuine value was read."""
+    from tsot.codec import Verified
+
+    reader = Codec(signer=Signer([SECRET]))
+    good = reader.encode({"perm": "read"}, b"alice")
+    verified: Verified = reader._verified
+    assert reader.decode(good, b"alice") == {"perm": "read"}
+    assert verified.table == {b"alice": good}
+    assert reader.decode(bytes(bytearray(good)), b"alice") == {"perm": "read"}  # equal bytes
+    evil = b"p" + pickle.dumps(_Boom())
+    for forged in (
+        good[:34] + evil[1:],  # the verified MAC and tag, another pickle
+        good[:1] + Signer([OTHER]).sign(evil, b"alice") + evil,  # another secret
+        good[:-1] + bytes([good[-1] ^ 1]),  # one bit flipped
+        good + b".",  # extended
+    ):
+        assert reader.decode(forged, b"alice") is MISS
+        assert reader.decode_many(["v"], [b"alice"], [forged]) == {}
+        assert verified.table == {b"alice": good}  # refused bytes are never remembered
+    assert reader.decode(good, b"mallory") is MISS  # bound to its key: alice's bytes
+    assert reader.decode_many(["v"], [b"mallory"], [good]) == {}
+    assert b"mallory" not in verified.table
+    other = Codec(signer=Signer([OTHER]))  # each codec remembers what its own secrets checked
+    assert other.decode(good, b"alice") is MISS and not other._verified.table
+
+
+def test_verified_values_follow_the_stored_value() -> None:
+    reader = Codec(signer=Signer([SECRET]), sign="all")
+    first, second = reader.encode("one", b"k"), reader.encode("two", b"k")
+    assert reader.decode(first, b"k") == "one"
+    assert reader.decode_many(["v"], [b"k"], [second]) == {"v": "two"}
+    assert reader._verified.table == {b"k": second}
+    assert reader.decode(first, b"k") == "one"  # a replay of the older value verifies in full
+    assert reader._verified.table == {b"k": first}
+
+
+def test_verified_is_bounded_and_remembers_only_immutable_bytes() -> None:
+    from tsot.codec import _VERIFIED_OVERHEAD, Verified
+
+    memo = Verified(budget=1000, value_max=300)
+    for i in range(20):
+        memo.record(b"k%d" % i, bytes(200))
+    assert 0 < len(memo) <= 1000 // (200 + _VERIFIED_OVERHEAD)
+    assert b"k19" in memo.table and b"k0" not in memo.table  # oldest out first
+    memo.record(b"big", bytes(301))
+    memo.record(b"mutable", bytearray(10))  # type: ignore[arg-type]
+    assert b"big" not in memo.table and b"mutable" not in memo.table
+    memo.record(b"k19", bytes(10))  # a new value replaces the old one's share of the budget
+    assert memo.table[b"k19"] == bytes(10) and memo._size <= 1000
+
+
+def test_verified_keeps_its_budget_across_threads() -> None:
+    from tsot.codec import _VERIFIED_OVERHEAD, Verified
+
+    memo = Verified(budget=20_000, value_max=1000)
+    start = threading.Barrier(4)
+
+    def record(n: int) -> None:
+        start.wait()
+        for i in range(2000):
+            memo.record(b"k%d" % (i % 300), bytes((n * i) % 900))
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    held = sum(len(k) + len(v) + _VERIFIED_OVERHEAD for k, v in memo.table.items())
+    assert memo._size == held <= memo.budget

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from tsot import ConfigurationError, Storage
 from tsot.codec import MISS, Codec, Signer
-from tsot.stampede import Entry, Freshness, Policy, Timing, entry_times, freshness, is_fresh
+from tsot.stampede import (
+    Entry,
+    Freshness,
+    Policy,
+    Timing,
+    entry_times,
+    freshness,
+    is_fresh,
+    refresh_window,
+)
 
 from ..helpers import FakeClock
 
@@ -50,8 +59,17 @@ def test_grace_classifies_stale_then_expired() -> None:
     entry = Entry("v", 100.0, 1.0)
     assert freshness(entry, 100.0, POLICY, 0.0) is Freshness.STALE
     assert freshness(entry, 104.99, POLICY, 0.0) is Freshness.STALE
-    assert freshness(entry, 105.0, POLICY, 0.0) is Freshness.EXPIRED
-    assert freshness(entry, 100.0, POLICY._replace(grace=0.0), 0.0) is Freshness.EXPIRED
+    # then its refresh window, one compute time (delta = 1 s), with early refresh on
+    assert freshness(entry, 105.0, POLICY, 0.0) is Freshness.OVERDUE
+    assert freshness(entry, 105.99, POLICY, 0.0) is Freshness.OVERDUE
+    assert freshness(entry, 106.0, POLICY, 0.0) is Freshness.EXPIRED
+    no_grace = POLICY._replace(grace=0.0)
+    assert freshness(entry, 100.0, no_grace, 0.0) is Freshness.OVERDUE
+    assert freshness(entry, 101.0, no_grace, 0.0) is Freshness.EXPIRED
+    # no window without early refresh, or without a known compute time
+    assert freshness(entry, 100.0, no_grace._replace(beta=0.0), 0.0) is Freshness.EXPIRED
+    assert freshness(entry, 100.0, no_grace._replace(stampede=False), 0.0) is (Freshness.EXPIRED)
+    assert freshness(Entry("v", 100.0, None), 100.0, no_grace, 0.0) is Freshness.EXPIRED
 
 
 def _no_draw() -> float:
@@ -79,6 +97,11 @@ def test_entry_times_keep_the_value_grace_longer_in_the_backend() -> None:
     assert entry_times(10_000, 2.5, 1000.0) == (1_010_000, 12_500)
     assert entry_times(None, 2.5, 1000.0) == (0, None)
     assert entry_times(10_000, 2.5, 1000.0, 1000) == (1_010_000, 13_500)  # memcached's step
+    # and its refresh window (``refresh_window``: one compute time) on top
+    assert entry_times(10_000, 2.5, 1000.0, 0, 0.25) == (1_010_000, 12_750)
+    assert refresh_window(POLICY, 0.25) == 0.25
+    assert refresh_window(POLICY._replace(beta=0.0), 0.25) == 0.0
+    assert refresh_window(POLICY, None) == 0.0
 
 
 def test_memcached_entries_outlive_its_whole_second_expiry() -> None:
