@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def redis_ttl(left: float | None, ms: bool) -> int | None:
@@ -28,6 +31,15 @@ def seconds_until(when: object, per_second: int = 1) -> float:
     if isinstance(when, int | float) and not isinstance(when, bool):
         return when / per_second - time.time()
     raise TypeError(f"expire_at needs a Unix time or a datetime, not {type(when).__name__}")
+
+
+def ms_timeout(timeout: T) -> T | float:
+    """A ``pexpire`` timeout as the adapter's ``expire`` takes it: a number (not a bool) of
+    milliseconds in seconds; anything else (None, a timedelta, the adapter's default marker)
+    as it is, for the adapter's TTL table to read or refuse."""
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return timeout / 1000
+    return timeout
 
 
 _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})

@@ -16,7 +16,7 @@ gathers names; each keeps its home (docs/architecture.md#public-api).
 
 from __future__ import annotations
 
-from .compat import glob_escape, redis_ttl, seconds_until
+from .compat import glob_escape, ms_timeout, redis_ttl, seconds_until
 from .config import (
     REDIS_SCHEMES,
     UrlParts,
@@ -49,6 +49,7 @@ __all__ = [
     "glob_escape",
     "memcached_url",
     "memory_url",
+    "ms_timeout",
     "needs_secret",
     "options_for",
     "redis_ttl",

@@ -8,7 +8,7 @@ Every method runs one operation from ``ops`` (pure: keys, timeouts, results) aga
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from inspect import CORO_CREATED, getcoroutinestate, iscoroutine
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from tsot import Storage, TsotError, mask_url
 from tsot.integration import direct_calls
 
 from . import diagnose, locations
-from .ops import _MADE_KEYS_KEPT, AWAIT, Op, translate_error
+from .ops import _MADE_KEYS_KEPT, AWAIT, CacheOps, Op, translate_error, twins
 from .options import default_timeout, fingerprint_secrets, translate
 from .redis_api import RedisApi
 from .stores import Stores, fingerprint, stores_for
@@ -110,16 +110,18 @@ class TsotCache(ToolbarAware, RedisApi):
             return stop.value  # type: ignore[no-any-return]
 
     # -- Django's cache API ------------------------------------------------------------------
-    def add(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        """Store ``value`` only if ``key`` is absent; True if it was stored."""
-        return self._run(self.op_add(key, value, timeout, version))
-
-    async def aadd(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        return await self._arun(self.op_add(key, value, timeout, version))
+    add, aadd = twins(CacheOps.op_add)
+    touch, atouch = twins(CacheOps.op_touch)
+    delete, adelete = twins(CacheOps.op_delete)
+    has_key, ahas_key = twins(CacheOps.op_has_key)
+    incr, aincr = twins(CacheOps.op_incr)
+    decr, adecr = twins(CacheOps.op_decr)
+    get_many, aget_many = twins(CacheOps.op_get_many)
+    set_many, aset_many = twins(CacheOps.op_set_many)
+    delete_many, adelete_many = twins(CacheOps.op_delete_many)
+    clear, aclear = twins(CacheOps.op_clear)
+    incr_version, aincr_version = twins(CacheOps.op_incr_version)
+    decr_version, adecr_version = twins(CacheOps.op_decr_version)
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent, expired or fails its signature."""
@@ -154,12 +156,10 @@ class TsotCache(ToolbarAware, RedisApi):
     ) -> Any:
         """Store ``value``; a timeout of 0 or less removes the key instead. With django-redis's
         ``nx=True`` (only if absent) or ``xx=True`` (only if present), True if stored."""
-        if nx or xx:
-            return self._run(self.op_set_if(key, value, timeout, version, nx, xx))
         only = self._only
-        if only is None:
-            return self._run(self.op_set(key, value, timeout, version))
-        try:  # op_set, as in get
+        if only is None or nx or xx:
+            return self._run(self.op_set(key, value, timeout, version, nx, xx))
+        try:  # op_set's one store without the generator round, as in get
             only.store(self.tsot_key(key, version), value, self.tsot_ttl(timeout))
         except Exception as exc:
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
@@ -173,39 +173,14 @@ class TsotCache(ToolbarAware, RedisApi):
         nx: bool = False,
         xx: bool = False,
     ) -> Any:
-        if nx or xx:
-            return await self._arun(self.op_set_if(key, value, timeout, version, nx, xx))
         storages = self._stores.for_loop(asyncio.get_running_loop())
-        if len(storages) > 1:
-            return await self._arun(self.op_set(key, value, timeout, version))
-        k = self.tsot_key(key, version)  # op_set, as in aget
+        if len(storages) > 1 or nx or xx:
+            return await self._arun(self.op_set(key, value, timeout, version, nx, xx))
+        k = self.tsot_key(key, version)  # as in aget
         try:
             await storages[0].store(k, value, self.tsot_ttl(timeout))
         except Exception as exc:
             raise translate_error(exc)  # noqa: B904 - exc itself or the error it wraps
-
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        """Give ``key`` a new timeout; False if it does not exist."""
-        return self._run(self.op_touch(key, timeout, version))
-
-    async def atouch(
-        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        return await self._arun(self.op_touch(key, timeout, version))
-
-    def delete(self, key: Any, version: int | None = None) -> bool:
-        """Remove ``key``; True if it existed."""
-        return self._run(self.op_delete(key, version))
-
-    async def adelete(self, key: Any, version: int | None = None) -> bool:
-        return await self._arun(self.op_delete(key, version))
-
-    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        """A dict of the present keys and their values (one round trip)."""
-        return self._run(self.op_get_many(keys, version))
-
-    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        return await self._arun(self.op_get_many(keys, version))
 
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
@@ -223,76 +198,6 @@ class TsotCache(ToolbarAware, RedisApi):
         finally:  # a coroutine default that was not needed: no "never awaited" warning
             if iscoroutine(default) and getcoroutinestate(default) == CORO_CREATED:
                 default.close()
-
-    def has_key(self, key: Any, version: int | None = None) -> bool:
-        """True if ``key`` is present and not expired."""
-        return self._run(self.op_has_key(key, version))
-
-    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
-        return await self._arun(self.op_has_key(key, version))
-
-    def incr(
-        self, key: Any, delta: int = 1, version: int | None = None, ignore_key_check: bool = False
-    ) -> int:
-        """Add ``delta`` atomically; the new value. ValueError if ``key`` is missing (unless
-        django-redis's ``ignore_key_check``: it starts from 0), TypeError (tsot.WrongType) if
-        its value is not an int."""
-        if ignore_key_check:
-            return self._run(self.op_incr_create(key, delta, version))
-        return self._run(self.op_incr(key, delta, version))
-
-    async def aincr(
-        self, key: Any, delta: int = 1, version: int | None = None, ignore_key_check: bool = False
-    ) -> int:
-        if ignore_key_check:
-            return await self._arun(self.op_incr_create(key, delta, version))
-        return await self._arun(self.op_incr(key, delta, version))
-
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Subtract ``delta`` atomically; see ``incr``."""
-        return self._run(self.op_incr(key, -delta, version))
-
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self._arun(self.op_incr(key, -delta, version))
-
-    def set_many(
-        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> list[Any]:
-        """Store every item (one round trip); the keys that failed: always [] (all or error)."""
-        return self._run(self.op_set_many(data, timeout, version))
-
-    async def aset_many(
-        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> list[Any]:
-        return await self._arun(self.op_set_many(data, timeout, version))
-
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        """Remove the keys (one round trip)."""
-        self._run(self.op_delete_many(keys, version))
-
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        await self._arun(self.op_delete_many(keys, version))
-
-    def clear(self) -> None:
-        """Remove every key of this cache's tsot namespace (all keys at LOCATION if it is "")."""
-        self._run(self.op_clear())
-
-    async def aclear(self) -> None:
-        await self._arun(self.op_clear())
-
-    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Move ``key`` to version + ``delta``; the new version. ValueError if missing."""
-        return self._run(self.op_incr_version(key, delta, version))
-
-    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self._arun(self.op_incr_version(key, delta, version))
-
-    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Move ``key`` to version - ``delta``; the new version. ValueError if missing."""
-        return self._run(self.op_incr_version(key, -delta, version))
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self._arun(self.op_incr_version(key, -delta, version))
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to do: pools are process-wide and stay open for the next request."""
@@ -377,20 +282,18 @@ class MemoryCache(TsotCache):
             finals.clear()
         finals[key if version is None else (key, version)] = final
 
-    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        value = super().get(key, default, version)
-        self._remember(key, version)
+    def get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        value = super().get(key, *args, **kwargs)
+        self._remember(key, _version(args, kwargs))
         return value
 
-    def set(
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        nx: bool = False,
-        xx: bool = False,
-    ) -> Any:
-        result = super().set(key, value, timeout, version, nx, xx)
-        self._remember(key, version)
+    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        result = super().set(key, value, *args, **kwargs)
+        self._remember(key, _version(args, kwargs))
         return result
+
+
+def _version(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The ``version`` of a ``get`` or ``set`` whose arguments after the key (and value) are
+    ``args`` and ``kwargs``."""
+    return args[1] if len(args) > 1 else kwargs.get("version")

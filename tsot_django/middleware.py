@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NamedTuple, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.cache import BaseCache
@@ -39,8 +39,7 @@ from tsot.readthrough import Deferred
 
 from .ops import CacheOps
 
-Render = Callable[[HttpRequest], HttpResponseBase]
-ARender = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+T = TypeVar("T")
 HEADER_LIST_FACTOR = 10
 """The Vary header list of a URL is kept this many page timeouts: a page that expires still
 has its key, so the next request for it takes the read-through (and its lease)."""
@@ -91,13 +90,43 @@ def _rendered(response: HttpResponseBase) -> HttpResponseBase:
     return response
 
 
+class _Do(NamedTuple):
+    """One I/O step of a middleware flow. ``on`` says what does it: ``"cache"`` (the cache's
+    method ``name``, or ``"a" + name`` awaited), ``"readthrough"`` (the ``tsot.readthrough``
+    function ``name`` or ``"a" + name`` on the cache's primary storage), ``"sleep"``, or
+    ``"next"`` (the rest of the chain on ``args[0]``, the request)."""
+
+    on: str
+    name: str
+    args: tuple[Any, ...]
+
+
+Flow = Generator[_Do, Any, T]
+"""A middleware operation, I/O-free: it yields ``_Do`` steps and receives their results (or has
+their exceptions thrown in); ``_Pages.run`` drives it sync, ``_Pages.arun`` awaited."""
+
+
+def _get(key: str, default: Any = None) -> _Do:
+    return _Do("cache", "get", (key, default))
+
+
+def _set(key: str, value: Any, timeout: Any) -> _Do:
+    return _Do("cache", "set", (key, value, timeout))
+
+
+def _render(request: HttpRequest) -> _Do:
+    return _Do("next", "", (request,))
+
+
 class _Pages:
-    """Django's rules for which response is cached, for how long and under which key."""
+    """Django's rules for which response is cached, for how long and under which key, and the
+    flows of the middlewares below with their two drivers."""
 
     cache_alias: str
     cache_timeout: float
     key_prefix: str
     page_timeout: float | None
+    get_response: Callable[[HttpRequest], Any]
 
     @property
     def cache(self) -> BaseCache:
@@ -105,6 +134,54 @@ class _Pages:
 
         return caches[self.cache_alias]
 
+    # -- drivers: the only difference between the sync and the ASGI middleware -------------
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` with sync calls."""
+        try:
+            step = next(flow)
+            while True:
+                fn, args = self._resolve(step, False)
+                try:
+                    reply = fn(*args)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def arun(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` on the cache's async API, awaiting each step."""
+        try:
+            step = next(flow)
+            while True:
+                fn, args = self._resolve(step, True)
+                try:
+                    reply = await fn(*args)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _resolve(self, step: _Do, aio: bool) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """What does ``step`` (a coroutine function when ``aio``) and its arguments."""
+        on, name, args = step
+        if on == "cache":
+            if name == "get_or_set":  # its default is a flow: driven the same way
+                key, flow, timeout = args
+                drive = self.arun if aio else self.run
+                args = (key, lambda: drive(flow()), timeout)
+            return getattr(self.cache, "a" + name if aio else name), args
+        if on == "readthrough":
+            storage = _astorage(self.cache) if aio else _storage(self.cache)
+            return getattr(readthrough, "a" + name if aio else name), (storage, *args)
+        if on == "sleep":
+            return (asleep if aio else sleep), args
+        return self.get_response, args  # "next": a coroutine function under ASGI
+
+    # -- flows -----------------------------------------------------------------------------
     def storable(self, request: HttpRequest, response: HttpResponseBase, cache: Any) -> Any:
         """``(key, timeout)`` to store a cacheable ``response`` under (headers patched as
         Django's UpdateCacheMiddleware does), or None; ``cache`` receives the Vary list."""
@@ -134,23 +211,20 @@ class _Pages:
         )
         return key, timeout
 
-    def lookup_key(self, request: HttpRequest, method: str = "GET") -> str | None:
-        return get_cache_key(request, self.key_prefix, method, cache=self.cache)
-
-    async def alookup_key(self, request: HttpRequest, method: str = "GET") -> str | None:
+    def lookup(self, request: HttpRequest, method: str = "GET") -> Flow[str | None]:
+        """The page key of ``request`` (Django's ``get_cache_key``), None while its URL's Vary
+        list is unknown."""
         probe = _Recorder()
-        get_cache_key(
-            request, self.key_prefix, method, cache=cast(Any, probe)
-        )  # learns the list's key
+        get_cache_key(request, self.key_prefix, method, cache=cast(Any, probe))  # the list's key
         assert probe.key is not None
-        headers = await self.cache.aget(probe.key)
+        headers = yield _get(probe.key)
         if headers is None:
             return None
         return get_cache_key(request, self.key_prefix, method, cache=cast(Any, _Recorder(headers)))
 
     def store(
         self, request: HttpRequest, response: HttpResponseBase, took: float | None = None
-    ) -> Any:
+    ) -> Flow[Any]:
         """Store a cacheable ``response`` (Django's UpdateCacheMiddleware); its key or None.
         On a TsotCache, a page rendered in ``took`` seconds is stored as the read-through's
         entry (``tsot.readthrough.store_entry``), so its first expiry is refreshed early too.
@@ -163,54 +237,48 @@ class _Pages:
         if found is not None:
             assert recorder.stored is not None
             cache: Any = self.cache
+            page = _rendered(response)
             if took is not None and isinstance(cache, CacheOps):
                 tkey, ttl = cache.tsot_key(found[0], None), cache.tsot_ttl(found[1])
-                readthrough.store_entry(_storage(cache), tkey, _rendered(response), ttl, took)
+                yield _Do("readthrough", "store_entry", (tkey, page, ttl, took))
             else:
-                cache.set(found[0], _rendered(response), found[1])
-            cache.set(*recorder.stored)
+                yield _set(found[0], page, found[1])
+            yield _set(*recorder.stored)
         return found
 
-    async def astore(
-        self, request: HttpRequest, response: HttpResponseBase, took: float | None = None
-    ) -> Any:
-        recorder = _Recorder()
-        found = self.storable(request, response, recorder)
-        if found is not None:
-            assert recorder.stored is not None
-            cache: Any = self.cache
-            page = _rendered(response)
-            if took is not None and isinstance(cache, CacheOps):  # page, then list
-                tkey, ttl = cache.tsot_key(found[0], None), cache.tsot_ttl(found[1])
-                await readthrough.astore_entry(_astorage(cache), tkey, page, ttl, took)
-            else:
-                await cache.aset(found[0], page, found[1])
-            await cache.aset(*recorder.stored)
-        return found
-
-    def page(self, request: HttpRequest, key: str, response: HttpResponseBase) -> Any:
-        """The response to store under ``key`` (the compute of the read-through); raises
-        _NotStored when it is not cacheable under ``key``."""
-        cache = self.cache
-        found = self.storable(request, response, cache)
-        if found is None:
-            raise _NotStored(response)
-        if found != (key, self.read_timeout):
-            cache.set(found[0], _rendered(response), found[1])  # its own Vary key or max-age
-            raise _NotStored(response)
-        return _rendered(response)
-
-    async def apage(self, request: HttpRequest, key: str, response: HttpResponseBase) -> Any:
+    def page(self, request: HttpRequest, key: str, response: HttpResponseBase) -> Flow[Any]:
+        """The response to store under ``key`` (the compute of the read-through), after its
+        Vary list; raises _NotStored when it is not cacheable under ``key``."""
         recorder = _Recorder()
         found = self.storable(request, response, recorder)
         if found is None:
             raise _NotStored(response)
         assert recorder.stored is not None
-        await self.cache.aset(*recorder.stored)
+        yield _set(*recorder.stored)
         if found != (key, self.read_timeout):
-            await self.cache.aset(found[0], _rendered(response), found[1])
+            yield _set(found[0], _rendered(response), found[1])  # its own Vary key or max-age
             raise _NotStored(response)
         return _rendered(response)
+
+    def lease_or_wait(self, lease: str, look: Callable[[], Flow[Any]]) -> Flow[tuple[Any, bool]]:
+        """Wait for what ``look`` finds (None while absent) unless this request takes
+        ``lease``: ``(found, False)``; ``(None, True)``: the lease is taken and ``look`` still
+        finds nothing (this request renders); ``(None, False)`` after lease_timeout."""
+        lease_timeout = _lease_timeout(self.cache)
+        deadline = time.monotonic() + lease_timeout
+        pause = 0.005
+        while True:
+            if (yield _Do("cache", "add", (lease, 1, lease_timeout))):
+                found = yield from look()  # the renderer before us may have just finished
+                if found is None:
+                    return None, True
+                yield _Do("cache", "delete", (lease,))
+                return found, False
+            found = yield from look()
+            if found is not None or time.monotonic() >= deadline:
+                return found, False
+            yield _Do("sleep", "", (pause,))
+            pause = min(pause * 2, 0.05)
 
     @property
     def read_timeout(self) -> float:
@@ -232,115 +300,68 @@ class CacheMiddleware(_Pages, django_cache.CacheMiddleware):
             return self.__acall__(request)
         if request.method != "GET":
             return super().__call__(request)
-        key = self.lookup_key(request)
-        if key is None:  # first visit: one request learns the Vary key, the others wait
-            key, lease = self._first_visit(request)
-            if key is None:
-                try:
-                    clock = readthrough.DEFAULT_TIMING.clock
-                    start = clock()
-                    response = _next(self, request)
-                    # the Vary list outlives the page
-                    self.store(request, response, max(0.0, clock() - start))
-                    return response
-                finally:
-                    if lease is not None:
-                        self.cache.delete(lease)
-        rendered: list[bool] = []
-
-        def render() -> Any:
-            rendered.append(True)
-            return self.page(request, key, _next(self, request))
-
-        try:
-            response = self.cache.get_or_set(key, render, self.read_timeout)
-        except _NotStored as not_stored:
-            return not_stored.response
-        return response if rendered else _with_age(response)
-
-    def _first_visit(self, request: HttpRequest) -> tuple[str | None, str | None]:
-        """Wait for the first render of a URL (its Vary list): ``(page key, None)`` once
-        known, ``(None, lease)`` to render it with the lease, ``(None, None)`` after
-        lease_timeout."""
-        cache = self.cache
-        steps = _first_visit_steps(_list_key(request, self.key_prefix), _lease_timeout(cache))
-        try:
-            step = next(steps)
-            while True:
-                reply: Any = None
-                op, arg = step
-                if op == "add":
-                    reply = cache.add(arg, 1, _lease_timeout(cache))
-                elif op == "lookup":
-                    reply = self.lookup_key(request)
-                elif op == "delete":
-                    cache.delete(arg)
-                else:
-                    sleep(arg)
-                step = steps.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _afirst_visit(self, request: HttpRequest) -> tuple[str | None, str | None]:
-        cache = self.cache
-        steps = _first_visit_steps(_list_key(request, self.key_prefix), _lease_timeout(cache))
-        try:
-            step = next(steps)
-            while True:
-                reply: Any = None
-                op, arg = step
-                if op == "add":
-                    reply = await cache.aadd(arg, 1, _lease_timeout(cache))
-                elif op == "lookup":
-                    reply = await self.alookup_key(request)
-                elif op == "delete":
-                    await cache.adelete(arg)
-                else:
-                    await asleep(arg)
-                step = steps.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return self.run(self.serve(request))
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        cache = self.cache
-        key = await self.alookup_key(request) if request.method == "GET" else None
-        if request.method == "GET" and key is None and isinstance(cache, CacheOps):
-            key, lease = await self._afirst_visit(request)
+        if request.method != "GET":
+            return await self.arun(self.plain(request))
+        return await self.arun(self.serve(request))
+
+    def serve(self, request: HttpRequest) -> Flow[Any]:
+        """A GET: a first visit waits for (or renders) the page that learns its Vary key; a
+        known page is read through."""
+        key = yield from self.lookup(request)
+        if key is None:  # first visit: one request learns the Vary key, the others wait
+            lease = _list_key(request, self.key_prefix) + LEASE_SUFFIX
+            key, took = yield from self.lease_or_wait(lease, lambda: self.lookup(request))
             if key is None:
                 try:
                     clock = readthrough.DEFAULT_TIMING.clock
                     start = clock()
-                    response = await _next(self, request)
-                    await self.astore(request, response, max(0.0, clock() - start))
+                    response = yield _render(request)
+                    # the Vary list outlives the page
+                    yield from self.store(request, response, max(0.0, clock() - start))
                     return response
                 finally:
-                    if lease is not None:
-                        await cache.adelete(lease)
-        if key is None or not isinstance(cache, CacheOps):
-            return await self._aplain(request)
+                    if took:
+                        yield _Do("cache", "delete", (lease,))
         rendered: list[bool] = []
 
-        async def render() -> Any:
+        def render() -> Flow[Any]:
             rendered.append(True)
-            return await self.apage(request, key, await _next(self, request))
+            return (yield from self.page(request, key, (yield _render(request))))
 
         try:
-            response = await cache.aget_or_set(key, render, self.read_timeout)
+            response = yield from self.read_through(key, render)
         except _NotStored as not_stored:
             return not_stored.response
         return response if rendered else _with_age(response)
 
-    async def _aplain(self, request: HttpRequest) -> Any:
-        """Django's fetch-then-update, awaited (HEAD, a first visit, a non-tsot cache)."""
+    def read_through(self, key: str, render: Callable[[], Flow[Any]]) -> Flow[Any]:
+        """The page under ``key``, rendered by ``render`` if missing: a TsotCache's
+        ``get_or_set`` (stampede-protected); on another cache Django's ``get_or_set`` algorithm
+        (get, add, get), step by step (its ``aget_or_set`` would store a coroutine)."""
+        if isinstance(self.cache, CacheOps):
+            return (yield _Do("cache", "get_or_set", (key, render, self.read_timeout)))
+        found = yield _get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        page = yield from render()
+        yield _Do("cache", "add", (key, page, self.read_timeout))
+        return (yield _get(key, page))
+
+    def plain(self, request: HttpRequest) -> Flow[Any]:
+        """Django's fetch-then-update (a HEAD or another method under ASGI; the sync middleware
+        leaves them to Django's own)."""
         if request.method not in ("GET", "HEAD"):
-            return await _next(self, request)
+            return (yield _render(request))
         for method in ("GET", "HEAD") if request.method == "HEAD" else ("GET",):
-            key = await self.alookup_key(request, method)
-            response = await self.cache.aget(key) if key is not None else None
+            key = yield from self.lookup(request, method)
+            response = (yield _get(key)) if key is not None else None
             if response is not None:
                 return _with_age(response)
-        response = await _next(self, request)
-        await self.astore(request, response)
+        response = yield _render(request)
+        yield from self.store(request, response)
         return response
 
 
@@ -351,6 +372,7 @@ asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 LEASE_SUFFIX = ":tsot-render"
 """The lease of the two-part middleware: a key next to the page's, added by the request that
 renders it."""
+_MISSING = object()
 
 
 def _lease_timeout(cache: BaseCache) -> float:
@@ -359,60 +381,12 @@ def _lease_timeout(cache: BaseCache) -> float:
     return float(getattr(policy, "lease_timeout", 10.0))
 
 
-def _fetch_steps(key: str, lease_timeout: float) -> Any:
-    """The wait of FetchFromCacheMiddleware on a miss, as steps for a sync or async driver:
-    yields ``("add", lease)``, ``("get", key)``, ``("delete", lease)``, ``("sleep", seconds)``;
-    returns the cached
-    response, or None with the lease taken (this request renders) or after lease_timeout."""
-    lease = key + LEASE_SUFFIX
-    deadline = time.monotonic() + lease_timeout
-    pause = 0.005
-    while True:
-        if (yield ("add", lease)):
-            # the renderer before us may have stored its page and freed the lease after our
-            # read: read again before rendering
-            response = yield ("get", key)
-            if response is None:
-                return None
-            yield ("delete", lease)
-            return response
-        response = yield ("get", key)
-        if response is not None or time.monotonic() >= deadline:
-            return response
-        yield ("sleep", pause)
-        pause = min(pause * 2, 0.05)
-
-
 def _list_key(request: HttpRequest, key_prefix: str) -> str:
     """The key of the URL's Vary header list (Django's helpers make it; we only read it)."""
     probe = _Recorder()
     get_cache_key(request, key_prefix, "GET", cache=cast(Any, probe))
     assert probe.key is not None
     return probe.key
-
-
-def _first_visit_steps(list_key: str, lease_timeout: float) -> Any:
-    """The wait of a first visit, as steps: yields ``("add", lease)``, ``("lookup", None)``
-    (the page key, None while the Vary list is unknown), ``("delete", lease)``,
-    ``("sleep", seconds)``; returns
-    ``(page key, None)``, ``(None, lease)`` (this request renders) or ``(None, None)``."""
-    lease = list_key + LEASE_SUFFIX
-    deadline = time.monotonic() + lease_timeout
-    pause = 0.005
-    while True:
-        if (yield ("add", lease)):
-            key = yield ("lookup", None)  # the renderer before us may have just finished
-            if key is None:
-                return None, lease
-            yield ("delete", lease)
-            return key, None
-        key = yield ("lookup", None)
-        if key is not None:
-            return key, None
-        if time.monotonic() >= deadline:
-            return None, None
-        yield ("sleep", pause)
-        pause = min(pause * 2, 0.05)
 
 
 class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
@@ -428,89 +402,46 @@ class FetchFromCacheMiddleware(_Pages, django_cache.FetchFromCacheMiddleware):
         return self.process_request(request) or _next(self, request)
 
     def process_request(self, request: HttpRequest) -> Any:
-        cache = self.cache
-        if request.method == "GET" and isinstance(cache, CacheOps):
-            key = self.lookup_key(request)
-            if key is not None:  # a known page: read through (lease, early refresh, grace)
-                tkey, ttl = cache.tsot_key(key, None), cache.tsot_ttl(_middleware_seconds())
-                return _begun(request, key, *readthrough.begin(_storage(cache), tkey, ttl))
-        response = super().process_request(request)
-        key = self._waits(request, response)
-        if key is None:
-            return response
-        cache = self.cache
-        steps = _fetch_steps(key, _lease_timeout(cache))
-        try:
-            step = next(steps)
-            while True:
-                reply: Any
-                op, arg = step
-                if op == "add":
-                    reply = cache.add(arg, 1, _lease_timeout(cache))
-                elif op == "get":
-                    reply = cache.get(arg)
-                elif op == "delete":
-                    reply = cache.delete(arg)
-                else:
-                    sleep(arg)
-                    reply = None
-                step = steps.send(reply)
-        except StopIteration as stop:
-            return self._waited(request, key, stop.value)
+        return self.run(self.fetch(request))
 
     async def __acall__(self, request: HttpRequest) -> Any:
         return await self.aprocess_request(request) or await _next(self, request)
 
     async def aprocess_request(self, request: HttpRequest) -> Any:
         """``process_request`` on the cache's async API."""
+        return await self.arun(self.fetch(request))
+
+    def fetch(self, request: HttpRequest) -> Flow[Any]:
+        """Django's ``process_request``; a known page on a TsotCache is read through, and a
+        missed GET waits for the request that renders it (or renders it, with the lease)."""
         if request.method not in ("GET", "HEAD"):
             request._cache_update_cache = False  # type: ignore[attr-defined]
             return None
         cache = self.cache
         if request.method == "GET" and isinstance(cache, CacheOps):
-            key = await self.alookup_key(request)
+            key = yield from self.lookup(request)
             if key is not None:  # a known page: read through (lease, early refresh, grace)
                 tkey, ttl = cache.tsot_key(key, None), cache.tsot_ttl(_middleware_seconds())
-                return _begun(request, key, *await readthrough.abegin(_astorage(cache), tkey, ttl))
-        response = None
+                begun = yield _Do("readthrough", "begin", (tkey, ttl))
+                return _begun(request, key, *begun)
         for method in ("GET", "HEAD") if request.method == "HEAD" else ("GET",):
-            key = await self.alookup_key(request, method)
+            key = yield from self.lookup(request, method)
             if key is None:
                 break
-            response = await cache.aget(key)
+            response = yield _get(key)
             if response is not None:
                 request._cache_update_cache = False  # type: ignore[attr-defined]
                 return _with_age(response)
         request._cache_update_cache = True  # type: ignore[attr-defined]
-        key = await self.alookup_key(request) if request.method == "GET" else None
+        key = (yield from self.lookup(request)) if request.method == "GET" else None
         if key is None:
             return None
-        steps = _fetch_steps(key, _lease_timeout(cache))
-        try:
-            step = next(steps)
-            while True:
-                reply: Any
-                op, arg = step
-                if op == "add":
-                    reply = await cache.aadd(arg, 1, _lease_timeout(cache))
-                elif op == "get":
-                    reply = await cache.aget(arg)
-                elif op == "delete":
-                    reply = await cache.adelete(arg)
-                else:
-                    await asleep(arg)
-                    reply = None
-                step = steps.send(reply)
-        except StopIteration as stop:
-            return self._waited(request, key, stop.value)
+        response, _ = yield from self.lease_or_wait(key + LEASE_SUFFIX, lambda: self._page(key))
+        return self._waited(request, key, response)
 
-    def _waits(self, request: HttpRequest, response: Any) -> str | None:
-        """The key a missed GET of a known page waits on (None: nothing to wait for)."""
-        if response is not None or request.method != "GET":
-            return None
-        if not getattr(request, "_cache_update_cache", False):
-            return None
-        return self.lookup_key(request)
+    @staticmethod
+    def _page(key: str) -> Flow[Any]:
+        return (yield _get(key))
 
     @staticmethod
     def _waited(request: HttpRequest, key: str, response: Any) -> Any:
@@ -534,7 +465,7 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
     def process_response(self, request: HttpRequest, response: Any) -> Any:
         pending = _pending(request)
         if pending is not None:
-            return self._finish(request, response, *pending)
+            return self.run(self.finish(request, response, *pending))
         try:
             return super().process_response(request, response)
         finally:
@@ -546,27 +477,24 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
         response = await _next(self, request)
         return await self.aprocess_response(request, response)
 
-    def _finish(self, request: HttpRequest, response: Any, key: str, d: Deferred) -> Any:
+    async def aprocess_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
+        """``process_response`` on the cache's async API."""
+        pending = _pending(request)
+        if pending is not None:
+            return await self.arun(self.finish(request, response, *pending))
+        try:
+            if getattr(request, "_cache_update_cache", False):
+                await self.arun(self.store(request, response))
+            return response
+        finally:
+            lease = getattr(request, "_tsot_lease", None)
+            if lease is not None:
+                await self.cache.adelete(lease)
+
+    def finish(self, request: HttpRequest, response: Any, key: str, d: Deferred) -> Flow[Any]:
         """Store the page FetchFromCacheMiddleware's read-through waits for, or give it up
         (not cacheable, or under another key: stored as Django would)."""
         cache = cast(Any, self.cache)
-        storage = _storage(cache)
-        found = None
-        try:
-            if getattr(request, "_cache_update_cache", False):
-                found = self.storable(request, response, cache)
-        finally:
-            if found is not None and found[0] == key:
-                readthrough.finish(storage, d, _rendered(response), cache.tsot_ttl(found[1]))
-            else:
-                readthrough.abandon(storage, d)
-        if found is not None and found[0] != key:
-            cache.set(found[0], _rendered(response), found[1])
-        return response
-
-    async def _afinish(self, request: HttpRequest, response: Any, key: str, d: Deferred) -> Any:
-        cache = cast(Any, self.cache)
-        storage = _astorage(cache)
         recorder = _Recorder()
         found = None
         try:
@@ -574,29 +502,16 @@ class UpdateCacheMiddleware(_Pages, django_cache.UpdateCacheMiddleware):
                 found = self.storable(request, response, recorder)
             if found is not None:
                 assert recorder.stored is not None
-                await cache.aset(*recorder.stored)  # the Vary list
+                yield _set(*recorder.stored)  # the Vary list
         finally:
             if found is not None and found[0] == key:
-                await readthrough.afinish(storage, d, _rendered(response), cache.tsot_ttl(found[1]))
+                ttl = cache.tsot_ttl(found[1])
+                yield _Do("readthrough", "finish", (d, _rendered(response), ttl))
             else:
-                await readthrough.aabandon(storage, d)
+                yield _Do("readthrough", "abandon", (d,))
         if found is not None and found[0] != key:
-            await cache.aset(found[0], _rendered(response), found[1])
+            yield _set(found[0], _rendered(response), found[1])
         return response
-
-    async def aprocess_response(self, request: HttpRequest, response: HttpResponseBase) -> Any:
-        """``process_response`` on the cache's async API."""
-        pending = _pending(request)
-        if pending is not None:
-            return await self._afinish(request, response, *pending)
-        try:
-            if getattr(request, "_cache_update_cache", False):
-                await self.astore(request, response)
-            return response
-        finally:
-            lease = getattr(request, "_tsot_lease", None)
-            if lease is not None:
-                await self.cache.adelete(lease)
 
 
 def _middleware_seconds() -> Any:

@@ -80,34 +80,30 @@ def tsot(ctx: click.Context, namespace: str | None) -> None:
     ctx.meta["tsot.cache"] = namespace
 
 
-@tsot.command(help="Hits, misses, keys and the backend's other counters.")
-@_json
-@with_appcontext
-def stats(json_mode: bool) -> None:
-    _run(cli.Request("stats", json=json_mode))
+def _command(name: str, help: str, key: bool) -> None:
+    """Add ``flask tsot NAME`` for a tsot command that takes no argument or one ``KEY``."""
+    if key:
+
+        @tsot.command(name, help=help)
+        @click.argument("key")
+        @_json
+        @with_appcontext
+        def with_key(key: str, json_mode: bool) -> None:
+            _run(cli.Request(name, key=key, json=json_mode))
+
+        return
+
+    @tsot.command(name, help=help)
+    @_json
+    @with_appcontext
+    def plain(json_mode: bool) -> None:
+        _run(cli.Request(name, json=json_mode))
 
 
-@tsot.command(help="One round trip to the backend (exit 3 if unreachable).")
-@_json
-@with_appcontext
-def ping(json_mode: bool) -> None:
-    _run(cli.Request("ping", json=json_mode))
-
-
-@tsot.command(help="Print a value (exit 1 if absent).")
-@click.argument("key")
-@_json
-@with_appcontext
-def get(key: str, json_mode: bool) -> None:
-    _run(cli.Request("get", key=key, json=json_mode))
-
-
-@tsot.command(help="Seconds left (exit 1 if absent).")
-@click.argument("key")
-@_json
-@with_appcontext
-def ttl(key: str, json_mode: bool) -> None:
-    _run(cli.Request("ttl", key=key, json=json_mode))
+_command("stats", "Hits, misses, keys and the backend's other counters.", key=False)
+_command("ping", "One round trip to the backend (exit 3 if unreachable).", key=False)
+_command("get", "Print a value (exit 1 if absent).", key=True)
+_command("ttl", "Seconds left (exit 1 if absent).", key=True)
 
 
 @tsot.command(help="List keys matching a glob pattern (not on memcached).")

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from tsot import Lock, Storage
-from tsot.integration import redis_ttl, seconds_until
+from tsot.integration import ms_timeout, redis_ttl, seconds_until
 
 from .timeouts import CoreTTL, Timeout
 
@@ -37,9 +37,7 @@ class RedisApi:
 
     def pexpire(self, key: str, timeout: int | float | timedelta | None) -> bool:
         """``expire`` with the timeout in milliseconds (or a timedelta)."""
-        if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-            timeout = timeout / 1000
-        return self.storage.expire(key, self._ttl(timeout))
+        return self.storage.expire(key, self._ttl(ms_timeout(timeout)))
 
     def expire_at(self, key: str, when: Any) -> bool:
         """Expire at ``when``: a Unix time in seconds or a datetime (past: deleted)."""
@@ -67,14 +65,8 @@ class RedisApi:
         """Delete the keys matching ``pattern``; how many were deleted."""
         return self.storage.delete_pattern(pattern, itersize=itersize)
 
-    def lock(
-        self,
-        key: str,
-        timeout: float | None = None,
-        sleep: float = 0.1,
-        blocking: bool = True,
-        blocking_timeout: float | None = None,
-        thread_local: bool = True,
-    ) -> Lock:
-        """A lock with redis-py's interface and fencing tokens (``tsot.Lock``)."""
-        return self.storage.lock(key, timeout, sleep, blocking, blocking_timeout, thread_local)
+    def lock(self, key: str, *args: Any, **kwargs: Any) -> Lock:
+        """A lock with redis-py's interface and fencing tokens (``tsot.Lock``); the arguments
+        after ``key`` are ``Storage.lock``'s (``timeout``, ``sleep``, ``blocking``,
+        ``blocking_timeout``, ``thread_local``)."""
+        return self.storage.lock(key, *args, **kwargs)

@@ -4,6 +4,7 @@ to KEY_PREFIX and version; set nx/xx; incr ignore_key_check; redis-py-style lock
 
 from __future__ import annotations
 
+import inspect
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -185,3 +186,19 @@ def test_every_method_has_its_async_twin() -> None:
         assert callable(getattr(TsotCache, "a" + name)), name
     for name in names:
         assert getattr(TsotCache, name).__doc__, name
+
+
+def test_made_twins_keep_the_operation_signature_and_docstring() -> None:
+    for name in ["add", "delete", "incr", "ttl", "pexpire", "delete_pattern", "incr_version"]:
+        sync, async_ = getattr(TsotCache, name), getattr(TsotCache, "a" + name)
+        assert sync.__name__ == name and async_.__name__ == "a" + name
+        assert sync.__doc__ and async_.__doc__ == sync.__doc__, name
+        assert inspect.signature(sync) == inspect.signature(async_), name
+        assert inspect.iscoroutinefunction(async_) and not inspect.iscoroutinefunction(sync)
+    assert list(inspect.signature(TsotCache.add).parameters) == [
+        "self",
+        "key",
+        "value",
+        "timeout",
+        "version",
+    ]

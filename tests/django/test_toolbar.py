@@ -59,7 +59,8 @@ def test_the_panel_lists_sync_and_async_calls(toolbar_site: str) -> None:
         cache.set("a", 1)
         assert cache.get("a") == 1
         assert cache.get("missing") is None
-        assert cache.ttl("a") == 300 and cache.keys("a*") == ["a"]  # django-redis extras
+        # django-redis extras (the TTL rounds to 299 once half a second has passed: a loaded host)
+        assert cache.ttl("a") in (299, 300) and cache.keys("a*") == ["a"]
         second = caches["second"]  # opened during the request: patched when created
 
         async def run() -> None:

@@ -110,6 +110,22 @@ def _async(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     return call
 
 
+def _replies(send: Callable[..., list[Any]], *args: Any) -> list[Any] | ResponseError:
+    """A step's replies, or the error reply that refused it (``redis.commands.Run``)."""
+    try:
+        return send(*args)
+    except ResponseError as exc:
+        return exc
+
+
+async def _areplies(replies: Awaitable[list[Any]]) -> list[Any] | ResponseError:
+    """``_replies`` on asyncio."""
+    try:
+        return await replies
+    except ResponseError as exc:
+        return exc
+
+
 class RedisSync:
     """The sync backend protocol over a process-wide transport."""
 
@@ -127,18 +143,11 @@ class RedisSync:
         return f"<RedisSync {self.name}>"
 
     def _drive(self, steps: ops.Steps) -> Any:
-        """Send what a multi-step operation yields until it returns."""
-        try:
-            cmds, node = next(steps)
-            while True:
-                try:
-                    replies = self._t.pipeline(cmds, node)
-                except ResponseError as exc:
-                    cmds, node = steps.throw(exc)
-                else:
-                    cmds, node = steps.send(replies)
-        except StopIteration as stop:
-            return stop.value
+        """Send what a multi-step operation yields until it returns (``redis.commands.Run``)."""
+        run = ops.Run(steps)
+        for cmds, node in run:
+            run.reply = _replies(self._t.pipeline, cmds, node)
+        return run.value
 
     @_sync
     def get(self, key: bytes) -> bytes | None:
@@ -218,19 +227,15 @@ class RedisSync:
     def _scan(
         self, nodes: list[Any], prefix: bytes, pattern: bytes, count: int | None
     ) -> Iterator[bytes]:
-        for node in nodes:
-            cursor = 0
-            while True:
-                try:
-                    (reply,) = self._t.pipeline(
-                        [keys.scan_cmd(cursor, prefix, pattern, count)], node
-                    )
-                except RedisError as exc:
-                    raise translate(exc, self.name) from exc
-                cursor, found = ops.scan_reply(reply)
-                yield from found
-                if cursor == 0:
-                    break
+        page: list[bytes] = []
+        run = ops.Run(keys.scan_steps(nodes, prefix, pattern, count, page))
+        try:
+            for cmds, node in run:
+                yield from page  # the page the last step read
+                run.reply = _replies(self._t.pipeline, cmds, node)
+        except RedisError as exc:
+            raise translate(exc, self.name) from exc
+        yield from page
 
     @_sync
     def delete_if(self, key: bytes, value: bytes) -> bool:
@@ -286,18 +291,11 @@ class RedisAsync:
             raise translate(err, self.name) from err
 
     async def _drive(self, steps: ops.Steps) -> Any:
-        t = await self._tp()
-        try:
-            cmds, node = next(steps)
-            while True:
-                try:
-                    replies = await t.pipeline(cmds, node)
-                except ResponseError as exc:
-                    cmds, node = steps.throw(exc)
-                else:
-                    cmds, node = steps.send(replies)
-        except StopIteration as stop:
-            return stop.value
+        """See ``RedisSync._drive``."""
+        t, run = await self._tp(), ops.Run(steps)
+        for cmds, node in run:
+            run.reply = await _areplies(t.pipeline(cmds, node))
+        return run.value
 
     # The single-command methods translate errors inline rather than through @_async: on the
     # hot path every coroutine frame counts (docs/architecture.md#async).
@@ -397,17 +395,14 @@ class RedisAsync:
     async def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
         """SCAN MATCH on the server, or on each primary of a cluster in turn."""
         try:
-            t = await self._tp()
-            for node in await t.primaries():
-                cursor = 0
-                while True:
-                    cmd = keys.scan_cmd(cursor, prefix, pattern, count)
-                    (reply,) = await t.pipeline([cmd], node)
-                    cursor, found = ops.scan_reply(reply)
-                    for key in found:
-                        yield key
-                    if cursor == 0:
-                        break
+            t, page = await self._tp(), list[bytes]()
+            run = ops.Run(keys.scan_steps(await t.primaries(), prefix, pattern, count, page))
+            for cmds, node in run:
+                for key in page:  # the page the last step read
+                    yield key
+                run.reply = await _areplies(t.pipeline(cmds, node))
+            for key in page:
+                yield key
         except RedisError as exc:
             raise translate(exc, self.name) from exc
 

@@ -13,7 +13,7 @@ and the listeners; the steps they share are the functions below.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..base import drop_shared, shared, shared_keys
 from .config import RedisConfig
@@ -60,10 +60,13 @@ def _merge(
     return found
 
 
-class LocalCachedSync:
-    """The sync backend protocol: local reads first, the wrapped Redis backend otherwise."""
+class _LocalCached:
+    """What the twins share: the wrapped backend, the store, and the steps around each
+    operation's one call to the server (``_local`` before a read; ``_split``, ``_merge``)."""
 
     __slots__ = ("_b", "_hub", "_s", "name")
+    _kind: ClassVar[str]  # the twin's name, in its repr
+    _observed: ClassVar[str]  # the twin's class in ``redis.observed``
 
     def __init__(self, backend: Any, hub: Tracking) -> None:
         self._b = backend
@@ -72,13 +75,25 @@ class LocalCachedSync:
         self.name = backend.name
 
     def __repr__(self) -> str:
-        return f"<LocalCachedSync {self.name}>"
+        return f"<{self._kind} {self.name}>"
 
-    def with_events(self, notify: Notify) -> LocalCachedSync:
+    def with_events(self, notify: Notify) -> Any:
         """This backend reporting local-cache activity to ``notify`` (``redis.observed``)."""
-        from .observed import ObservedLocalSync
+        from . import observed
 
-        return ObservedLocalSync(self._b, self._hub, notify)
+        return getattr(observed, self._observed)(self._b, self._hub, notify)
+
+    def _local(self, keys: Sequence[bytes]) -> tuple[list[bytes | None], list[int]]:
+        """get_many's local look-ups: the values (None where missing) and the positions to read
+        from the server."""
+        return _split(self._s, keys)
+
+
+class LocalCachedSync(_LocalCached):
+    """The sync backend protocol: local reads first, the wrapped Redis backend otherwise."""
+
+    __slots__ = ()
+    _kind, _observed = "LocalCachedSync", "ObservedLocalSync"
 
     def get(self, key: bytes) -> bytes | None:
         s = self._s
@@ -95,10 +110,8 @@ class LocalCachedSync:
         return value  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        found, todo = _split(self._s, keys)
-        if not todo:
-            return found
-        return self._read_many(keys, found, todo)
+        found, todo = self._local(keys)
+        return self._read_many(keys, found, todo) if todo else found
 
     def _read_many(
         self, keys: Sequence[bytes], found: list[bytes | None], todo: list[int]
@@ -168,25 +181,11 @@ class LocalCachedSync:
         return {**self._b.stats(), **self._s.stats()}
 
 
-class LocalCachedAsync:
+class LocalCachedAsync(_LocalCached):
     """The asyncio twin of ``LocalCachedSync`` over the same store and listeners."""
 
-    __slots__ = ("_b", "_hub", "_s", "name")
-
-    def __init__(self, backend: Any, hub: Tracking) -> None:
-        self._b = backend
-        self._hub = hub
-        self._s = hub.store
-        self.name = backend.name
-
-    def __repr__(self) -> str:
-        return f"<LocalCachedAsync {self.name}>"
-
-    def with_events(self, notify: Notify) -> LocalCachedAsync:
-        """See ``LocalCachedSync.with_events``."""
-        from .observed import ObservedLocalAsync
-
-        return ObservedLocalAsync(self._b, self._hub, notify)
+    __slots__ = ()
+    _kind, _observed = "LocalCachedAsync", "ObservedLocalAsync"
 
     async def get(self, key: bytes) -> bytes | None:
         s = self._s
@@ -203,10 +202,8 @@ class LocalCachedAsync:
         return value  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        found, todo = _split(self._s, keys)
-        if not todo:
-            return found
-        return await self._read_many(keys, found, todo)
+        found, todo = self._local(keys)
+        return await self._read_many(keys, found, todo) if todo else found
 
     async def _read_many(
         self, keys: Sequence[bytes], found: list[bytes | None], todo: list[int]

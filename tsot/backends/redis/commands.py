@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 from redis.crc import key_slot
@@ -20,6 +21,7 @@ from ...ints import MAX_INT_DIGITS, format_int, parse_int
 from ...keys import shown
 from ..base import TTL_MISSING, TTL_PERSISTENT
 from .config import MAX_VALUE_BYTES
+from .resp import SetRun
 
 Cmd = tuple[Any, ...]
 Step = tuple[list[Cmd], Any]
@@ -207,12 +209,18 @@ def mget_result(n: int, groups: list[list[int]], replies: list[Any]) -> list[byt
     return out
 
 
+def check_sizes(items: Sequence[tuple[bytes, bytes]]) -> None:
+    """``check_size`` of every item, at the cost of one pass in C while all fit."""
+    if items and max(map(len, map(itemgetter(1), items))) > MAX_VALUE_BYTES:
+        for key, value in items:
+            check_size(key, value)
+
+
 def set_many_cmds(
     items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None, cluster: bool
 ) -> list[Cmd]:
     """One MSET when nothing expires on one server, else one SET per item (pipelined)."""
-    for key, value in items:
-        check_size(key, value)
+    check_sizes(items)
     if ttl_ms is None and not cluster:
         return [
             ("MSET", *[part for item in items[i : i + MAX_KEYS] for part in item])
@@ -220,7 +228,7 @@ def set_many_cmds(
         ]
     if ttl_ms is None:
         return [("SET", k, v) for k, v in items]
-    return [("SET", k, v, "PX", ttl_ms) for k, v in items]
+    return SetRun(items, "PX", ttl_ms)
 
 
 def set_many_at_cmds(
@@ -232,13 +240,40 @@ def set_many_at_cmds(
     """``set_many_cmds`` with one ``PXAT`` deadline for every item, counted from this call."""
     if ttl_ms is None:
         return set_many_cmds(items, None, cluster)
-    for key, value in items:
-        check_size(key, value)
-    at = int(clock() * 1000) + ttl_ms
-    return [("SET", k, v, "PXAT", at) for k, v in items]
+    check_sizes(items)
+    return SetRun(items, "PXAT", int(clock() * 1000) + ttl_ms)
 
 
 # -- multi-step operations -----------------------------------------------------------------------
+
+
+class Run:
+    """The one loop that drives a multi-step operation; the sync and async backends only do
+    each step's I/O inside it::
+
+        run = Run(steps)
+        for cmds, node in run:  # what to send, and where (None: where the command goes)
+            run.reply = replies_or_error(cmds, node)  # a ResponseError goes into the operation
+        return run.value
+    """
+
+    __slots__ = ("reply", "steps", "value")
+
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+        self.reply: list[Any] | ResponseError = []
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[Step]:
+        steps = self.steps
+        try:
+            step = next(steps)
+            while True:
+                yield step
+                reply = self.reply
+                step = steps.throw(reply) if isinstance(reply, ResponseError) else steps.send(reply)
+        except StopIteration as stop:
+            self.value = stop.value
 
 
 def incr_steps(key: bytes, delta: int, create: bool) -> Steps:

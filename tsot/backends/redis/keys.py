@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from redis.exceptions import NoScriptError
 
-from .commands import SCAN_COUNT, Cmd, Steps, glob_escape
+from .commands import SCAN_COUNT, Cmd, Steps, glob_escape, scan_reply
 
 # GET and the write in one script: no other client runs between the comparison and the write.
 DELETE_IF: Final = b"""
@@ -37,6 +37,20 @@ _SHA: Final = {s: hashlib.sha1(s).hexdigest() for s in (DELETE_IF, EXPIRE_IF, EX
 def scan_cmd(cursor: int, prefix: bytes, pattern: bytes, count: int | None) -> Cmd:
     """``SCAN cursor MATCH <escaped prefix><pattern> COUNT n``: the namespace is a literal."""
     return ("SCAN", cursor, "MATCH", glob_escape(prefix) + pattern, "COUNT", count or SCAN_COUNT)
+
+
+def scan_steps(
+    nodes: Sequence[Any], prefix: bytes, pattern: bytes, count: int | None, page: list[bytes]
+) -> Steps:
+    """SCAN MATCH each node in turn, a page a step: each reply's keys replace what ``page``
+    holds (the backend hands them on before it sends the next step, and after the last)."""
+    for node in nodes:
+        cursor = 0
+        while True:
+            (reply,) = yield [scan_cmd(cursor, prefix, pattern, count)], node
+            cursor, page[:] = scan_reply(reply)
+            if cursor == 0:
+                break
 
 
 def script_steps(script: bytes, key: bytes, *args: Any) -> Steps:

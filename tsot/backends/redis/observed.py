@@ -54,6 +54,25 @@ class _Reports:
             if pending:
                 self._notify("local", reason="hits", count=pending)
 
+    def _seen(self, key: bytes) -> bytes | None:
+        """get's local look-up, reported: a hit counted, or the hits so far sent before a read
+        goes to the server."""
+        value = self._s.lookup(key)
+        if value is not None:
+            self._hits(1)
+        else:
+            self._report_hits()
+        return value
+
+    def _local(self, keys: Sequence[bytes]) -> tuple[list[bytes | None], list[int]]:
+        """get_many's local look-ups (``redis.cached``), reported as ``_seen`` reports."""
+        found, todo = _split(self._s, keys)
+        if len(todo) < len(keys):
+            self._hits(len(keys) - len(todo))
+        if todo:
+            self._report_hits()
+        return found, todo
+
     def local_event(self, reason: str, count: int) -> None:
         """From the store (any thread): an invalidation, a flush, tracking lost or restored."""
         self._notify("local", reason=reason, count=count)
@@ -67,21 +86,8 @@ class ObservedLocalSync(_Reports, LocalCachedSync):
         self._start(notify)
 
     def get(self, key: bytes) -> bytes | None:
-        value = self._s.lookup(key)
-        if value is not None:
-            self._hits(1)
-            return value
-        self._report_hits()
-        return self._read(key)
-
-    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        found, todo = _split(self._s, keys)
-        if len(todo) < len(keys):
-            self._hits(len(keys) - len(todo))
-        if not todo:
-            return found
-        self._report_hits()
-        return self._read_many(keys, found, todo)
+        value = self._seen(key)
+        return value if value is not None else self._read(key)
 
     def stats(self) -> Any:
         self._report_hits()
@@ -99,21 +105,8 @@ class ObservedLocalAsync(_Reports, LocalCachedAsync):
         self._start(notify)
 
     async def get(self, key: bytes) -> bytes | None:
-        value = self._s.lookup(key)
-        if value is not None:
-            self._hits(1)
-            return value
-        self._report_hits()
-        return await self._read(key)
-
-    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        found, todo = _split(self._s, keys)
-        if len(todo) < len(keys):
-            self._hits(len(keys) - len(todo))
-        if not todo:
-            return found
-        self._report_hits()
-        return await self._read_many(keys, found, todo)
+        value = self._seen(key)
+        return value if value is not None else await self._read(key)
 
     async def stats(self) -> Any:
         self._report_hits()

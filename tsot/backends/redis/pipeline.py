@@ -34,7 +34,7 @@ from redis.exceptions import (
 )
 
 from ..loop_lag import within
-from .resp import pack_sets
+from .resp import SetRun, pack_batch, spellings
 
 try:
     from hiredis import Reader as _Reader
@@ -85,9 +85,7 @@ _STATEFUL = [
     "READONLY",
     "READWRITE",
 ]
-STATEFUL: Final = frozenset(
-    form for n in _STATEFUL for form in (n, n.lower(), n.encode(), n.lower().encode())
-)
+STATEFUL: Final = spellings(_STATEFUL)
 """Commands that would block the connection or change its state for every other waiter."""
 
 
@@ -210,13 +208,10 @@ class PipelinedConnection(asyncio.Protocol):
         """
         if self.lost is not None:
             raise ConnectionError(str(self.lost))
-        if check and any(c[0] in STATEFUL for c in cmds):
+        if check and type(cmds) is not SetRun and any(c[0] in STATEFUL for c in cmds):
             raise ValueError("a command that blocks or changes the shared connection")
         fut: asyncio.Future[list[Any]] = self.loop.create_future()
-        packed = pack_sets(cmds)  # set_many's run of SET commands, as the sync transport
-        if packed is None:
-            packed = b"".join([_pack(c) for c in cmds])
-        self._queue(packed, _Batch(fut, len(cmds)), len(cmds))
+        self._queue(pack_batch(cmds, _pack), _Batch(fut, len(cmds)), len(cmds))
         return fut
 
     def _queue(self, data: bytes, waiter: Any, n: int) -> None:

@@ -42,6 +42,7 @@ from redis.exceptions import (
 from redis.sentinel import MasterNotFoundError
 
 from .pipeline import NotSent
+from .resp import spellings
 
 Cmd = Sequence[Any]
 MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)
@@ -76,13 +77,9 @@ _IDEMPOTENT = [
     "ASKING",
     "READONLY",
 ]
-IDEMPOTENT: Final = frozenset(
-    form for n in _IDEMPOTENT for form in (n, n.lower(), n.encode(), n.lower().encode())
-)
-_SET: Final = frozenset({"SET", "set", b"SET", b"set"})
-_CONDITIONS: Final = frozenset(
-    {"NX", "XX", "GET", "nx", "xx", "get", b"NX", b"XX", b"GET", b"nx", b"xx", b"get"}
-)
+IDEMPOTENT: Final = spellings(_IDEMPOTENT)
+_SET: Final = spellings(["SET"])
+_CONDITIONS: Final = spellings(["NX", "XX", "GET"])
 
 # Demoted primary (redis-py's Sentinel connection turns READONLY into this ConnectionError).
 DEMOTED: Final = "The previous master is now a slave"
@@ -202,6 +199,8 @@ def settled(exc: BaseException) -> bool:
 
 
 def first_error(replies: Sequence[Any]) -> ResponseError | None:
+    if len(replies) > 8 and not any(issubclass(t, ResponseError) for t in set(map(type, replies))):
+        return None  # a batch without an error reply: its types gathered in one pass in C
     for reply in replies:
         if isinstance(reply, ResponseError):
             return reply

@@ -39,7 +39,7 @@ from redis.retry import Retry as RedisRetry
 
 from . import retry, topology
 from .config import RedisConfig
-from .resp import pack_sets
+from .resp import pack_batch
 
 _pack: Callable[[Any], bytes]
 try:
@@ -312,14 +312,19 @@ def _read(conn: Any, n: int) -> list[Any]:
     error reply taken that way is handled as ``read_response`` would raise it.
     """
     out: list[Any] = []
-    reader = None
+    append = out.append
+    gets = None
     for i in range(n):
         try:
-            reply = reader.gets() if reader is not None else _MORE
+            reply = gets() if gets is not None else _MORE
+            if type(reply) is bytes:  # the commonest reply, before any other test
+                append(reply)
+                continue
             if reply is _MORE or reply is False:  # (False: a reader made without the sentinel)
                 reply = conn.read_response()
-                if reader is None:
+                if gets is None:
                     reader = _buffered(conn)
+                    gets = None if reader is None else reader.gets
             elif isinstance(reply, Exception) or (
                 type(reply) is list and reply and isinstance(reply[0], ConnectionError)
             ):
@@ -327,9 +332,9 @@ def _read(conn: Any, n: int) -> list[Any]:
                 if not isinstance(error, ResponseError):
                     conn.disconnect()  # as read_response does for a failure it raises
                 raise error
-            out.append(reply)
+            append(reply)
         except ResponseError as exc:
-            out.append(exc)
+            append(exc)
         except ConnectionError as exc:
             if i and str(exc) == retry.DEMOTED:
                 # refused after earlier commands ran: not a refusal of the whole batch
@@ -370,15 +375,14 @@ def _ready(conn: Any, health: bool = False) -> None:
 
 
 def pack(cmds: Sequence[Cmd]) -> bytes:
-    """The commands in RESP, one buffer: hiredis packs each in C (redis-py's ``pack_commands``
-    encodes every argument in Python, most of a 100-key pipeline's cost); set_many's run of
-    ``SET key value PX ms`` by ``redis.resp.pack_sets``."""
-    packed = pack_sets(cmds)
-    return packed if packed is not None else b"".join(map(_pack, cmds))
+    """The commands in RESP, one buffer (``redis.resp.pack_batch``)."""
+    return pack_batch(cmds, _pack)
 
 
 def chunks(cmds: Sequence[Cmd], limit: int = BATCH_ARGS) -> list[Sequence[Cmd]]:
     """``cmds`` cut into runs of at most ``limit`` arguments (a longer command alone)."""
+    if sum(map(len, cmds)) <= limit:  # the common case, in C: one run
+        return [cmds]
     out: list[Sequence[Cmd]] = []
     start = size = 0
     for i, cmd in enumerate(cmds):
