@@ -20,9 +20,17 @@ from pymemcache.client.base import Client
 from tests.helpers import LoopThread, SyncView
 from tests.servers.memcached import start_memcached
 from tests.servers.proc import Server, free_port
-from tsot import AsyncStorage, BackendUnavailable, ConfigurationError, Storage, ValueTooLarge
+from tsot import (
+    AsyncStorage,
+    BackendUnavailable,
+    ConfigurationError,
+    OutcomeUnknown,
+    Storage,
+    ValueTooLarge,
+)
 from tsot.backends.memcached import commands as ops
 from tsot.backends.memcached import protocol as proto
+from tsot.backends.memcached import transport_sync
 from tsot.backends.memcached.backend import MemcachedSync
 
 pytestmark = pytest.mark.server
@@ -511,6 +519,28 @@ def test_sync_fast_paths_retry_a_connection_the_restarted_server_closed(tmp_path
             server.kill()
             server.start()  # same port: the pooled connection is now closed by its peer
             assert check()
+    finally:
+        server.stop()
+
+
+def test_a_connection_proven_open_just_now_is_not_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within ``PROVEN`` of its last checked checkout an idle connection is used without a
+    poll (here the window is made an hour): a server that closed it meanwhile makes an incr's
+    outcome unknown, as a failure during the request would, and the incr is not sent again.
+    The connection is dropped; the next incr runs on a new one."""
+    monkeypatch.setattr(transport_sync, "PROVEN", 3600.0)
+    server = start_memcached(tmp_path, "proven")
+    try:
+        url = f"memcached://127.0.0.1:{server.port}"
+        store = Storage.from_url(url, namespace="p", secret=None)
+        assert store.incr("n") == 1  # checked out fresh: proven open from now on
+        server.kill()
+        server.start()  # same port: the pooled connection is now closed by its peer
+        with pytest.raises(OutcomeUnknown):
+            store.incr("n")
+        assert store.incr("n") == 1  # the restarted server lost n; the failed incr never ran
     finally:
         server.stop()
 

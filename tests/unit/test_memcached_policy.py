@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import pytest
 
 from tests.helpers import FakeClock
 from tsot import BackendUnavailable
 from tsot.backends.memcached.cluster import Cluster, Policy, ServerSpec, StaleConnection, StepFailed
+from tsot.backends.memcached.commands import Done, resume
 
 
 def policy(servers: int = 2, retries: int = 1) -> tuple[Policy, Cluster]:
@@ -64,3 +68,43 @@ def test_the_unknown_outcome_wins_over_other_servers_errors() -> None:
     )
     with pytest.raises(BackendUnavailable, match="outcome is unknown"):
         p.again(step, 0, idempotent=False, routed=True)
+
+
+def counting_op(made: list[int]) -> Generator[dict[int, list[bytes]], Any, str]:
+    """An operation of two steps that records each time it is made."""
+    made.append(len(made))
+    first = yield {0: [b"mg a v\r\n"]}
+    second = yield {0: [b"mg b v\r\n"]}
+    return f"{first}+{second}"
+
+
+def test_resume_drives_an_operation_to_its_value() -> None:
+    made: list[int] = []
+    op = counting_op(made)
+    assert resume(op, None) == {0: [b"mg a v\r\n"]}
+    assert resume(op, {0: []}) == {0: [b"mg b v\r\n"]}
+    done = resume(op, {1: []})
+    assert isinstance(done, Done) and done.value == "{0: []}+{1: []}"
+
+
+def test_a_step_failure_thrown_into_retried_makes_the_operation_again() -> None:
+    p, _ = policy(retries=1)
+    made: list[int] = []
+    op = p.retried(lambda: counting_op(made), idempotent=True, routed=True, attempt=0)
+    assert resume(op, None) == {0: [b"mg a v\r\n"]}
+    assert resume(op, {0: []}) == {0: [b"mg b v\r\n"]}
+    # the second step failed: the whole operation starts again, on a new connection
+    assert resume(op, failed(ConnectionResetError("gone"), sent=True)) == {0: [b"mg a v\r\n"]}
+    assert made == [0, 1]
+    assert resume(op, {0: []}) == {0: [b"mg b v\r\n"]}
+    assert isinstance(resume(op, {0: []}), Done)
+
+
+def test_retried_never_makes_again_an_operation_that_may_have_run() -> None:
+    p, _ = policy()
+    made: list[int] = []
+    op = p.retried(lambda: counting_op(made), idempotent=False, routed=True, attempt=0)
+    resume(op, None)
+    with pytest.raises(BackendUnavailable, match="outcome is unknown"):
+        resume(op, failed(ConnectionResetError("gone"), sent=True))
+    assert made == [0]

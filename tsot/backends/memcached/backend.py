@@ -17,13 +17,11 @@ from ...errors import ConfigurationError, NotSupportedError, require
 from ..base import shared
 from . import cas
 from . import commands as ops
-from . import protocol as p
 from .cluster import Cluster, Policy, ServerSpec, StepFailed
-from .hot import AGAIN, Hot
+from .hot import Got, Handover, Hot, Plan
 
 T = TypeVar("T")
 DEFAULT_PORT = 11211
-MakeOp = Callable[[], ops.Op[Any]]
 
 
 def _servers(location: Location) -> list[ServerSpec]:
@@ -119,149 +117,90 @@ class MemcachedSync(_Base):
     __slots__ = ()
 
     def _run(
-        self, make: MakeOp, idempotent: bool = True, routed: bool = True, attempt: int = 0
-    ) -> Any:
-        transport, policy = self.loc.sync, self.loc.policy
-        while True:
-            op = make()
-            try:
-                step = next(op)
-                while True:
-                    step = op.send(transport.execute(step, not idempotent))
-            except StopIteration as done:
-                return done.value
-            except StepFailed as failed:
-                policy.again(failed, attempt, idempotent, routed)
-                attempt += 1
+        self, make: Callable[[], ops.Op[T]], idempotent: bool = True, routed: bool = True
+    ) -> T:
+        return self._drive(Handover(make, 0, idempotent), routed)
 
-    def _one(self, s: int, cmd: bytes, idempotent: bool) -> list[p.Reply] | int:
-        """The replies to the generation check and ``cmd`` on server ``s``, or the attempt
-        the full operation is: 0 when no connection is idle, 1 after a broken one."""
+    def _drive(self, full: Handover[T], routed: bool = True) -> T:
+        """Run a full operation to its end (``ops.resume``), retried as the policy allows."""
+        op = self.policy.retried(full.make, full.idempotent, routed, full.attempt)
+        execute, fresh = self.loc.sync.execute, not full.idempotent
+        step = ops.resume(op, None)
+        while not isinstance(step, ops.Done):
+            try:
+                got: ops.Replies | StepFailed = execute(step, fresh)
+            except StepFailed as failed:
+                got = failed
+            step = ops.resume(op, got)
+        return step.value
+
+    def _hot(self, plan: Plan | Handover[T], done: Callable[[Plan, Got], T | Handover[T]]) -> T:
+        """A hot call: its one request and ``done``, or the full operation they hand over to."""
+        out = plan if isinstance(plan, Handover) else done(plan, self._one(plan))
+        return self._drive(out) if isinstance(out, Handover) else out
+
+    def _one(self, plan: Plan) -> Got:
+        """The replies to a plan's request on an idle connection, or the attempt the full
+        operation is: 0 when no connection is idle, 1 after a broken one."""
+        s, request, idempotent, _, _ = plan
+        if s < 0:
+            try:
+                return self.loc.sync.execute(request)
+            except StepFailed as failed:
+                return self.failed(failed, idempotent)
         try:
-            rs = self.loc.sync.one(s, self.gen_cmd + cmd, 2, not idempotent)
+            rs = self.loc.sync.one(s, self.gen_cmd + request, 2, not idempotent)
         except Exception as exc:  # as ``execute`` would: translated by the retry policy
             return self.broken(s, exc, idempotent)
         return 0 if rs is None else rs
 
-    def _step(self, step: ops.Step, idempotent: bool) -> ops.Replies | int:
-        """A many-key fast step's replies, or the attempt the full operation is."""
-        try:
-            return self.loc.sync.execute(step)
-        except StepFailed as failed:
-            return self.failed(failed, idempotent)
-
     def get(self, key: bytes) -> bytes | None:
-        ready, attempt = self.ready(key), 0
-        if ready is not None:
-            s, gen = ready
-            rs = self._one(s, self.get_cmd(key, gen), True)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                value = self.got(s, gen, rs)
-                if value is not AGAIN:
-                    return value
-        return self._run(lambda: ops.get_many(self.ns, (key,)), attempt=attempt)[0]  # type: ignore[no-any-return]
+        return self._hot(self.get_plan(key), self.get_done)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        batch, attempt = self.batch(keys), 0
-        if batch is not None:
-            replies = self._step(self.get_step(batch), True)
-            if isinstance(replies, int):
-                attempt = replies
-            else:
-                values = self.values(batch, len(keys), replies)
-                if values is not AGAIN:
-                    return values
-        return self._run(lambda: ops.get_many(self.ns, keys), attempt=attempt)  # type: ignore[no-any-return]
-
-    def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
-        ready, attempt = self.ready(key, limits=True), 0
-        if ready is not None:
-            s, gen = ready
-            rs = self._one(s, self.store_cmd(s, gen, key, value, ttl_ms, mode), not mode)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                done = self.stored(s, gen, rs, key)
-                if done is not AGAIN:
-                    return done
-        made = self._run(
-            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode), not mode, attempt=attempt
-        )
-        return made[0]  # type: ignore[no-any-return]
+        return self._hot(self.get_many_plan(keys), self.get_many_done)
 
     def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        self._store(key, value, ttl_ms, b"")
+        self._hot(self.store_plan(key, value, ttl_ms, b""), self.store_done)
 
     def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        batch, attempt = self.batch([k for k, _ in items], limits=True), 0
-        if batch is not None:
-            replies = self._step(self.set_step(batch, items, ttl_ms), True)
-            if isinstance(replies, int):
-                attempt = replies
-            elif self.stored_all(batch, len(items), replies) is not AGAIN:
-                return
-        self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt)
+        self._hot(self.set_many_plan(items, ttl_ms), self.set_many_done)
 
     def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return self._store(key, value, ttl_ms, b" ME")
+        return self._hot(self.store_plan(key, value, ttl_ms, b" ME"), self.store_done)
 
     def delete(self, key: bytes) -> bool:
-        ready, attempt = self.ready(key), 0
-        if ready is not None:
-            s, gen = ready
-            rs = self._one(s, self.delete_cmd(key, gen), True)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                done = self.deleted(s, gen, rs)
-                if done is not AGAIN:
-                    return done
-        return self._run(lambda: ops.delete_many(self.ns, (key,)), attempt=attempt) == 1  # type: ignore[no-any-return]
+        return self._hot(self.delete_plan(key), self.delete_done)
 
     def delete_many(self, keys: Sequence[bytes]) -> int:
-        return self._run(lambda: ops.delete_many(self.ns, keys))  # type: ignore[no-any-return]
+        return self._run(lambda: ops.delete_many(self.ns, keys))
 
     def exists(self, key: bytes) -> bool:
-        return self._run(lambda: ops.exists(self.ns, key))  # type: ignore[no-any-return]
+        return self._run(lambda: ops.exists(self.ns, key))
 
     def ttl(self, key: bytes) -> int:
-        return self._run(lambda: ops.ttl(self.ns, key))  # type: ignore[no-any-return]
+        return self._run(lambda: ops.ttl(self.ns, key))
 
     def expire(self, key: bytes, ttl_ms: int | None) -> bool:
-        return self._run(lambda: ops.expire(self.ns, key, ttl_ms))  # type: ignore[no-any-return]
+        return self._run(lambda: ops.expire(self.ns, key, ttl_ms))
 
     def incr(self, key: bytes, delta: int, create: bool) -> int | None:
-        flags, attempt = ops.native_incr(delta, create), 0
-        ready = self.ready(key) if flags is not None else None
-        if ready is not None and flags is not None:
-            s, gen = ready
-            rs = self._one(s, self.incr_cmd(key, gen, flags), False)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                n = self.counted(s, gen, rs)
-                if n is not AGAIN:
-                    if n is not None and n >= p.NATIVE_MAX:
-                        self._run(lambda: ops.widen(self.ns, key))  # re-reads: safe to re-run
-                    return n
-        return self._run(lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt)  # type: ignore[no-any-return]
+        return self._hot(self.incr_plan(key, delta, create), self.incr_done)
 
     def clear(self, prefix: bytes) -> None:
         self._run(lambda: ops.clear(ops.Namespace(self.loc.cluster, prefix)), True, False)
 
     def stats(self) -> dict[str, int | None]:
-        return self._run(lambda: ops.stats(self.ns), True, False)  # type: ignore[no-any-return]
+        return self._run(lambda: ops.stats(self.ns), True, False)
 
     def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> Iterator[bytes]:
         raise self._no_scan()
 
     def delete_if(self, key: bytes, value: bytes) -> bool:
-        return self._run(lambda: cas.delete_if(self.ns, key, value), False)  # type: ignore[no-any-return]
+        return self._run(lambda: cas.delete_if(self.ns, key, value), False)
 
     def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)  # type: ignore[no-any-return]
+        return self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)
 
     def close(self) -> None:
         """Nothing to release: the pools are shared by every Storage on this location."""
@@ -273,176 +212,112 @@ class MemcachedAsync(_Base):
     Hot operations first try their fast path (``memcached.hot``): one command on the server's
     open connection behind the namespace generation check; anything unusual (no connection
     yet, an unknown generation or item size, a generation that moved) runs the full operation.
+    A full operation's TTLs count from the call: a step sent a second or more after it has
+    those seconds taken off (``asked``, the ``monotonic()`` of the call).
     """
 
     __slots__ = ()
 
     async def _run(
         self,
-        make: MakeOp,
+        make: Callable[[], ops.Op[T]],
         idempotent: bool = True,
         routed: bool = True,
-        attempt: int = 0,
-        asked: float = 0.0,
-    ) -> Any:
-        """Run the full operation; ``asked`` (``monotonic()`` of the call) makes its TTLs count
-        from the call: a step sent a second or more later has those seconds taken off."""
-        transport, policy = self.loc.aio, self.loc.policy
-        while True:
-            op = make()
-            try:
-                step = next(op)
-                while True:
-                    step = op.send(await transport.execute(step, not idempotent, asked))
-            except StopIteration as done:
-                return done.value
-            except StepFailed as failed:
-                policy.again(failed, attempt, idempotent, routed)
-                attempt += 1
+        timed: bool = False,
+    ) -> T:
+        asked = monotonic() if timed else 0.0
+        return await self._drive(Handover(make, 0, idempotent), asked, routed)
 
-    async def _one(self, s: int, cmd: bytes, idempotent: bool) -> list[p.Reply] | int:
-        """The replies to the generation check and ``cmd`` on server ``s``, or the attempt
-        the full operation is: 0 when no connection is open, 1 after a broken one."""
+    async def _drive(self, full: Handover[T], asked: float, routed: bool = True) -> T:
+        """Run a full operation to its end (``ops.resume``), retried as the policy allows."""
+        op = self.policy.retried(full.make, full.idempotent, routed, full.attempt)
+        execute, fresh = self.loc.aio.execute, not full.idempotent
+        step = ops.resume(op, None)
+        while not isinstance(step, ops.Done):
+            try:
+                got: ops.Replies | StepFailed = await execute(step, fresh, asked)
+            except StepFailed as failed:
+                got = failed
+            step = ops.resume(op, got)
+        return step.value
+
+    async def _hot(
+        self, plan: Plan | Handover[T], done: Callable[[Plan, Got], T | Handover[T]]
+    ) -> T:
+        """A hot call: its one request and ``done``, or the full operation they hand over to."""
+        asked = monotonic()
+        out = plan if isinstance(plan, Handover) else done(plan, await self._one(plan))
+        if isinstance(out, Handover):
+            return await self._drive(out, asked if out.timed else 0.0)
+        return out
+
+    async def _one(self, plan: Plan) -> Got:
+        """The replies to a plan's request on the open connection, or the attempt the full
+        operation is: 0 when no connection is open, 1 after a broken one."""
+        s, request, idempotent, _, _ = plan
+        if s < 0:
+            try:
+                return await self.loc.aio.execute(request)
+            except StepFailed as failed:
+                return self.failed(failed, idempotent)
         conn = self.loc.aio.ready(s)
         if conn is None:
             return 0
         try:
-            rs = await conn.request(cmd, 1, self.gen_cmd, not idempotent)
+            rs = await conn.request(request, 1, self.gen_cmd, not idempotent)
         except OSError as exc:
             return self.broken(s, exc, idempotent)
         if self.cluster._dead:
             self.cluster.mark_alive(s)
         return rs
 
-    async def _step(self, step: ops.Step, idempotent: bool) -> ops.Replies | int:
-        """A many-key fast step's replies, or the attempt the full operation is."""
-        try:
-            return await self.loc.aio.execute(step)
-        except StepFailed as failed:
-            return self.failed(failed, idempotent)
-
     async def get(self, key: bytes) -> bytes | None:
-        ready, attempt = self.ready(key), 0
-        if ready is not None:
-            s, gen = ready
-            rs = await self._one(s, self.get_cmd(key, gen), True)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                value = self.got(s, gen, rs)
-                if value is not AGAIN:
-                    return value
-        made = await self._run(lambda: ops.get_many(self.ns, (key,)), attempt=attempt)
-        return made[0]  # type: ignore[no-any-return]
+        return await self._hot(self.get_plan(key), self.get_done)
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        batch, attempt = self.batch(keys), 0
-        if batch is not None:
-            replies = await self._step(self.get_step(batch), True)
-            if isinstance(replies, int):
-                attempt = replies
-            else:
-                values = self.values(batch, len(keys), replies)
-                if values is not AGAIN:
-                    return values
-        return await self._run(lambda: ops.get_many(self.ns, keys), attempt=attempt)  # type: ignore[no-any-return]
-
-    async def _store(self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> bool:
-        asked = monotonic() if ttl_ms is not None else 0.0
-        ready, attempt = self.ready(key, limits=True), 0
-        if ready is not None:
-            s, gen = ready
-            rs = await self._one(s, self.store_cmd(s, gen, key, value, ttl_ms, mode), not mode)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                done = self.stored(s, gen, rs, key)
-                if done is not AGAIN:
-                    return done
-        made = await self._run(
-            lambda: ops.set_many(self.ns, ((key, value),), ttl_ms, mode),
-            not mode,
-            attempt=attempt,
-            asked=asked,
-        )
-        return made[0]  # type: ignore[no-any-return]
+        return await self._hot(self.get_many_plan(keys), self.get_many_done)
 
     async def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
-        await self._store(key, value, ttl_ms, b"")
+        await self._hot(self.store_plan(key, value, ttl_ms, b""), self.store_done)
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> None:
-        asked = monotonic() if ttl_ms is not None else 0.0
-        batch, attempt = self.batch([k for k, _ in items], limits=True), 0
-        if batch is not None:
-            replies = await self._step(self.set_step(batch, items, ttl_ms), True)
-            if isinstance(replies, int):
-                attempt = replies
-            elif self.stored_all(batch, len(items), replies) is not AGAIN:
-                return
-        await self._run(lambda: ops.set_many(self.ns, items, ttl_ms), attempt=attempt, asked=asked)
+        await self._hot(self.set_many_plan(items, ttl_ms), self.set_many_done)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return await self._store(key, value, ttl_ms, b" ME")
+        return await self._hot(self.store_plan(key, value, ttl_ms, b" ME"), self.store_done)
 
     async def delete(self, key: bytes) -> bool:
-        ready, attempt = self.ready(key), 0
-        if ready is not None:
-            s, gen = ready
-            rs = await self._one(s, self.delete_cmd(key, gen), True)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                done = self.deleted(s, gen, rs)
-                if done is not AGAIN:
-                    return done
-        count = await self._run(lambda: ops.delete_many(self.ns, (key,)), attempt=attempt)
-        return count == 1  # type: ignore[no-any-return]
+        return await self._hot(self.delete_plan(key), self.delete_done)
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
-        return await self._run(lambda: ops.delete_many(self.ns, keys))  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.delete_many(self.ns, keys))
 
     async def exists(self, key: bytes) -> bool:
-        return await self._run(lambda: ops.exists(self.ns, key))  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.exists(self.ns, key))
 
     async def ttl(self, key: bytes) -> int:
-        return await self._run(lambda: ops.ttl(self.ns, key))  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.ttl(self.ns, key))
 
     async def expire(self, key: bytes, ttl_ms: int | None) -> bool:
-        asked = monotonic() if ttl_ms is not None else 0.0
-        return await self._run(lambda: ops.expire(self.ns, key, ttl_ms), asked=asked)  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.expire(self.ns, key, ttl_ms), timed=ttl_ms is not None)
 
     async def incr(self, key: bytes, delta: int, create: bool) -> int | None:
-        flags, attempt = ops.native_incr(delta, create), 0
-        ready = self.ready(key) if flags is not None else None
-        if ready is not None and flags is not None:
-            s, gen = ready
-            rs = await self._one(s, self.incr_cmd(key, gen, flags), False)
-            if isinstance(rs, int):
-                attempt = rs
-            else:
-                n = self.counted(s, gen, rs)
-                if n is not AGAIN:
-                    if n is not None and n >= p.NATIVE_MAX:
-                        await self._run(lambda: ops.widen(self.ns, key))  # re-reads: safe to re-run
-                    return n
-        return await self._run(  # type: ignore[no-any-return]
-            lambda: ops.incr(self.ns, key, delta, create), False, attempt=attempt
-        )
+        return await self._hot(self.incr_plan(key, delta, create), self.incr_done)
 
     async def clear(self, prefix: bytes) -> None:
         await self._run(lambda: ops.clear(ops.Namespace(self.loc.cluster, prefix)), True, False)
 
     async def stats(self) -> dict[str, int | None]:
-        return await self._run(lambda: ops.stats(self.ns), True, False)  # type: ignore[no-any-return]
+        return await self._run(lambda: ops.stats(self.ns), True, False)
 
     def scan(self, prefix: bytes, pattern: bytes, count: int | None) -> AsyncIterator[bytes]:
         raise self._no_scan()
 
     async def delete_if(self, key: bytes, value: bytes) -> bool:
-        return await self._run(lambda: cas.delete_if(self.ns, key, value), False)  # type: ignore[no-any-return]
+        return await self._run(lambda: cas.delete_if(self.ns, key, value), False)
 
     async def expire_if(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return await self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)  # type: ignore[no-any-return]
+        return await self._run(lambda: cas.expire_if(self.ns, key, value, ttl_ms), False)
 
     async def close(self) -> None:
         """Nothing to release: connections are shared per event loop and location."""

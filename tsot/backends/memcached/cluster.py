@@ -8,12 +8,16 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ...errors import BackendUnavailable, OutcomeUnknown, TsotError
 from ...logs import limited
 
+S = TypeVar("S")
+R = TypeVar("R")
+T = TypeVar("T")
 Address = tuple[str, int] | str  # (host, port) or a unix socket path
 
 
@@ -81,6 +85,25 @@ class Cluster:
     def is_dead(self, server: int) -> bool:
         entry = self._dead.get(server)
         return entry is not None and entry[0] > self.clock()
+
+    def skipped(self, server: int, failures: dict[int, tuple[BaseException, bool]]) -> bool:
+        """True, with the failure noted (nothing sent), if a step must skip ``server``."""
+        if self._dead and self.is_dead(server):
+            failures[server] = (self.dead_error(server), False)
+            return True
+        return False
+
+    def settle(
+        self, out: dict[int, T], failures: dict[int, tuple[BaseException, bool]]
+    ) -> dict[int, T]:
+        """A step's end in both transports: the servers that answered are alive; StepFailed
+        names those that did not; else ``out``, every server's replies."""
+        if self._dead:
+            for s in out:
+                self.mark_alive(s)
+        if failures:
+            raise StepFailed(failures)
+        return out
 
     def dead_error(self, server: int) -> BackendUnavailable:
         _, why = self._dead.get(server, (0.0, "unknown"))
@@ -166,6 +189,18 @@ class Policy:
         self.cluster = cluster
         self.retries = retries
         self.timeout = timeout
+
+    def retried(
+        self, make: Callable[[], Generator[S, R, T]], idempotent: bool, routed: bool, attempt: int
+    ) -> Generator[S, R, T]:
+        """The operation ``make()`` builds, made again after each failed step as ``again``
+        allows (its StepFailed is thrown in by the driver): the one retry loop of both."""
+        while True:
+            try:
+                return (yield from make())
+            except StepFailed as failed:
+                self.again(failed, attempt, idempotent, routed)
+                attempt += 1
 
     def again(self, failed: StepFailed, attempt: int, idempotent: bool, routed: bool) -> bool:
         """True to run the operation again; otherwise raise the translated error."""

@@ -8,14 +8,14 @@ written once. A driver sends each step as one request per server.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from ...errors import BackendUnavailable, ValueTooLarge, WrongType
 from ...ints import format_int
 from ...keys import shown
 from ..base import TTL_MISSING, TTL_PERSISTENT
 from . import protocol as p
-from .cluster import Cluster
+from .cluster import Cluster, StepFailed
 
 T = TypeVar("T")
 Step = dict[int, list[bytes]]
@@ -23,6 +23,27 @@ Replies = dict[int, list[p.Reply]]
 Op = Generator[Step, Replies, T]
 Group = list[tuple[int, bytes]]
 """The keys one server gets, each with its position among the operation's keys."""
+
+
+class Done(Generic[T]):
+    """What ``resume`` returns once an operation has finished: its ``value``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+def resume(op: Op[T], got: Replies | StepFailed | None) -> Step | Done[T]:
+    """The one move of every driver: hand ``op`` the replies to its last step (a StepFailed
+    is thrown in; None starts it) and return its next step, or Done with its result."""
+    try:
+        if isinstance(got, StepFailed):
+            return op.throw(got)
+        return op.send(got)  # type: ignore[arg-type]
+    except StopIteration as stop:
+        return Done(stop.value)
+
 
 DEFAULT_ITEM_SIZE_MAX: Final = 1024 * 1024
 ITEM_OVERHEAD: Final = 64
@@ -172,6 +193,10 @@ def get_many(ns: Namespace, keys: Sequence[bytes]) -> Op[list[bytes | None]]:
     return values(ns, len(keys), groups, replies)
 
 
+def get_one(ns: Namespace, key: bytes) -> Op[bytes | None]:
+    return (yield from get_many(ns, (key,)))[0]
+
+
 def get_cmds(ns: Namespace, group: Group, gen: int) -> list[bytes]:
     """``mg <key> v`` for each key of one server's group."""
     wire = ns.wire
@@ -221,6 +246,14 @@ def set_many(
     return stored_all(ns, len(items), groups, replies)
 
 
+def set_one(ns: Namespace, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes) -> Op[bool]:
+    return (yield from set_many(ns, ((key, value),), ttl_ms, mode))[0]
+
+
+def set_all(ns: Namespace, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None) -> Op[None]:
+    yield from set_many(ns, items, ttl_ms)
+
+
 def set_cmds(
     ns: Namespace, s: int, group: Group, gen: int, wire_values: list[bytes], flags: bytes
 ) -> list[bytes]:
@@ -265,6 +298,10 @@ def delete_many(ns: Namespace, keys: Sequence[bytes]) -> Op[int]:
         for r in rs:
             count += deleted(r, name)
     return count
+
+
+def delete_one(ns: Namespace, key: bytes) -> Op[bool]:
+    return (yield from delete_many(ns, (key,))) == 1
 
 
 def deleted(r: p.Reply, server: str) -> bool:
@@ -396,6 +433,12 @@ def widen(ns: Namespace, key: bytes) -> Op[None]:
             return
         if w.code not in (b"EX", b"NF"):  # lost a race: read again; an error reply raises
             p.check(w, ns.cluster.names[ns.route(key)], key)
+
+
+def widened(ns: Namespace, key: bytes, n: int) -> Op[int]:
+    """``n``, once the value native incr took to it (NATIVE_MAX or more) is widened."""
+    yield from widen(ns, key)
+    return n
 
 
 def clear(ns: Namespace) -> Op[None]:

@@ -152,8 +152,7 @@ class AsyncTransport:
         failures: dict[int, tuple[BaseException, bool]] = {}
         futures: dict[int, asyncio.Future[list[Reply]]] = {}
         for s, cmds in step.items():
-            if cluster.is_dead(s):
-                failures[s] = (cluster.dead_error(s), False)
+            if cluster.skipped(s, failures):
                 continue
             try:
                 conn = conns.get(s)
@@ -173,9 +172,4 @@ class AsyncTransport:
             for fut in futures.values():
                 fut.cancel()  # their replies are dropped; no "exception never retrieved"
             raise
-        if cluster._dead:
-            for s in out:
-                cluster.mark_alive(s)
-        if failures:
-            raise StepFailed(failures)
-        return out
+        return cluster.settle(out, failures)
