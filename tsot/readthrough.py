@@ -157,7 +157,9 @@ def _steps(
                     )
                 elif op is Op.HOLD:
                     if (yield b.get, (run.lease_k,)) == run.token:
-                        yield b.expire, (run.lease_k, math.ceil(step.arg * 1000))
+                        # at least the backoff on a backend that may end a TTL early
+                        hold_ms = math.ceil(step.arg * 1000) + expiry_step_ms(b)
+                        yield b.expire, (run.lease_k, hold_ms)
                 else:  # Op.REFRESH: the lease is ours; a task or thread computes, this caller goes
                     _note(storage, "refresh")
                     yield _start_task if aio else _start_thread, (storage, run, step.arg)

@@ -154,6 +154,7 @@ class SplitReadThrough:
             return
         b = self.storage.backend
         hold_ms = math.ceil(min(self.storage.policy.lease_timeout, REFRESH_BACKOFF) * 1000)
+        hold_ms += readthrough.expiry_step_ms(b)  # at least the backoff on memcached
         for k, held in list(pending.items()):
             del pending[k]
             token = held.token
