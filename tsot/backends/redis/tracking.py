@@ -186,11 +186,11 @@ class Tracking:
         self._up: set[Listener] = set()
         self._closed = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._suspect = False  # (Cluster) the data path saw a move: serve nothing until re-read
         if cfg.topology == "cluster":
             self._seen: Any = None
             self._control: Any = None  # the supervisor's connection for CLUSTER NODES
             self._wake = threading.Event()  # read the topology now, not at the next poll
-            self._suspect = False  # the data path saw a move: serve nothing until re-read
             topology.watch(cfg.key, self.suspect)
             self._supervisor = threading.Thread(
                 target=self._supervise, name=f"tsot-tracking {cfg.name}", daemon=True
@@ -239,7 +239,11 @@ class Tracking:
             self.store.set_live(self._all_up())  # empties the table either way: a fresh start
 
     def _all_up(self) -> bool:
-        return not self._closed.is_set() and self._up == set(self._listeners.values())
+        """Whether the table may serve: every listener up and, on a Cluster, no move reported
+        by the data path that the supervisor has not read yet."""
+        if self._closed.is_set() or self._up != set(self._listeners.values()):
+            return False
+        return not self._suspect
 
     def down(self, listener: Listener) -> None:
         with self._lock:
@@ -280,7 +284,7 @@ class Tracking:
             else:
                 if suspect:
                     with self._lock:  # serving again if every listener is up and no new move
-                        if not self._suspect:
+                        if not self.store.live:  # _apply may have restored it (and kept since)
                             self.store.set_live(self._all_up())
             self._wake.wait(REFRESH)
 
