@@ -158,3 +158,22 @@ def test_django_async_cache_middleware_on_rocksdb_with_a_clock(tmp_path: Path) -
 
     with override_settings(**setting):
         assert asyncio.run(run()) == [200, {"hit": True}, {"hit": True}]
+
+
+def test_exhausted_redis_pool_waits_pool_timeout_then_names_it(redis_url: str) -> None:
+    """As on memcached: the error names both options, so the reader knows what to raise (a
+    batch of several commands takes a pooled connection; single commands share one)."""
+    store = Storage.from_url(redis_url, namespace="pool", max_connections=1, pool_timeout=0.3)
+    store.store("k", 1)
+    pool = store.backend._t._pool  # type: ignore[attr-defined]
+    held = pool.acquire()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match=r"pool_timeout=0\.3 s \(max_connections\)"):
+            store.store_many({"a": 1, "b": 2}, ttl=30)
+        waited = time.monotonic() - started
+        assert 0.3 <= waited <= 0.3 + SLACK, waited
+    finally:
+        pool.release(held)
+    store.store_many({"a": 1, "b": 2}, ttl=30)
+    assert store.load_many(["a", "b", "k"]) == {"a": 1, "b": 2, "k": 1}

@@ -103,7 +103,10 @@ class Pool:
                         return conn
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
-                        raise PoolExhausted(f"all {self._limit} connections busy (max_connections)")
+                        raise PoolExhausted(
+                            f"all {self._limit} connections busy for "
+                            f"pool_timeout={self._timeout:g} s (max_connections)"
+                        )
                     self._cond.wait(left)
             finally:
                 self._waiting -= 1
