@@ -6,6 +6,9 @@ compute, a background start. ``run`` calls each one and sends its result back in
 generator (or throws its error in, where the operation may catch it); ``arun`` does the same on
 the running loop and awaits a result that is awaitable (an async backend's coroutine,
 ``asyncio.sleep``, a compute's awaitable). The generator's return value is the operation's.
+A call interrupted by a ``BaseException`` (a task's cancellation, ``KeyboardInterrupt``) has it
+thrown in too, so an operation that holds something (a read-through's lease) can give it back
+before the exception goes on; one that catches only ``Exception`` lets it through at once.
 So the sync and asyncio APIs differ only in the driver they hand an operation to, and in which
 functions (sync or async backend, ``time.sleep`` or ``asyncio.sleep``) it yields.
 """
@@ -30,7 +33,7 @@ class _Done:
         self.value = value
 
 
-def _resume(steps: Steps[Any], reply: Any, error: Exception | None) -> Call | _Done:
+def _resume(steps: Steps[Any], reply: Any, error: BaseException | None) -> Call | _Done:
     """Send ``reply`` (or throw ``error``) into ``steps``: its next call, or its return value."""
     try:
         return steps.send(reply) if error is None else steps.throw(error)
@@ -44,7 +47,7 @@ def run(steps: Steps[T]) -> T:
     while not isinstance(call, _Done):
         try:
             reply, error = call[0](*call[1]), None
-        except Exception as exc:
+        except BaseException as exc:  # thrown in: see the module's docstring
             reply, error = None, exc
         call = _resume(steps, reply, error)
     return call.value  # type: ignore[no-any-return]
@@ -58,7 +61,7 @@ async def arun(steps: Steps[T]) -> T:
             reply, error = call[0](*call[1]), None
             if inspect.isawaitable(reply):
                 reply = await reply
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation too: the operation may clean up first
             reply, error = None, exc
         call = _resume(steps, reply, error)
     return call.value  # type: ignore[no-any-return]

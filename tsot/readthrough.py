@@ -122,7 +122,7 @@ def _steps(
     flow: Flow,
     aio: bool,
     reply: Any = None,
-    error: Exception | None = None,
+    error: BaseException | None = None,
 ) -> Operation[Any]:
     """The calls that do each Step of ``flow`` (resumed with ``reply``, or ``error`` thrown in):
     a backend primitive, the compute, a sleep, a background start; the flow's value at its end.
@@ -163,7 +163,9 @@ def _steps(
                 else:  # Op.REFRESH: the lease is ours; a task or thread computes, this caller goes
                     _note(storage, "refresh")
                     yield _start_task if aio else _start_thread, (storage, run, step.arg)
-            except Exception as exc:
+            except GeneratorExit:
+                raise  # this generator is being closed: the flow can yield nothing more
+            except BaseException as exc:  # a cancellation too: the flow frees its lease
                 step = flow.throw(exc)
             else:
                 step = flow.send(reply)
@@ -298,7 +300,9 @@ def _until_compute(run: _Run, flow: Flow) -> Flow:
                 continue
             try:
                 reply = yield step
-            except Exception as exc:
+            except GeneratorExit:
+                raise  # this generator is being closed: the flow can yield nothing more
+            except BaseException as exc:  # a cancellation too: the flow frees its lease
                 step = flow.throw(exc)
             else:
                 step = flow.send(reply)

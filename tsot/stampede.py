@@ -319,12 +319,24 @@ def _compute(stale: Entry | None, leased: bool) -> Flow:
         if stale is not None:  # stale-if-error
             return stale.value
         raise
+    except BaseException as exc:  # cancelled or interrupted: the next caller need not wait
+        if leased and not isinstance(exc, GeneratorExit):
+            yield _RELEASE
+        raise
+    yield from _store(value, delta, leased)
+    return value
+
+
+def _store(value: Any, delta: float, leased: bool) -> Flow:
+    """Store the computed value, then free the lease (also when the store fails)."""
     try:
         yield Step(Op.STORE, (value, delta))
-    finally:
-        if leased:
+    except BaseException as exc:
+        if leased and not isinstance(exc, GeneratorExit):  # closed: it can yield nothing
             yield _RELEASE
-    return value
+        raise
+    if leased:
+        yield _RELEASE
 
 
 REFRESH_BACKOFF: Final = 1.0
@@ -350,8 +362,9 @@ def refresh(policy: Policy, seen_soft: float | None = None) -> Flow:
     except Exception:
         yield Step(Op.HOLD, min(policy.lease_timeout, REFRESH_BACKOFF))
         raise
-    try:
-        yield Step(Op.STORE, (value, delta))
-    finally:
-        yield _RELEASE
+    except BaseException as exc:  # cancelled (a loop closing): no backoff, the lease is free
+        if not isinstance(exc, GeneratorExit):
+            yield _RELEASE
+        raise
+    yield from _store(value, delta, leased=True)
     return value

@@ -6,6 +6,7 @@ are gates the test opens; waits are observed through the injected sleeps. Nothin
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import uuid
@@ -271,6 +272,45 @@ def test_a_compute_error_on_a_miss_propagates_and_frees_the_lease(
     assert not store.exists("k")
     assert store.get_or_compute("k", _value(7), 60, timing=Timing(clock=clock)) == 7
     assert store.load("k") == 7
+
+
+class Interrupted(BaseException):
+    """Not an Exception, as KeyboardInterrupt and a task's CancelledError are not."""
+
+
+def test_an_interrupted_compute_frees_the_lease(store: Any, mode: str, clock: FakeClock) -> None:
+    """A compute ended by a BaseException gives the lease back at once: the next caller computes
+    instead of waiting out lease_timeout (60 s here; the FakeClock never reaches it)."""
+    timing = Timing(clock=clock)
+
+    def interrupted() -> Any:
+        raise Interrupted
+
+    if mode == "sync":
+        with pytest.raises(Interrupted):
+            store.get_or_compute("k", interrupted, 60, lease_timeout=60, timing=timing)
+    else:  # the task is cancelled while its compute awaits
+        core, loop = store._target, store._loop
+
+        async def cancelled() -> None:
+            started = asyncio.Event()
+
+            async def forever() -> Any:
+                started.set()
+                await asyncio.Event().wait()
+
+            task = asyncio.ensure_future(
+                core.get_or_compute("k", forever, 60, lease_timeout=60, timing=timing)
+            )
+            await asyncio.wait_for(started.wait(), BOUND)
+            assert await core.exists("k" + LEASE)  # held while the compute runs
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        loop.run(cancelled())
+    assert not store.exists("k" + LEASE)
+    assert store.get_or_compute("k", _value(8), 60, lease_timeout=60, timing=timing) == 8
 
 
 def test_plain_values_are_read_as_fresh(store: Any, clock: FakeClock) -> None:
