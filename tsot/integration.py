@@ -10,6 +10,10 @@ An adapter imports only public names (``tests/unit/test_layers.py`` checks it):
   read-through of ``get_or_compute``, in two parts for Django's two cache middlewares:
   ``begin``/``finish``/``abandon``, their ``a*`` forms and ``Deferred``).
 
+``drive``/``adrive`` are the core's sync and asyncio drivers of sans-I/O operations
+(``tsot.drive``, docs/architecture.md#sync-and-async-twins): an adapter's operation of several
+steps is written once as a generator of ``(function, args)`` calls (``Steps``) and run by either.
+
 Everything else in tsot is private to it and may change in any release. This module only
 gathers names; each keeps its home (docs/architecture.md#public-api).
 """
@@ -29,6 +33,9 @@ from .config import (
     rocksdb_url,
     split_url,
 )
+from .drive import Steps
+from .drive import arun as adrive
+from .drive import run as drive
 from .inprocess import Direct, direct_calls
 from .keys import Key
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
@@ -42,9 +49,12 @@ __all__ = [
     "Key",
     "Pending",
     "SplitReadThrough",
+    "Steps",
     "UrlParts",
+    "adrive",
     "default_sign",
     "direct_calls",
+    "drive",
     "framework_secrets",
     "glob_escape",
     "memcached_url",

@@ -35,6 +35,7 @@ from django.utils.cache import (
 from django.utils.http import parse_http_date_safe
 
 from tsot import AsyncStorage, Storage, readthrough
+from tsot.integration import Steps, adrive, drive
 from tsot.readthrough import Deferred
 
 from .ops import CacheOps
@@ -136,28 +137,24 @@ class _Pages:
 
     # -- drivers: the only difference between the sync and the ASGI middleware -------------
     def run(self, flow: Flow[T]) -> T:
-        """Drive ``flow`` with sync calls."""
-        try:
-            step = next(flow)
-            while True:
-                fn, args = self._resolve(step, False)
-                try:
-                    reply = fn(*args)
-                except BaseException as exc:
-                    step = flow.throw(exc)
-                else:
-                    step = flow.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        """Drive ``flow`` with sync calls (the core's sync driver)."""
+        return drive(self._calls(flow, False))
 
     async def arun(self, flow: Flow[T]) -> T:
-        """Drive ``flow`` on the cache's async API, awaiting each step."""
+        """Drive ``flow`` on the cache's async API, awaiting each step (the core's asyncio
+        driver)."""
+        return await adrive(self._calls(flow, True))
+
+    def _calls(self, flow: Flow[T], aio: bool) -> Steps[T]:
+        """``flow``'s steps as the core drivers' calls; each result (or exception, a
+        cancellation too) goes back into ``flow``."""
         try:
             step = next(flow)
             while True:
-                fn, args = self._resolve(step, True)
                 try:
-                    reply = await fn(*args)
+                    reply = yield self._resolve(step, aio)
+                except GeneratorExit:
+                    raise  # closed: ``flow`` can yield no more
                 except BaseException as exc:
                     step = flow.throw(exc)
                 else:
@@ -171,8 +168,8 @@ class _Pages:
         if on == "cache":
             if name == "get_or_set":  # its default is a flow: driven the same way
                 key, flow, timeout = args
-                drive = self.arun if aio else self.run
-                args = (key, lambda: drive(flow()), timeout)
+                run = self.arun if aio else self.run
+                args = (key, lambda: run(flow()), timeout)
             return getattr(self.cache, "a" + name if aio else name), args
         if on == "readthrough":
             storage = _astorage(self.cache) if aio else _storage(self.cache)
