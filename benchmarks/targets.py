@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,24 +80,33 @@ TARGETS: list[Target] = [
 ]  # fmt: skip
 
 
-def medians(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
-    """(kind, scenario, contender) -> median rate, for the rows that ran without error."""
+def _rows(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(kind, scenario, contender) -> its result, for the rows that ran without error."""
     return {
-        (r["kind"], r["scenario"], r["contender"]): r["median"]
-        for r in results
-        if r["median"] is not None
+        (r["kind"], r["scenario"], r["contender"]): r for r in results if r["median"] is not None
     }
 
 
+def paired_ratio(mine: dict[str, Any], base: dict[str, Any]) -> float:
+    """The median of the per-round ratios ``mine / base``: the runner interleaves the rows of
+    one scenario, so round i of each ran in the same stretch of the machine's load. Rows whose
+    rounds do not pair up (one failed in some round) fall back to the ratio of the medians."""
+    pairs = [m / b for m, b in zip(mine["rounds"], base["rounds"], strict=False) if b]
+    if pairs and len(mine["rounds"]) == len(base["rounds"]) == len(pairs):
+        return float(statistics.median(pairs))
+    return float(mine["median"] / base["median"])
+
+
 def evaluate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target: per-scenario ratios, the worst, and "met", "not met" or "not measured"."""
-    table = medians(results)
+    """Each target: per-scenario ratios (median of the per-round ratios), the worst, and "met",
+    "not met" or "not measured"."""
+    table = _rows(results)
     out = []
     for t in TARGETS:
         ratios: dict[str, float | None] = {}
         for s in t.scenarios:
             mine, base = table.get((t.kind, s, t.contender)), table.get((t.kind, s, t.baseline))
-            ratios[s] = round(mine / base, 3) if mine is not None and base else None
+            ratios[s] = round(paired_ratio(mine, base), 3) if mine is not None and base else None
         known = {s: r for s, r in ratios.items() if r is not None}
         worst = min(known, key=lambda s: known[s]) if len(known) == len(ratios) else None
         ratio = known[worst] if worst is not None else None
