@@ -78,7 +78,11 @@ def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
     for port in [node.port, *(n.port for n in cluster.nodes)]:
         # a node that has not yet heard the new node's latest gossip may still see it in a state
         # other than primary ("Target node is not a master"): ask again until it agrees
-        until(lambda port=port: _setslot(port, slot, node_id), f"node {port} taking the move", 30)
+        try:
+            until(lambda port=port: _setslot(port, slot, node_id), f"node {port} taking it", 30)
+        except AssertionError as exc:  # what that node thinks of the cluster, for the report
+            nodes = redis.Redis(port=port).execute_command("CLUSTER", "NODES")
+            raise AssertionError(f"{exc}; its CLUSTER NODES:\n{nodes!r}") from None
 
     def settled() -> bool:
         for port in [node.port, *(n.port for n in cluster.nodes)]:
