@@ -49,9 +49,10 @@ PRIMITIVES: Final = (
 )
 """The backend calls an Observed backend times (``close`` and ``stats`` are not operations)."""
 
-OPTIONAL: Final = ("delete_if", "expire_if")
-"""Primitives timed when the backend has them (a lock's owner-checked release and extension);
-``scan`` (an iterator) passes through untimed."""
+OPTIONAL: Final = ("replace", "delete_if", "expire_if")
+"""Primitives timed when the backend has them (``replace``, a lock's owner-checked release and
+extension: a third-party backend may predate them); ``scan`` (an iterator) passes through
+untimed."""
 
 READS: Final = frozenset({"get", "get_many", "exists", "ttl"})
 
@@ -223,6 +224,7 @@ _MEASURES: Final[dict[str, Measure]] = {
     ),
     "set": lambda args, result: (1, None, len(args[1])),
     "add": lambda args, result: (1, None, len(args[1])),
+    "replace": lambda args, result: (1, None, len(args[1])),
     "set_many": lambda args, result: (len(args[0]), None, sum(len(v) for _, v in args[0])),
     "exists": lambda args, result: (1, int(bool(result)), 0),
     "ttl": lambda args, result: (1, int(result != TTL_MISSING), 0),
@@ -241,7 +243,7 @@ def _failed(operation: str, args: Sequence[Any]) -> tuple[int, int]:
         return len(args[0]), 0
     if operation == "set_many":
         return len(args[0]), sum(_size(v) for _, v in args[0])
-    if operation in ("set", "add"):
+    if operation in ("set", "add", "replace"):
         return 1, _size(args[1])
     return (0 if operation == "clear" else 1), 0
 

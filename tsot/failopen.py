@@ -6,7 +6,7 @@ one timeout per ``probe_interval``, not one per call. After the interval one cal
 server; success closes the breaker, failure keeps it open.
 
 What a call gets while the backend is out depends on its kind (``KINDS``): a read misses and a
-write (``set``, ``set_many``, ``add``) is skipped, but an invalidation (``delete``,
+write (``set``, ``set_many``, ``add``, ``replace``) is skipped, but an invalidation (``delete``,
 ``delete_many``, ``clear``, ``expire``) raises BackendUnavailable unless
 ``fail_open_invalidation`` is on: a logout or a purge must not report success when it did not
 happen. ``incr`` always raises (no number can be made up). An OutcomeUnknown (an ``add`` or
@@ -127,6 +127,7 @@ KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
     "set": ("write", lambda key, value, ttl_ms: None),
     "set_many": ("write", lambda items, ttl_ms: None),
     "add": ("write", lambda key, value, ttl_ms: False),
+    "replace": ("write", lambda key, value, ttl_ms: False),
     "delete": ("invalidation", lambda key: False),
     "delete_many": ("invalidation", lambda keys: 0),
     "expire": ("invalidation", lambda key, ttl_ms: False),
@@ -134,6 +135,10 @@ KINDS: Final[dict[str, tuple[Kind, Callable[..., Any] | None]]] = {
     "incr": ("count", None),
 }
 """Each primitive's kind and what it returns when it fails open. ``incr`` has no fallback."""
+
+NEWER: Final = frozenset({"replace"})
+"""Primitives of KINDS guarded only when the backend has them: a third-party backend may
+predate them."""
 
 PASSED: Final = ("scan", "delete_if", "expire_if")
 """Primitives that go to the backend unguarded: a key listing or a lock's owner check has no
@@ -159,6 +164,8 @@ class _Guard:
         self._invalidation = invalidation
         self.notify: Callable[..., None] | None = None  # tsot.events: skips and transitions
         for name, (kind, fallback) in KINDS.items():
+            if name in NEWER and not hasattr(backend, name):
+                continue
             if kind == "invalidation" and not invalidation:
                 fallback = None
             setattr(self, name, self._wrap(getattr(backend, name), name, kind, fallback))

@@ -481,6 +481,24 @@ class Storage(_Core[Lock, Any]):
             rekey(exc, [(k, key)])
             raise
 
+    def replace(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` exists, atomically (nothing between the check and the write:
+        a key deleted meanwhile is not written back); True if stored. An expired key counts as
+        absent.
+
+        ``ttl`` as in ``store``: the new TTL replaces the old one. With a TTL <= 0 the value
+        would be stored already expired, so the key is deleted if it exists, and the result
+        says whether it existed (as django-redis's ``set(..., xx=True)`` with such a timeout).
+        Raises as ``store``.
+        """
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: replace, or for a TTL <= 0 delete
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            return self._b.replace(k, data, ms) if ms != EXPIRED else self._b.delete(k)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
+
     def _read_through(
         self, key: Key, fn: Callable[[], Any], ttl: TTLArg, overrides: Overrides, timing: Any
     ) -> Any:
@@ -706,6 +724,16 @@ class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
         try:  # the pure steps, then one call: add, or for a TTL <= 0 whether the key is absent
             data, ms = self.codec.encode(value, k), self._ttl(ttl)
             return await self._b.add(k, data, ms) if ms != EXPIRED else not await self._b.exists(k)
+        except TsotError as exc:
+            rekey(exc, [(k, key)])
+            raise
+
+    async def replace(self, key: Key, value: Any, ttl: TTLArg = DEFAULT) -> bool:
+        """Store only if ``key`` exists, atomically; True if stored. See ``Storage.replace``."""
+        k = self._keys.make(key)
+        try:  # the pure steps, then one call: replace, or for a TTL <= 0 delete
+            data, ms = self.codec.encode(value, k), self._ttl(ttl)
+            return await (self._b.replace(k, data, ms) if ms != EXPIRED else self._b.delete(k))
         except TsotError as exc:
             rekey(exc, [(k, key)])
             raise

@@ -156,16 +156,12 @@ class CacheOps(BaseCache):
     def op_set_if(
         self, key: Any, value: Any, timeout: Any, version: int | None, nx: bool, xx: bool
     ) -> Op[bool]:
-        """``set(..., nx=True)`` is ``add``; ``xx=True`` writes only over an existing key."""
+        """``set(..., nx=True)`` is ``add``; ``xx=True`` is ``replace``: it writes only over an
+        existing key, in one atomic call (a key deleted meanwhile is never written back)."""
         if nx and xx:
             raise ValueError("set() takes nx=True or xx=True, not both")
         k, ttl = self.tsot_key(key, version), self.tsot_ttl(timeout)
-        if nx:
-            return bool((yield Call("add", (k, value, ttl))))
-        if not (yield Call("exists", (k,))):
-            return False
-        yield Call("store", (k, value, ttl))
-        return True
+        return bool((yield Call("add" if nx else "replace", (k, value, ttl))))
 
     # The operations below have the parameters of Django's methods (``twins`` makes them).
     def op_add(

@@ -306,9 +306,11 @@ def test_clear_is_seen_by_another_process(memcached_url: str) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert here.load("a") is None  # no stale value from the cached generation
+    assert here.replace("b", "new") is False  # nor a stale key taken for a present one
     assert here.add("a", "new") is True  # nor a stale key blocking add
     assert here.incr("c") == 1  # nor a stale counter
     assert here.load_many(["a", "b"]) == {"a": "new"}
+    assert here.replace("a", "newer") is True
 
 
 def test_stale_writer_writes_into_the_new_generation(memcached_url: str) -> None:
@@ -486,6 +488,7 @@ def test_hot_operations_are_one_request_without_the_operation_machinery(
     store.store("k", "v")
     assert store.load("k") == "v"
     assert store.add("k", "other") is False and store.add("a", 1) is True
+    assert store.replace("k", "w") is True and store.replace("absent", 1) is False
     assert store.incr("n", 5) == 5 and store.incr("n") == 6
     assert store.delete("k") is True and store.delete("k") is False
     assert store.load("k") is None
@@ -509,6 +512,7 @@ def test_sync_fast_paths_retry_a_connection_the_restarted_server_closed(tmp_path
             lambda: store.load("a") is None,
             lambda: store.incr("n", 3) == 3,
             lambda: store.add("a", 1) is True,
+            lambda: store.replace("a", 2) is False,  # the restarted server holds nothing
             lambda: store.delete("gone") is False,
             lambda: store.load_many(["a", "b"]) == {},
             lambda: store.store_many({"a": 1, "b": 2}) is None,

@@ -181,6 +181,10 @@ def test_each_operation_is_the_documented_command(own: Server, own_url: str) -> 
     store.load("warm-up")  # the connection handshake is not part of an operation
     assert calls_of(client, lambda: store.add("a", 1, ttl=10)) == {"set": 1}
     assert calls_of(client, lambda: store.add("a", 2, ttl=10)) == {"set": 1}
+    # replace is one SET XX, never EXISTS then SET: absent or present, one command
+    assert calls_of(client, lambda: store.replace("absent", 1, ttl=10)) == {"set": 1}
+    assert calls_of(client, lambda: store.replace("a", 3, ttl=10)) == {"set": 1}
+    assert client.exists(b"rt:absent") == 0
     assert calls_of(client, lambda: store.store("b", "x", ttl=5)) == {"set": 1}
     assert calls_of(client, lambda: store.load("b")) == {"get": 1}
     assert calls_of(client, lambda: store.load_many([f"k{i}" for i in range(100)])) == {"mget": 1}

@@ -144,6 +144,32 @@ def test_add(store: Any) -> None:
     assert store.load("k") == "first"
 
 
+def test_replace(store: Any) -> None:
+    assert store.replace("k", "first") is False  # absent: nothing written
+    assert not store.exists("k")
+    assert store.load("k") is None
+    store.store("k", "old")
+    assert store.load("k") == "old"  # read once (the Redis local cache keeps it)
+    assert store.replace("k", {"new": 1}) is True
+    assert store.load("k") == {"new": 1}  # the local copy was dropped
+    assert store.replace("k", "newer") is True
+    assert store.load("k") == "newer"
+    store.delete("k")
+    assert store.replace("k", "back") is False  # a deleted key is not written back
+    assert not store.exists("k")
+
+
+def test_replace_replaces_the_ttl(store: Any) -> None:
+    store.store("k", "v", ttl=None)
+    assert store.replace("k", "w", ttl=100) is True
+    assert 98 <= store.ttl("k") <= 100
+    assert store.replace("k", "x", ttl=None) is True
+    assert store.ttl("k") == math.inf
+    assert store.replace("k", "y", ttl=timedelta(minutes=2)) is True
+    assert 118 <= store.ttl("k") <= 120
+    assert store.load("k") == "y"
+
+
 def test_delete_and_exists(store: Any) -> None:
     assert store.delete("k") is False
     store.store("k", 1)
@@ -247,6 +273,28 @@ def test_add_with_zero_ttl_stores_nothing(store: Any) -> None:
     store.store("k", "v")
     assert store.add("k", "w", ttl=0) is False
     assert store.load("k") == "v"
+
+
+def test_replace_treats_an_expired_value_as_absent(store: Any, target: Target) -> None:
+    need_clock(target)
+    store.store("k", "old", ttl=1)
+    assert store.replace("k", "new", ttl=10) is True
+    target.advance(2)
+    assert store.load("k") == "new"  # the new TTL, not the old one
+    target.advance(9)
+    assert store.replace("k", "newer") is False
+    assert not store.exists("k")
+    assert store.load("k") is None
+
+
+def test_replace_with_zero_ttl_deletes_an_existing_key(store: Any) -> None:
+    for ttl in (0, -1, timedelta(seconds=-3)):
+        assert store.replace("k", "v", ttl=ttl) is False, ttl  # absent: nothing to delete
+        assert not store.exists("k")
+        store.store("k", "old")
+        assert store.replace("k", "new", ttl=ttl) is True, ttl  # stored expired: gone
+        assert not store.exists("k")
+        assert store.load("k") is None
 
 
 def test_bad_ttl(store: Any) -> None:
@@ -451,6 +499,31 @@ def test_concurrent_add_one_wins(store: Any) -> None:
         results = _run_threads(8, lambda i, r=round_: store.add(f"lock{r}", i))
         assert results.count(True) == 1
         assert store.load(f"lock{round_}") == results.index(True)
+
+
+def test_replace_never_writes_back_a_deleted_key(store: Any) -> None:
+    """Writers replace a key while one thread deletes it: once the delete went through no
+    replace may bring the key back (``exists`` then ``set`` would, when the delete falls
+    between the two), and each writer sees the key absent from its first False on."""
+    for round_ in range(3):
+        key = f"contended{round_}"
+        store.store(key, -1)
+
+        def work(i: int, key: str = key) -> list[bool]:
+            if i == 0:
+                deadline = time.monotonic() + 10
+                while store.load(key) == -1 and time.monotonic() < deadline:
+                    pass  # delete while the writers are replacing
+                assert store.delete(key) is True
+                return []
+            return [store.replace(key, i) for _ in range(100)]
+
+        results = _run_threads(6, work)
+        for answers in results[1:]:
+            first_false = answers.index(False) if False in answers else len(answers)
+            assert True not in answers[first_false:], answers
+        assert not store.exists(key)
+        assert store.load(key) is None
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -76,3 +76,21 @@ def test_without_a_listener_the_backend_is_not_wrapped(opener: Callable[..., Any
     assert store.stats().get("operations") is None
     store.listen(lambda event: None)
     assert store.backend is not backend
+
+
+def test_replace_is_one_backend_call(opener: Callable[..., Any]) -> None:
+    """``replace`` is one atomic primitive on every backend, never ``exists`` then ``set``:
+    the hook sees exactly one call per replace, present key or absent."""
+    store = opener()
+    seen: list[Event] = []
+    store.listen(seen.append)
+    assert store.replace("a", "xyz") is False
+    store.store("a", "old")
+    assert store.replace("a", "xyz") is True
+    size = len(store.codec.encode("xyz"))
+    assert _ops(seen) == [
+        ("replace", 1, None, size, None),
+        ("set", 1, None, len(store.codec.encode("old")), None),
+        ("replace", 1, None, size, None),
+    ]
+    assert store.stats()["operations"]["replace"]["calls"] == 2

@@ -78,6 +78,34 @@ def test_set_nx_xx(cache: TsotCache) -> None:
         cache.set("k", "e", nx=True, xx=True)
 
 
+def test_set_xx_is_one_atomic_replace(cache: TsotCache) -> None:
+    """``xx=True`` is one ``replace`` call (``SET XX`` on Redis), not ``exists`` then a store
+    that would write back a key deleted in between; a timeout <= 0 deletes the key if it
+    exists and says whether it did, as django-redis does."""
+    op = cache.op_set("k", "v", 100, None, False, True)
+    call = next(op)
+    assert (call.method, call.read) == ("replace", False)
+    with pytest.raises(StopIteration) as stop:
+        op.send(False)
+    assert stop.value.value is False
+    assert cache.set("absent", "x", xx=True) is False
+    assert cache.has_key("absent") is False
+    cache.set("k", "old")
+    assert cache.set("k", "new", timeout=0, xx=True) is True
+    assert cache.has_key("k") is False
+    assert cache.set("k", "new", timeout=0, xx=True) is False
+    assert cache.has_key("k") is False
+
+
+async def test_aset_xx_writes_only_over_a_present_key(cache: TsotCache) -> None:
+    assert await cache.aset("absent", "x", xx=True) is False
+    assert await cache.ahas_key("absent") is False
+    await cache.aset("k", "old", timeout=None)
+    assert await cache.aset("k", "new", timeout=100, xx=True) is True
+    assert await cache.aget("k") == "new"
+    assert 98 <= await cache.attl("k") <= 100
+
+
 def test_incr_ignore_key_check(cache: TsotCache) -> None:
     with pytest.raises(ValueError):
         cache.incr("n")

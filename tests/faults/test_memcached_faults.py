@@ -137,6 +137,14 @@ def test_idempotent_commands_are_retried_after_a_lost_reply(rig: Rig) -> None:
     fault = lose("a", b"mg")
     assert store.load("a") == "one"
     taken(fault)
+    fault = lose("a", b"ms")
+    assert store.replace("a", "two") is True  # never creates the key: sent again
+    taken(fault)
+    assert store.load("a") == "two"
+    fault = lose("absent", b"ms")
+    assert store.replace("absent", "x") is False
+    taken(fault)
+    assert not store.exists("absent")
     fault = lose("a", b"md")
     store.delete("a")  # True or False: the first try deleted it, the retry found nothing
     taken(fault)

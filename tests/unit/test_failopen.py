@@ -52,6 +52,10 @@ class Switchable(MemoryStore):
         self._hit()
         return super().add(key, value, ttl_ms)
 
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        self._hit()
+        return super().replace(key, value, ttl_ms)
+
     def incr(self, key: bytes, delta: int, create: bool) -> int | None:
         self._hit()
         return super().incr(key, delta, create)
@@ -83,6 +87,7 @@ def test_fail_open_costs_one_call_per_interval() -> None:
         assert backend.get(b"k") is None
         assert backend.get_many([b"a", b"b"]) == [None, None]
         assert backend.add(b"x", b"y", None) is False
+        assert backend.replace(b"k", b"y", None) is False
         backend.set(b"k", b"s2", None)
     assert inner.calls - before == 1
     with pytest.raises(BackendUnavailable, match="circuit open"):
@@ -203,12 +208,37 @@ def test_reads_and_writes_fail_open_and_are_counted() -> None:
     assert backend.exists(b"k") is False
     backend.set(b"k", b"v", None)
     assert backend.add(b"k", b"v", None) is False
+    assert backend.replace(b"k", b"v", None) is False  # a write: skipped, "not stored"
     backend.set_many([(b"a", b"1")], None)
     counts = backend.stats()
     assert counts["outage_misses"] == 3
-    assert counts["skipped_writes"] == 3
-    assert counts["short_circuited"] == 5
+    assert counts["skipped_writes"] == 4
+    assert counts["short_circuited"] == 6
     assert counts["refused_writes"] == 0
+
+
+class Predating:
+    """A third-party backend written before ``replace`` joined the protocol (it has no
+    ``replace``): fail-open and the event hook still wrap it, and add no ``replace``."""
+
+    def __init__(self) -> None:
+        self.table = MemoryStore()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "replace":
+            raise AttributeError(name)
+        return getattr(self.table, name)
+
+
+def test_a_backend_without_replace_is_still_guarded_and_observed() -> None:
+    from tsot.events import Hub, Observed
+
+    backend = FailOpen(Predating(), CircuitBreaker(5.0, FakeClock()), "test://")
+    backend.set(b"k", b"v", None)
+    assert backend.get(b"k") == b"v"
+    assert not hasattr(backend, "replace")
+    observed = Observed(Predating(), Hub(None))  # type: ignore[arg-type]
+    assert not hasattr(observed, "replace")
 
 
 def test_refused_write_is_reported_and_never_opens_the_breaker(

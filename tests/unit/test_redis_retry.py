@@ -29,6 +29,12 @@ from tsot.backends.redis.transport_sync import chunks
         (("SET", b"k", b"v", "NX"), retry.Class.AT_MOST_ONCE),
         (("SET", b"k", b"v", "NX", "PX", 5), retry.Class.AT_MOST_ONCE),
         (("set", b"k", b"v", b"get"), retry.Class.AT_MOST_ONCE),
+        # replace: XX never creates a key, so a resent one finds what the first one found
+        (("SET", b"k", b"v", "XX"), retry.Class.IDEMPOTENT),
+        (("SET", b"k", b"v", "XX", "PX", 5), retry.Class.IDEMPOTENT),
+        (("SET", b"k", b"v", b"xx", b"GET"), retry.Class.AT_MOST_ONCE),
+        (ops.set_cmd(b"k", b"v", 5, xx=True), retry.Class.IDEMPOTENT),
+        (ops.set_cmd(b"k", b"v", 5, nx=True), retry.Class.AT_MOST_ONCE),
         (("SET", b"NX", b"NX"), retry.Class.IDEMPOTENT),  # a key or value named NX is data
         (("UNLINK", b"k"), retry.Class.IDEMPOTENT),
         (("PEXPIRE", b"k", 5), retry.Class.IDEMPOTENT),

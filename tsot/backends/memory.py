@@ -157,6 +157,13 @@ class MemoryStore:
             self._put(key, value, self._deadline(ttl_ms))
             return True
 
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        with self._lock:
+            if self._live(key) is None:  # absent or expired (``_live`` drops an expired entry)
+                return False
+            self._put(key, value, self._deadline(ttl_ms))
+            return True
+
     def delete(self, key: bytes) -> bool:
         with self._lock:
             entry = self._live(key)

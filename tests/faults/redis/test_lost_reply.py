@@ -66,6 +66,21 @@ def test_under_fail_open_a_lost_add_reply_is_still_an_unknown_outcome(
     assert store.add("lock", "other") is False
 
 
+def test_replace_is_resent_after_a_lost_reply(proxied: Proxied, opener: Callable[..., Any]) -> None:
+    """SET XX never creates the key, so sending it again is safe: a resent one finds the key
+    as the first one left it (stored again: True) or absent (nothing written back)."""
+    store = opener(proxied.url)
+    store.store("k", "v")
+    fault = proxied.proxy.drop_reply(match=b"XX")
+    assert store.replace("k", "w") is True  # not an OutcomeUnknown: resent
+    assert fault.hits == 1
+    assert store.load("k") == "w"
+    fault = proxied.proxy.drop_reply(match=b"XX")
+    assert store.replace("absent", "w") is False
+    assert fault.hits == 1
+    assert not store.exists("absent")
+
+
 @pytest.mark.parametrize("call", ["store", "load", "delete", "expire", "load_many"])
 def test_idempotent_commands_are_resent(
     proxied: Proxied, opener: Callable[..., Any], call: str

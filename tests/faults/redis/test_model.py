@@ -4,6 +4,8 @@
   ``OutcomeUnknown``;
 - an acknowledged write is readable (a write that failed leaves the old or the new value);
 - ``add`` never reports False for a key that holds its own value;
+- ``replace`` never writes a key that was absent (nor back after a delete), and reports True
+  only over a value that was there;
 - nothing but a ``TsotError`` reaches the caller.
 
 Redis, one server behind the fault proxy, sync and asyncio. The state is checked after every
@@ -96,6 +98,20 @@ class FaultModel(RuleBasedStateMachine):
         elif ok:
             assert self.check.load(key) != value, "add reported False for its own value"
         else:
+            self.values[key] = self.values[key] | {value}
+
+    @rule(key=st.sampled_from(KEYS), fault=FAULTS)
+    def replace(self, key: str, fault: str) -> None:
+        value = uuid.uuid4().hex
+        ok, out = self._call(fault, b"XX", lambda: self.store.replace(key, value))
+        held = self.values[key] - {None}
+        if ok and out:
+            assert held, "replace stored over a key that was absent"
+            self.values[key] = {value}
+        elif ok:
+            assert None in self.values[key], "replace reported False over a value"
+            self.values[key] = {None}
+        elif held:  # it may have run: the value is there only if one was
             self.values[key] = self.values[key] | {value}
 
     @rule(key=st.sampled_from(KEYS), fault=FAULTS)

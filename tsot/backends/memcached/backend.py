@@ -18,7 +18,7 @@ from ..base import shared
 from . import cas
 from . import commands as ops
 from .cluster import Cluster, Policy, ServerSpec, StepFailed
-from .hot import Got, Handover, Hot, Plan
+from .hot import ADD, REPLACE, Got, Handover, Hot, Plan
 
 T = TypeVar("T")
 DEFAULT_PORT = 11211
@@ -167,7 +167,10 @@ class MemcachedSync(_Base):
         self._hot(self.set_many_plan(items, ttl_ms), self.set_many_done)
 
     def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return self._hot(self.store_plan(key, value, ttl_ms, b" ME"), self.store_done)
+        return self._hot(self.store_plan(key, value, ttl_ms, ADD), self.store_done)
+
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._hot(self.store_plan(key, value, ttl_ms, REPLACE), self.store_done)
 
     def delete(self, key: bytes) -> bool:
         return self._hot(self.delete_plan(key), self.delete_done)
@@ -284,7 +287,10 @@ class MemcachedAsync(_Base):
         await self._hot(self.set_many_plan(items, ttl_ms), self.set_many_done)
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
-        return await self._hot(self.store_plan(key, value, ttl_ms, b" ME"), self.store_done)
+        return await self._hot(self.store_plan(key, value, ttl_ms, ADD), self.store_done)
+
+    async def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._hot(self.store_plan(key, value, ttl_ms, REPLACE), self.store_done)
 
     async def delete(self, key: bytes) -> bool:
         return await self._hot(self.delete_plan(key), self.delete_done)

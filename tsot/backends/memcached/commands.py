@@ -230,7 +230,8 @@ def value(r: p.Reply, server: str) -> bytes | None:
 def set_many(
     ns: Namespace, items: Sequence[tuple[bytes, bytes]], ttl_ms: int | None, mode: bytes = b""
 ) -> Op[list[bool]]:
-    """Store every item (``mode`` b" ME" = add); True per item the server stored.
+    """Store every item (``mode`` b" ME" = add, b" MR" = replace); True per item the server
+    stored.
 
     Every value is checked against its server's item size before any command is sent.
     """

@@ -14,13 +14,17 @@ and reply rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from . import commands as ops
 from . import protocol as p
 from .cluster import Policy, StaleConnection, StepFailed
 
 T = TypeVar("T")
+ADD: Final = b" ME"
+"""The ``ms`` mode flag of ``add``: store only if the key is absent."""
+REPLACE: Final = b" MR"
+"""The ``ms`` mode flag of ``replace``: store only if the key is present."""
 Batch = tuple[dict[int, ops.Group], dict[int, int]]
 """``server -> keys`` and ``server -> generation`` of a many-key fast path."""
 Plan = tuple[int, Any, bool, Any, Any]
@@ -122,8 +126,10 @@ class Hot:
     def store_plan(
         self, key: bytes, value: bytes, ttl_ms: int | None, mode: bytes
     ) -> Plan | Handover[bool]:
-        """``ms`` for ``key`` (``mode`` b" ME" = add: not idempotent); ValueTooLarge if it
-        cannot fit."""
+        """``ms`` for ``key`` (``mode`` b" ME" = add, b" MR" = replace); ValueTooLarge if it
+        cannot fit. add is not idempotent (a resent one finds its own value: not stored); set
+        and replace are (a replace never creates the key, so a resent one finds the key as
+        the first one did, or deleted since: it writes nothing back)."""
         args = key, value, ttl_ms, mode
         ready = self.ready(key, limits=True)
         if ready is None:
@@ -132,7 +138,7 @@ class Hot:
         ns = self.ns
         wk = ns.wire(key, gen)
         cmd = p.ms(wk, ns.fit(s, key, wk, p.to_wire(value)), b"T%d%b" % (p.exptime(ttl_ms), mode))
-        return s, cmd, not mode, gen, args
+        return s, cmd, mode != ADD, gen, args
 
     def store_done(self, plan: Plan, got: Got) -> bool | Handover[bool]:
         r = self.checked(plan, got)
@@ -147,7 +153,7 @@ class Hot:
         return Handover(
             lambda: ops.set_one(self.ns, key, value, ttl_ms, mode),
             attempt,
-            not mode,
+            mode != ADD,
             ttl_ms is not None,
         )
 

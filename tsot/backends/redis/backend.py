@@ -179,6 +179,10 @@ class RedisSync:
         return self._x(*ops.set_cmd(key, value, ttl_ms, nx=True)) is not None
 
     @_sync
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._x(*ops.set_cmd(key, value, ttl_ms, xx=True)) is not None
+
+    @_sync
     def delete(self, key: bytes) -> bool:
         return self._x("UNLINK", key) > 0  # type: ignore[no-any-return]
 
@@ -337,6 +341,13 @@ class RedisAsync:
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         cmd = ops.set_at_cmd(key, value, ttl_ms, nx=True)
+        try:
+            return await self._send(cmd) is not None
+        except RedisError as exc:
+            return await self._again(cmd, exc) is not None
+
+    async def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        cmd = ops.set_at_cmd(key, value, ttl_ms, xx=True)
         try:
             return await self._send(cmd) is not None
         except RedisError as exc:

@@ -137,6 +137,9 @@ class LocalCachedSync(_LocalCached):
     def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         return self._write((key,), "add", key, value, ttl_ms)  # type: ignore[no-any-return]
 
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._write((key,), "replace", key, value, ttl_ms)  # type: ignore[no-any-return]
+
     def delete(self, key: bytes) -> bool:
         return self._write((key,), "delete", key)  # type: ignore[no-any-return]
 
@@ -228,6 +231,11 @@ class LocalCachedAsync(_LocalCached):
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         return await self._write((key,), "add", key, value, ttl_ms)  # type: ignore[no-any-return]
+
+    async def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._write(  # type: ignore[no-any-return]
+            (key,), "replace", key, value, ttl_ms
+        )
 
     async def delete(self, key: bytes) -> bool:
         return await self._write((key,), "delete", key)  # type: ignore[no-any-return]

@@ -121,12 +121,16 @@ def check_size(key: bytes, value: bytes) -> None:
         )
 
 
-def set_cmd(key: bytes, value: bytes, ttl_ms: int | None, nx: bool = False) -> Cmd:
-    """``SET key value [NX] [PX ms]``, size checked."""
+def set_cmd(
+    key: bytes, value: bytes, ttl_ms: int | None, nx: bool = False, xx: bool = False
+) -> Cmd:
+    """``SET key value [NX|XX] [PX ms]``, size checked (NX: ``add``, XX: ``replace``)."""
     check_size(key, value)
     cmd: Cmd = ("SET", key, value)
     if nx:
         cmd += ("NX",)
+    elif xx:
+        cmd += ("XX",)
     return cmd if ttl_ms is None else (*cmd, "PX", ttl_ms)
 
 
@@ -136,10 +140,11 @@ def set_at_cmd(
     ttl_ms: int | None,
     nx: bool = False,
     clock: Callable[[], float] = time.time,
+    xx: bool = False,
 ) -> Cmd:
-    """``SET key value [NX] [PXAT now + ms]``: the TTL counts from this call, not from when the
-    command reaches the server (asyncio: the loop may run other tasks first). Redis 6.2+."""
-    cmd = set_cmd(key, value, None, nx)
+    """``SET key value [NX|XX] [PXAT now + ms]``: the TTL counts from this call, not from when
+    the command reaches the server (asyncio: the loop may run other tasks first). Redis 6.2+."""
+    cmd = set_cmd(key, value, None, nx, xx)
     return cmd if ttl_ms is None else (*cmd, "PXAT", int(clock() * 1000) + ttl_ms)
 
 

@@ -48,7 +48,11 @@ Cmd = Sequence[Any]
 MASTER_NOT_FOUND: Final = (MasterNotFoundError, AsyncMasterNotFound)
 
 # Commands whose second run changes nothing the first did not (and whose reply does not depend
-# on whether they ran before). SET is idempotent only without NX/XX/GET.
+# on whether they ran before). SET is idempotent only without NX and GET. SET XX (``replace``)
+# is idempotent like SET: XX never creates a key, so a first run leaves the key present exactly
+# when it was, and a resent one finds what the first found: the key there (stored again, OK as
+# before) or gone (nil as before, or deleted in between: nothing is written back, the key is not
+# resurrected). SET NX is not: a resent one finds the first one's value and answers nil.
 _IDEMPOTENT = [
     "GET",
     "MGET",
@@ -79,7 +83,7 @@ _IDEMPOTENT = [
 ]
 IDEMPOTENT: Final = spellings(_IDEMPOTENT)
 _SET: Final = spellings(["SET"])
-_CONDITIONS: Final = spellings(["NX", "XX", "GET"])
+_CONDITIONS: Final = spellings(["NX", "GET"])
 
 # Demoted primary (redis-py's Sentinel connection turns READONLY into this ConnectionError).
 DEMOTED: Final = "The previous master is now a slave"
@@ -88,7 +92,7 @@ DEMOTED: Final = "The previous master is now a slave"
 class Class(enum.Enum):
     """What sending a command twice may do."""
 
-    IDEMPOTENT = "idempotent"  # GET, SET, UNLINK, PEXPIRE...: the same state and reply
+    IDEMPOTENT = "idempotent"  # GET, SET, SET XX, UNLINK, PEXPIRE...: the same state and reply
     AT_MOST_ONCE = "at-most-once"  # INCRBY, SET NX, scripts, anything unknown: never resent
 
 

@@ -175,11 +175,20 @@ class RocksDBStore:
             raise self._fail(exc) from exc
 
     def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._put_if(key, value, ttl_ms, False)
+
+    def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return self._put_if(key, value, ttl_ms, True)
+
+    def _put_if(self, key: bytes, value: bytes, ttl_ms: int | None, live: bool) -> bool:
+        """Write ``key`` only if it holds a live value (``live``: replace) or not (add); the
+        check and the write under the key's stripe lock, which every writer of this process
+        holds (RocksDB lets one process open the directory), so no write comes in between."""
         h = self._h
         h.check_size(key, value)
         try:
             with h.lock(key):
-                if self._live(self._get(key)) is not None:
+                if (self._live(self._get(key)) is not None) is not live:
                     return False
                 self._db.put(key, h.header(ttl_ms) + value, self._wopt)
                 return True
@@ -349,6 +358,9 @@ class ThreadedWritesAsync(DirectAsync):
 
     async def add(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
         return await self._off(self.sync.add, key, value, ttl_ms)
+
+    async def replace(self, key: bytes, value: bytes, ttl_ms: int | None) -> bool:
+        return await self._off(self.sync.replace, key, value, ttl_ms)
 
     async def delete(self, key: bytes) -> bool:
         return await self._off(self.sync.delete, key)
