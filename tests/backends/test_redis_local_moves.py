@@ -34,7 +34,8 @@ def _slow_poll(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def new_node(own_cluster: Cluster, tmp_path: Path) -> Iterator[Server]:
-    """A primary that joins the cluster with no slots (every node knows it when yielded)."""
+    """A primary that joins the cluster with no slots (when yielded, every node knows every
+    other as a primary: the new node knows the others too, or it could not import a slot)."""
     program = next(p for p in PROGRAMS if p.name == own_cluster.scheme)
     bus = free_port()
     node = start_single(
@@ -53,15 +54,16 @@ def new_node(own_cluster: Cluster, tmp_path: Path) -> Iterator[Server]:
     try:
         first = redis.Redis(port=own_cluster.nodes[0].port)
         first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
-        new_id = redis.Redis(port=node.port).execute_command("CLUSTER", "MYID")
-        new_id = new_id.decode() if isinstance(new_id, bytes) else new_id
+        ids = [
+            _text(redis.Redis(port=n.port).execute_command("CLUSTER", "MYID"))
+            for n in [*own_cluster.nodes, node]
+        ]
 
-        def known() -> bool:
+        def known() -> bool:  # every node sees every node as a primary (not "handshake")
             for n in [*own_cluster.nodes, node]:
-                text = redis.Redis(port=n.port).execute_command("CLUSTER", "NODES")
-                text = text.decode() if isinstance(text, bytes) else str(text)
-                flags = [ln.split()[2] for ln in text.splitlines() if ln.startswith(new_id)]
-                if not flags or flags[0].split(",")[-1] != "master":  # not "handshake"
+                text = _text(redis.Redis(port=n.port).execute_command("CLUSTER", "NODES"))
+                flags = {ln.split()[0]: ln.split()[2].split(",") for ln in text.splitlines()}
+                if any(i not in flags or flags[i][-1] != "master" for i in ids):
                     return False
             return True
 
@@ -72,10 +74,22 @@ def new_node(own_cluster: Cluster, tmp_path: Path) -> Iterator[Server]:
 
 
 def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
-    """``slot`` (empty) now belongs to ``node``: told to it first, then to every other node."""
+    """``slot`` (empty) now belongs to ``node``, moved as redis-cli's resharding does.
+
+    The target first imports the slot and the owner marks it migrating: a node ignores other
+    nodes' claims on a slot it imports, and ``SETSLOT NODE`` on the importing node bumps its
+    config epoch, so the owner's older gossip cannot take the slot back. (Told ``NODE`` alone,
+    the new node kept config epoch 0; an earlier gossip of the owner then won the slot back and,
+    left with no slot, the new node turned into the owner's replica: "not a master" for good.)
+    """
     target = redis.Redis(port=node.port)
-    node_id = target.execute_command("CLUSTER", "MYID")
-    for port in [node.port, *(n.port for n in cluster.nodes)]:
+    node_id = _text(target.execute_command("CLUSTER", "MYID"))
+    owner = _owner_port(cluster, slot)
+    owner_id = _text(redis.Redis(port=owner).execute_command("CLUSTER", "MYID"))
+    target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", owner_id)
+    redis.Redis(port=owner).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id)
+    others = [n.port for n in cluster.nodes if n.port != owner]
+    for port in [node.port, owner, *others]:  # the target, the old owner, then the rest
         # a node that has not yet heard the new node's latest gossip may still see it in a state
         # other than primary ("Target node is not a master"): ask again until it agrees
         try:
@@ -91,6 +105,20 @@ def give_slot(cluster: Cluster, node: Server, slot: int) -> None:
         return True
 
     until(settled, "the cluster agreeing on the move", 30)
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _owner_port(cluster: Cluster, slot: int) -> int:
+    """The port of the primary that serves ``slot`` now."""
+    for start, end, primary, *_ in redis.Redis(port=cluster.nodes[0].port).execute_command(
+        "CLUSTER", "SLOTS"
+    ):
+        if start <= slot <= end:
+            return int(primary[1])
+    raise AssertionError(f"no node serves slot {slot}")
 
 
 def _setslot(port: int, slot: int, node_id: Any) -> bool:
