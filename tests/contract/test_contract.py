@@ -233,6 +233,8 @@ def test_ttl_expiry_real_time(store: Any, target: Target) -> None:
     assert store.load("short") == "v"
     expire_by_time(target, store, "short", 0.5)
     assert store.load("short") is None
+    assert store.replace("short", "w") is False  # expired: absent for replace too
+    assert not store.exists("short")
 
 
 def test_default_ttl_option(opener: Callable[..., Any], target: Target) -> None:
