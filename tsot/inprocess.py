@@ -420,8 +420,9 @@ class Direct(NamedTuple):
 
     get: Callable[..., Any]
     """``get(key, default=None, version=None)``, Django's cache API."""
-    set: Callable[..., Any]
-    """``set(key, value, timeout=marker, version=None, nx=False, xx=False)``."""
+    set: Callable[..., Any] | None
+    """``set(key, value, timeout=marker, version=None, nx=False, xx=False)``; None where a write
+    has to go through the Storage anyway (a Redis local cache writes to the server)."""
     key: Callable[[Any], bytes]
     """The table key of one of the Storage's keys: what the ``keys`` mapping holds."""
 
@@ -436,7 +437,9 @@ def direct_calls(
 ) -> Direct | None:
     """For an adapter whose ``storage`` (a sync Storage) calls a memory table directly: a
     ``get`` and a ``set`` that do what the Storage does without its layers (the table's
-    ``reader`` and ``writer``, docs/backends/memory.md); None for any other storage.
+    ``reader`` and ``writer``, docs/backends/memory.md). For one that calls a Redis local
+    cache directly: a ``get`` that answers its hits (``local_reader``; ``set`` None, a write
+    goes to the server). None for any other storage.
 
     ``keys`` maps the adapter's keys to table keys (``key`` itself for version None, else
     ``(key, version)``); the adapter fills it with ``Direct.key`` for the keys it has made and
@@ -446,6 +449,10 @@ def direct_calls(
     and ``general_set`` with the same arguments. A timeout of ``marker`` is ``default_ttl``.
     """
     table, codec = storage._b, storage.codec
+    local = getattr(table, "local_reader", None)
+    get = None if local is None else local(storage, keys, codec.decode, general_get)
+    if get is not None:
+        return Direct(get, None, storage._keys.make)
     reader, writer = getattr(type(table), "reader", None), getattr(type(table), "writer", None)
     if reader is None or writer is None or not isinstance(codec, LocalCodec):
         return None  # a network backend, or a fail-open guard around the table

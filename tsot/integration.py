@@ -38,6 +38,7 @@ from .drive import arun as adrive
 from .drive import run as drive
 from .inprocess import Direct, direct_calls
 from .keys import Key
+from .lazy import is_open
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
 from .splitread import MISSING, Pending, SplitReadThrough
 
@@ -57,6 +58,7 @@ __all__ = [
     "drive",
     "framework_secrets",
     "glob_escape",
+    "is_open",
     "memcached_url",
     "memory_url",
     "ms_timeout",

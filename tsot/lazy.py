@@ -87,3 +87,9 @@ def wrapped(backend: Any, wrap: Callable[[Any], Any]) -> Any:
 def resolved(backend: Any) -> Any:
     """``backend`` itself, or the backend a Deferred stands for (opened now)."""
     return backend.resolve() if isinstance(backend, Deferred) else backend
+
+
+def is_open(storage: Any) -> bool:
+    """Whether ``storage``'s backend is open (a Deferred one opens on its first use)."""
+    backend = storage._b
+    return not isinstance(backend, Deferred) or backend.opened

@@ -16,7 +16,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import Storage, TsotError, mask_url
-from tsot.integration import direct_calls
+from tsot.integration import direct_calls, is_open
 
 from . import diagnose, locations
 from .ops import _MADE_KEYS_KEPT, AWAIT, CacheOps, Op, translate_error, twins
@@ -52,6 +52,85 @@ class TsotCache(ToolbarAware, RedisApi):
         # the storage itself when there is only one (no replicas): get/set skip the op runner
         only = isinstance(self._stores, Stores) and len(self._stores.sync) == 1
         self._only = self._stores.sync[0] if only else None
+        # (key, version) -> the storage's key, filled by the general path; a str key of the
+        # default version is its own dict key (no tuple to make; a str never equals a tuple)
+        self._finals: dict[Any, bytes] = {}
+        if self._only is not None:
+            self._go_direct(self._only)
+
+    _table_key: Callable[[str], bytes] | None = None
+    """The storage's key of a Django key, when ``get`` (and ``set``) can skip its layers."""
+
+    def _go_direct(self, only: Storage) -> None:
+        """Install one-call ``get`` and ``set`` where the storage offers them
+        (``tsot.integration.direct_calls``): a memory table's ``get`` and ``set``, a Redis
+        local cache's ``get`` (its hits). The key, value, TTL, stats and errors are those of
+        the general path, which every other call takes."""
+        cls = type(self)
+        if not is_open(only):  # opened on first use: decide then
+            if cls.get is TsotCache.get:
+                self.__dict__["get"] = self._first_get
+            return
+        direct = direct_calls(
+            only, self._finals, DEFAULT_TIMEOUT, self.default_timeout,
+            self._general_get, self._general_set,
+        )  # fmt: skip
+        get = None
+        if direct is not None:
+            self._table_key = direct.key
+            if cls.get is TsotCache.get:  # a subclass's own get or set is always called
+                self.__dict__["get"] = get = direct.get
+            if direct.set is not None and cls.set is TsotCache.set:
+                self.__dict__["set"] = direct.set
+        self._later_get = get or TsotCache.get.__get__(self)
+
+    _later_get: Callable[..., Any] | None = None
+    """What a ``_first_get`` kept by a caller from before the storage opened calls once it is."""
+
+    def _first_get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """``get`` until the storage, opened on first use, is open: the general one, which
+        opens it; then the direct calls are installed if the opened backend has them. A caller
+        that kept this method (``get = cache.get`` at import) is sent on to what replaced it."""
+        later = self._later_get
+        if later is not None:
+            return later(key, default, version)
+        self.__dict__.pop("get", None)
+        try:
+            value = TsotCache.get(self, key, default, version)
+        finally:
+            self._go_direct(self._only)  # type: ignore[arg-type]
+        self._remember(key, version)
+        return value
+
+    def _remember(self, key: Any, version: int | None) -> None:
+        """Keep the storage key of a str key whose Django key ``tsot_key`` kept (one that warns
+        never is, so its warning comes on every call, as in Django)."""
+        table_key = self._table_key
+        if table_key is None or type(key) is not str:
+            return
+        made = self._made_keys.get((key, version))
+        if made is None:
+            return
+        try:
+            final = table_key(made)
+        except TsotError:
+            return
+        finals = self._finals
+        if len(finals) >= _MADE_KEYS_KEPT:
+            finals.clear()
+        finals[key if version is None else (key, version)] = final
+
+    def _general_get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        """``get`` through the storage's layers; the key is remembered for the direct call."""
+        value = TsotCache.get(self, key, *args, **kwargs)
+        self._remember(key, _version(args, kwargs))
+        return value
+
+    def _general_set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """``set`` through the storage's layers; the key is remembered for the direct call."""
+        result = TsotCache.set(self, key, value, *args, **kwargs)
+        self._remember(key, _version(args, kwargs))
+        return result
 
     @property
     def storage(self) -> Storage:
@@ -232,65 +311,11 @@ class MemoryCache(TsotCache):
     """LOCATION: a table name (caches with the same name share the table), as LocMemCache.
 
     ``get`` and ``set`` of a str key seen before go straight to the table, each in one Python
-    call (``MemoryStore.reader``/``writer``, bound on the instance), while the Storage calls
-    the table directly (no fail-open guard, no listener, not closed): the Storage's layers
-    are for network backends and cost more than a memory hit. The key, value, TTL, stats and
-    errors are those of the general path (the methods below), which every other call takes.
+    call (``TsotCache``'s direct calls).
     """
-
-    def __init__(self, location: Any, params: dict[str, Any]) -> None:
-        super().__init__(location, params)
-        # (key, version) -> table key, filled by the general path; a str key of the default
-        # version is its own dict key (no tuple to make; a str never equals a tuple)
-        self._finals: dict[Any, bytes] = {}
-        only = self._only
-        direct = None
-        if only is not None:
-            direct = direct_calls(
-                only, self._finals, DEFAULT_TIMEOUT, self.default_timeout, self.get, self.set
-            )
-        if direct is None:
-            return  # a fail-open guard (or anything else around the table): all general
-        self._table_key = direct.key
-        cls = type(self)
-        if cls.get is MemoryCache.get:  # a subclass's own get or set is always called
-            self.__dict__["get"] = direct.get
-        if cls.set is MemoryCache.set:
-            self.__dict__["set"] = direct.set
-
-    _table_key: Callable[[str], bytes] | None = None
-    """The table key of a Django key, when calls can go straight to the table."""
 
     def location_urls(self, location: Any) -> list[str]:
         return locations.memory_urls(location)
-
-    def _remember(self, key: Any, version: int | None) -> None:
-        """Keep the table key of a str key whose Django key ``tsot_key`` kept (one that warns
-        never is, so its warning comes on every call, as in Django)."""
-        table_key = self._table_key
-        if table_key is None or type(key) is not str:
-            return
-        made = self._made_keys.get((key, version))
-        if made is None:
-            return
-        try:
-            final = table_key(made)
-        except TsotError:
-            return
-        finals = self._finals
-        if len(finals) >= _MADE_KEYS_KEPT:
-            finals.clear()
-        finals[key if version is None else (key, version)] = final
-
-    def get(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        value = super().get(key, *args, **kwargs)
-        self._remember(key, _version(args, kwargs))
-        return value
-
-    def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        result = super().set(key, value, *args, **kwargs)
-        self._remember(key, _version(args, kwargs))
-        return result
 
 
 def _version(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -41,6 +41,11 @@ def _redis_list(url: str) -> tuple[Any, dict[str, Any]]:
     return [url.partition("?")[0]], _query(url)
 
 
+def _redis_local(url: str) -> tuple[Any, dict[str, Any]]:
+    """RedisCache with its local cache on (hits served from process memory, tracked)."""
+    return [url.partition("?")[0]], {**_query(url), "LOCAL_CACHE": True}
+
+
 def _memcached(url: str) -> tuple[Any, dict[str, Any]]:
     hosts = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parse_url(url).hosts]
     return ";".join(hosts), _query(url)
@@ -71,6 +76,7 @@ KINDS = {
         Kind("tsot-memory", "tsot_django.TsotCache", "memory", None, _as_url),
         Kind("redis", "tsot_django.RedisCache", "redis", "redis_url", _redis_list),
         Kind("tsot-redis", "tsot_django.TsotCache", "redis", "redis_url", _as_url),
+        Kind("redis-local", "tsot_django.RedisCache", "redis", "redis_url", _redis_local),
         Kind("memcached", "tsot_django.MemcachedCache", "memcached", "memcached_url", _memcached),
         Kind("tsot-memcached", "tsot_django.TsotCache", "memcached", "memcached_url", _as_url),
         Kind("rocksdb", "tsot_django.RocksDBCache", "rocksdb", "rocksdb_url", _rocksdb_path),

@@ -102,6 +102,21 @@ class LocalCachedSync(_LocalCached):
             return value
         return self._read(key)
 
+    def local_reader(
+        self,
+        owner: Any,
+        keys: Mapping[Any, bytes],
+        decode: Callable[[bytes, bytes], Any],
+        general: Callable[..., Any],
+        outer: Any = None,
+    ) -> Callable[..., Any]:
+        """A ``get(key, default=None, version=None)`` (Django's cache API) that answers a local
+        hit in one Python call (``LocalStore.reader``); everything else goes to ``general``
+        with the same arguments, as does every call once ``owner`` (a Storage on this
+        backend, or on ``outer``, a fail-open guard around it) no longer calls it directly (a
+        listener instruments it, or it is closed)."""
+        return self._s.reader(owner, self if outer is None else outer, keys, decode, general)
+
     def _read(self, key: bytes) -> bytes | None:
         s = self._s
         ticket = s.begin()

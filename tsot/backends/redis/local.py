@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ...codec import MISS
 from ...config import Option
 from ...errors import ConfigurationError
 
@@ -77,6 +78,9 @@ class Observer(Protocol):
         message, ``clear()``, or a Cluster topology change that kept tracking up), ``lost`` or
         ``restored`` (tracking went down or came back up; the table was emptied either way)."""
 
+
+_IMMUTABLE: Final = frozenset((str, bytes, int, float))
+"""Decoded types ``reader`` may hand out twice: nothing a caller does changes them."""
 
 _RECENT: Final = 4096
 """Invalidated keys remembered for reads in flight; an older read refills nothing."""
@@ -181,6 +185,63 @@ class LocalStore:
                 self._remove(key)
             self.misses += 1
             return None
+
+    def reader(
+        self,
+        owner: Any,
+        backend: Any,
+        keys: Mapping[Any, bytes],
+        decode: Callable[[bytes, bytes], Any],
+        general: Callable[..., Any],
+    ) -> Callable[..., Any]:
+        """A ``get(key, default=None, version=None)`` (Django's cache API) that serves a hit
+        as ``lookup`` and the Storage would, in one Python call: the key is looked up in
+        ``keys`` (``key`` itself for version None, else ``(key, version)``; the adapter fills
+        it), the entry read under the lock as ``lookup`` reads it, its bytes decoded by
+        ``decode`` (the Storage's codec: a signature is checked as on every read). A key not
+        in ``keys``, a local miss, and every call once ``owner._b`` is no longer ``backend``
+        go to ``general`` with the same arguments.
+
+        The value a str, bytes, int or float decodes to is remembered with the very bytes
+        object it came from (held, so never another object at the same address): the next hit
+        on those bytes returns it without decoding. A refill, an invalidation or an eviction
+        replaces or drops the bytes, and the next hit decodes again.
+        """
+        data, clock, store = self._data, self.clock, self
+        kept: dict[bytes, tuple[bytes, Any]] = {}  # key -> (its bytes, their immutable value)
+        most = self.max_entries
+
+        def get(key: Any, default: Any = None, version: Any = None) -> Any:
+            k = keys.get(key if version is None else (key, version)) if type(key) is str else None
+            if k is None or owner._b is not backend:
+                return general(key, default, version)
+            lock = store._lock  # (a forked child's store has a new one)
+            lock.acquire()
+            try:
+                entry = data.get(k)
+                if entry is None or entry[1] <= clock():
+                    raw = None  # the general path counts the miss and drops an expired entry
+                else:
+                    data.move_to_end(k)
+                    store.hits += 1
+                    raw = entry[0]
+            finally:
+                lock.release()
+            if raw is None:
+                return general(key, default, version)
+            known = kept.get(k)
+            if known is not None and known[0] is raw:
+                return known[1]
+            value = decode(raw, k)
+            if value is MISS:
+                return default
+            if type(value) in _IMMUTABLE:
+                if len(kept) >= most:
+                    kept.clear()
+                kept[k] = (raw, value)
+            return value
+
+        return get
 
     def begin(self) -> Ticket | None:
         """Sample the state before a read is sent; None while tracking is down (keep nothing)."""
