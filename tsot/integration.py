@@ -41,6 +41,7 @@ from .keys import Key
 from .lazy import is_open
 from .secrets import LOCAL_SCHEMES, framework_secrets, warn_unsigned
 from .splitread import MISSING, Pending, SplitReadThrough
+from .storage import count_refusals_in
 
 __all__ = [
     "LOCAL_SCHEMES",
@@ -53,6 +54,7 @@ __all__ = [
     "Steps",
     "UrlParts",
     "adrive",
+    "count_refusals_in",
     "default_sign",
     "direct_calls",
     "drive",

@@ -875,3 +875,16 @@ class AsyncStorage(_Core[AsyncLock, Coroutine[Any, Any, Any]]):
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def count_refusals_in(
+    target: Storage | AsyncStorage, others: Iterable[Storage | AsyncStorage]
+) -> None:
+    """Make ``others`` count the values they refuse (``stats()["undecodable"]``) in
+    ``target``'s count: an adapter's cache keeps one AsyncStorage per event loop beside its
+    sync Storage, and its users read one ``stats()``. Call it before ``others`` decode
+    anything. The other counts of ``stats()`` are the server's, or the shared table's, already.
+    """
+    counter = target.codec.refused
+    for storage in others:
+        storage.codec.refused = counter

@@ -21,6 +21,7 @@ from weakref import WeakKeyDictionary
 from django.core.exceptions import ImproperlyConfigured
 
 from tsot import AsyncStorage, ConfigurationError, Storage
+from tsot.integration import count_refusals_in
 
 S = TypeVar("S", Storage, AsyncStorage)
 
@@ -71,6 +72,8 @@ class Stores:
         if found is not None:
             return found
         made = [_open(AsyncStorage.from_url, url, self._options, self._where) for url in self._urls]
+        for storage, sync in zip(made, self.sync, strict=True):
+            count_refusals_in(sync, [storage])  # one "undecodable" in storage.stats()
         with self._lock:
             # A closed loop's storages can never be used again; drop them now rather than
             # waiting for the loop object to be collected.

@@ -273,3 +273,17 @@ def test_one_backend_instance_on_several_event_loops(env: Env) -> None:
         worker.join(30)
         assert seen == [4]
         cache.clear()
+
+
+async def test_async_reads_count_refused_values_in_the_caches_stats(
+    cache: TsotCache, env: Env
+) -> None:
+    # each event loop has its own AsyncStorage; what they refuse is counted where Django's
+    # users look: caches[alias].storage.stats()["undecodable"]
+    forged = f"{env.namespace}:{cache.make_key('forged')}".encode()
+    with env.storage() as plain:
+        plain.backend.set(forged, b"\xff not a tsot value", None)
+    before = cache.storage.stats()["undecodable"]
+    assert await cache.aget("forged", "refused") == "refused"
+    assert await cache.aget_many(["forged"]) == {}
+    assert cache.storage.stats()["undecodable"] == before + 2

@@ -217,7 +217,7 @@ def test_a_get_kept_from_before_the_first_call_is_sent_on_once(
         assert get("absent", "d") == "d" and cache.get("k") == "v"
         assert len(decided) == 1, "the kept get decided again"
         if options:
-            until(lambda g=get: _served_locally_by(cache, g), "a kept get served locally")  # type: ignore[misc]
+            until(lambda g=get, c=cache: _served_locally_by(c, g), "a kept get served locally")  # type: ignore[misc]
         decided.clear()
 
 
