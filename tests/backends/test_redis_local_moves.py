@@ -150,3 +150,27 @@ def test_a_slot_moved_to_a_new_node_is_tracked_before_it_is_served(
     assert served_locally(store, "k") == "v1"
     redis.Redis(port=new_node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
     until(lambda: store.load("k") == "v2", "the new node's invalidation")
+
+
+def test_a_write_that_follows_moved_has_the_new_node_tracked(
+    own_cluster: Cluster, new_node: Server, opener: Callable[..., Any]
+) -> None:
+    # the client follows a write's MOVED itself and patches its slot map: later reads go to the
+    # new owner without meeting MOVED, so the write must report it, or they would fill the
+    # local table from a node no listener hears
+    space = f"lc{uuid.uuid4().hex[:8]}"
+    store = live(opener(own_cluster.url, space))
+    events: list[Event] = []
+    store.listen(events.append)
+    give_slot(own_cluster, new_node, key_slot(f"{space}:k".encode()))
+
+    store.store("k", "v1")  # the first command for the moved slot: a write
+    until(
+        lambda: [e for e in events if e.kind == "local" and e.fields["reason"] == "lost"],
+        "the write's MOVED reported to the listeners",
+    )
+    live(store)  # the new node's listener is up: within the WAIT, not an hour
+    assert store.load("k") == "v1"
+    assert served_locally(store, "k") == "v1"
+    redis.Redis(port=new_node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
+    until(lambda: store.load("k") == "v2", "the new node's invalidation")

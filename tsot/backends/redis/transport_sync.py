@@ -563,7 +563,7 @@ class SyncClusterTransport:
             if node is not None:
                 return [client.execute_command(*c, target_nodes=node) for c in cmds], None, True
             if len(cmds) == 1:
-                return [client.execute_command(*cmds[0])], None, True
+                return [self._one(client, cmds[0])], None, True
             return self._batch(client, cmds, read)
         except ResponseError as exc:
             if retry.refused(exc):  # CLUSTERDOWN, TRYAGAIN after redirections: nothing ran
@@ -577,6 +577,18 @@ class SyncClusterTransport:
             self._refresh = True
             topology.moved(self._cfg.key)
             return [], ConnectionError(f"{type(exc).__name__}: {exc}"), False
+
+    def _one(self, client: Any, cmd: Cmd) -> Any:
+        """One command through the client, which follows MOVED and ASK itself. A MOVED it
+        followed patched its slot map, so later batches go to the new owner without meeting
+        MOVED: it is reported here (``topology.moved``, as ``_batch`` reports its own), or a
+        local cache would keep filling keys of that slot from a node it does not listen to."""
+        seen = client.reinitialize_counter  # redis-py counts every MOVED it follows
+        try:
+            return client.execute_command(*cmd)
+        finally:
+            if client.reinitialize_counter != seen:
+                topology.moved(self._cfg.key)
 
     def _batch(self, client: Any, cmds: Sequence[Cmd], read: bool) -> retry.Attempt:
         """Several single-key commands: one pipelined write per node, then every reply (errors
