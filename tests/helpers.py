@@ -39,6 +39,24 @@ def pass_time(clock: FakeClock | None, seconds: float, done: Callable[[], bool])
         time.sleep(0.05)
 
 
+WAIT = 10.0
+"""The most a test waits for a server event (an invalidation, a failover step); a healthy run
+takes milliseconds."""
+
+
+def until(check: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
+    """Poll ``check`` until it returns something true, and return that; fail naming ``what``
+    after ``seconds``. For events that arrive on another connection: bounded, never a fixed
+    sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what}: not seen within {seconds:g}s"
+        time.sleep(0.002)
+
+
 class LoopThread:
     """An event loop running in its own thread; ``run`` executes a coroutine there and waits."""
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 from .backends.base import TTL_MISSING, AsyncBackend, Backend, backend_stats
@@ -288,19 +288,13 @@ class FailOpen(_Guard):
             out = backend_stats(None)
         return self._with_counters(out)
 
-    def local_reader(
-        self,
-        owner: Any,
-        keys: Mapping[Any, bytes],
-        decode: Callable[[bytes, bytes], Any],
-        general: Callable[..., Any],
-    ) -> Callable[..., Any] | None:
-        """The inner backend's one-call local hits (a Redis local cache's ``local_reader``),
-        while ``owner`` calls this guard: a local hit never reaches the server, so there is
-        nothing to fail open, and a miss goes to ``general``, through the guard. None if the
-        inner backend has none."""
+    def local_reader(self, *args: Any) -> Callable[..., Any] | None:
+        """The inner backend's one-call local hits (a Redis local cache's ``local_reader``,
+        same arguments), while the Storage calls this guard: a local hit never reaches the
+        server, so there is nothing to fail open, and a miss goes to the general path, through
+        the guard. None if the inner backend has none."""
         make = getattr(self.inner, "local_reader", None)
-        return None if make is None else make(owner, keys, decode, general, self)
+        return None if make is None else make(*args, self)
 
     def _wrap(
         self, call: Callable[..., Any], name: str, kind: Kind, fallback: Callable[..., Any] | None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import pytest
 import redis
 
 from tests.faults.proxy import FaultProxy
-from tests.helpers import FakeClock, LoopThread, SyncView
+from tests.helpers import FakeClock, LoopThread, SyncView, until
 from tests.servers.proc import Server
 from tests.servers.redis import PROGRAMS, Program, start_single
 from tsot import AsyncStorage, Storage
@@ -30,19 +29,6 @@ from tsot.errors import BackendUnavailable, ConfigurationError
 from tsot.events import Event
 
 pytestmark = pytest.mark.server
-
-WAIT = 10.0  # the most a test waits for a server event; a healthy run takes milliseconds
-
-
-def until(check: Callable[[], Any], what: str, seconds: float = WAIT) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not seen within {seconds:g}s"
-        time.sleep(0.002)
 
 
 @pytest.fixture(autouse=True)

@@ -131,25 +131,40 @@ def _setslot(port: int, slot: int, node_id: Any) -> bool:
     return True
 
 
+def _moved(
+    cluster: Cluster, node: Server, opener: Callable[..., Any]
+) -> tuple[Any, str, Callable[[], list[Event]]]:
+    """A live local-cached store in a new namespace, listened to, whose key ``k`` is in a slot
+    just given to ``node``: the store, the namespace and its "lost" events so far."""
+    space = f"lc{uuid.uuid4().hex[:8]}"
+    store = live(opener(cluster.url, space))
+    events: list[Event] = []
+    store.listen(events.append)
+    give_slot(cluster, node, key_slot(f"{space}:k".encode()))
+    return (
+        store,
+        space,
+        lambda: [e for e in events if e.kind == "local" and e.fields["reason"] == "lost"],
+    )
+
+
+def _served_from(node: Server, store: Any, space: str) -> None:
+    """``k`` (v1) is served locally, and another client's write on ``node`` reaches it."""
+    assert store.load("k") == "v1"
+    assert served_locally(store, "k") == "v1"
+    redis.Redis(port=node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
+    until(lambda: store.load("k") == "v2", "the new node's invalidation")
+
+
 def test_a_slot_moved_to_a_new_node_is_tracked_before_it_is_served(
     own_cluster: Cluster, new_node: Server, opener: Callable[..., Any]
 ) -> None:
-    space = f"lc{uuid.uuid4().hex[:8]}"
-    store = live(opener(own_cluster.url, space))
-    events: list[Event] = []
-    store.listen(events.append)
-    give_slot(own_cluster, new_node, key_slot(f"{space}:k".encode()))
-
+    store, space, lost = _moved(own_cluster, new_node, opener)
     assert store.load("k") is None  # sent to the old owner: MOVED
-    lost = [e for e in events if e.kind == "local" and e.fields["reason"] == "lost"]
-    assert lost, "the MOVED reply did not stop local serving before the read returned"
+    assert lost(), "the MOVED reply did not stop local serving before the read returned"
     live(store)  # the new node's listener is up: within the WAIT, not an hour
-
     write(store, "k", "v1")  # the invalidation comes from the new node's listener
-    assert store.load("k") == "v1"
-    assert served_locally(store, "k") == "v1"
-    redis.Redis(port=new_node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
-    until(lambda: store.load("k") == "v2", "the new node's invalidation")
+    _served_from(new_node, store, space)
 
 
 def test_a_write_that_follows_moved_has_the_new_node_tracked(
@@ -158,19 +173,8 @@ def test_a_write_that_follows_moved_has_the_new_node_tracked(
     # the client follows a write's MOVED itself and patches its slot map: later reads go to the
     # new owner without meeting MOVED, so the write must report it, or they would fill the
     # local table from a node no listener hears
-    space = f"lc{uuid.uuid4().hex[:8]}"
-    store = live(opener(own_cluster.url, space))
-    events: list[Event] = []
-    store.listen(events.append)
-    give_slot(own_cluster, new_node, key_slot(f"{space}:k".encode()))
-
+    store, space, lost = _moved(own_cluster, new_node, opener)
     store.store("k", "v1")  # the first command for the moved slot: a write
-    until(
-        lambda: [e for e in events if e.kind == "local" and e.fields["reason"] == "lost"],
-        "the write's MOVED reported to the listeners",
-    )
+    until(lost, "the write's MOVED reported to the listeners")
     live(store)  # the new node's listener is up: within the WAIT, not an hour
-    assert store.load("k") == "v1"
-    assert served_locally(store, "k") == "v1"
-    redis.Redis(port=new_node.port).set(f"{space}:k", b"sv2")  # another client, on the new node
-    until(lambda: store.load("k") == "v2", "the new node's invalidation")
+    _served_from(new_node, store, space)

@@ -6,7 +6,6 @@ and the local cache. Against a real Redis; invalidations are awaited (bounded), 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, until
 from tests.servers.redis import REDIS, start_single, url_of
 from tsot.backends.redis.cached import close_all
 from tsot.events import Event
@@ -23,18 +22,6 @@ from tsot.integration import direct_calls
 from tsot_django import RedisCache, TsotCache
 
 pytestmark = pytest.mark.server
-
-WAIT = 10.0  # the most a test waits for an invalidation; a healthy run takes milliseconds
-
-
-def until(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what}: not seen within {WAIT:g}s"
-        time.sleep(0.002)
 
 
 @pytest.fixture(autouse=True)
