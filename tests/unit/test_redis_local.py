@@ -209,3 +209,57 @@ def test_settings_carry_the_options(clock: FakeClock) -> None:
         _options(local_cache=True, local_max_entries=7, local_ttl=2.5, local_clock=clock), "x"
     )
     assert s == LocalSettings(7, 64 * 1024 * 1024, 2.5, clock)
+
+
+class _Owner:
+    """What a reader checks on each call: whether the Storage still calls the backend."""
+
+    def __init__(self, backend: object) -> None:
+        self._b = backend
+
+
+def _reader(store: LocalStore, decoded: list[bytes]) -> Any:
+    """A reader over ``store`` whose keys are their own names and whose codec records what it
+    decodes (bytes ``s...`` decode to the str after the tag, anything else to a list)."""
+
+    def decode(raw: bytes, key: bytes) -> Any:
+        decoded.append(key)
+        return raw[1:].decode() if raw[:1] == b"s" else [raw]
+
+    backend = object()
+    keys = {name: name.encode() for name in ("a", "b", "c", "d")}
+    return store.reader(_Owner(backend), backend, keys, decode, lambda *a: ("general", a))
+
+
+def test_the_reader_serves_hits_and_leaves_the_rest_to_the_general_path(
+    clock: FakeClock,
+) -> None:
+    store = make(clock, ttl=10)
+    decoded: list[bytes] = []
+    get = _reader(store, decoded)
+    assert get("a") == ("general", ("a", None, None))  # not in the table: a miss
+    assert get("zz", "d") == ("general", ("zz", "d", None))  # a key the adapter never made
+    read(store, b"a", b"sA")
+    read(store, b"b", b"pickled")
+    assert (get("a"), get("a"), get("a")) == ("A", "A", "A")
+    assert decoded == [b"a"]  # a str is decoded once per stored bytes object
+    assert get("b") == [b"pickled"] and get("b") is not get("b")  # mutable: decoded every time
+    read(store, b"a", b"sA2")  # a refill: new bytes, decoded again
+    assert get("a") == "A2" and decoded.count(b"a") == 2
+    assert store.stats()["local_hits"] == 7  # a three times, b three, a once more
+    clock.advance(11)  # past the local deadline: the general path reads the server
+    assert get("a") == ("general", ("a", None, None))
+
+
+def test_what_the_reader_remembers_is_bounded_by_the_tables_bytes(clock: FakeClock) -> None:
+    store = make(clock, max_bytes=1000)
+    decoded: list[bytes] = []
+    get = _reader(store, decoded)
+    for name in ("a", "b", "c"):
+        read(store, name.encode(), b"s" + name.encode() * 199)  # 200 bytes each
+    for name in ("a", "b", "a", "b"):
+        get(name)
+    assert decoded == [b"a", b"b"]  # 800 bytes remembered (value and bytes, 400 each)
+    get("c")  # 1200 > 1000: forgotten whole, then c remembered
+    get("a")
+    assert decoded == [b"a", b"b", b"c", b"a"]

@@ -205,11 +205,16 @@ class LocalStore:
         The value a str, bytes, int or float decodes to is remembered with the very bytes
         object it came from (held, so never another object at the same address): the next hit
         on those bytes returns it without decoding. A refill, an invalidation or an eviction
-        replaces or drops the bytes, and the next hit decodes again.
+        replaces or drops the bytes, and the next hit decodes again. What is remembered is
+        bounded as the table is (``local_max_entries``, ``local_max_bytes``, counting the bytes
+        and the value each at the bytes' size), and forgotten whole when full.
         """
         data, clock, store = self._data, self.clock, self
         kept: dict[bytes, tuple[bytes, Any]] = {}  # key -> (its bytes, their immutable value)
-        most = self.max_entries
+        # bounded as the table is: an entry the table evicts stays here until replaced, so
+        # without its own bound this would hold bytes the table has let go
+        most, budget = self.max_entries, self.max_bytes
+        held = [0]  # bytes kept here, about (the bytes and the value each count as their size)
 
         def get(key: Any, default: Any = None, version: Any = None) -> Any:
             k = keys.get(key if version is None else (key, version)) if type(key) is str else None
@@ -236,9 +241,13 @@ class LocalStore:
             if value is MISS:
                 return default
             if type(value) in _IMMUTABLE:
-                if len(kept) >= most:
+                size = 2 * len(raw)
+                if len(kept) >= most or held[0] + size > budget:
                     kept.clear()
-                kept[k] = (raw, value)
+                    held[0] = 0
+                if size <= budget:
+                    kept[k] = (raw, value)
+                    held[0] += size
             return value
 
         return get
