@@ -16,6 +16,7 @@ import redis
 
 from tests.helpers import FakeClock, until
 from tests.servers.redis import REDIS, start_single, url_of
+from tsot import StorageClosed
 from tsot.backends.redis.cached import close_all
 from tsot.events import Event
 from tsot.integration import direct_calls
@@ -212,3 +213,12 @@ def _served_locally_by(cache: TsotCache, get: Callable[..., Any]) -> bool:
     hits = _local(cache)[0]
     get("k")
     return _local(cache)[0] > hits
+
+
+def test_a_closed_storage_is_not_read_behind_its_back(redis_url: str) -> None:
+    cache = _cache(redis_url)
+    cache.set("k", "v")
+    _warm(cache, "k")
+    cache.storage.close()
+    with pytest.raises(StorageClosed):
+        cache.get("k")
