@@ -19,6 +19,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LE
 from tsot import SerializationError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 _NO_KWARGS: Mapping[str, Any] = {}
 # Django's memcached_error_chars_re, compiled eagerly: its lazy proxy costs more per key than
 # the search itself (measured on the async hot path).
@@ -83,6 +84,19 @@ def twins(
         method.__doc__ = op.__doc__
         method.__signature__ = signature.replace(return_annotation=signature.empty)
     return made
+
+
+def like_op(op: Callable[..., Any]) -> Callable[[F], F]:
+    """A sync API method written out (a one-call form of ``op``) takes ``op``'s docstring and
+    signature, as ``twins`` gives them to the pair it makes."""
+    signature = inspect.signature(op)
+
+    def apply(method: F) -> F:
+        method.__doc__ = op.__doc__
+        method.__signature__ = signature.replace(return_annotation=signature.empty)  # type: ignore[attr-defined]
+        return method
+
+    return apply
 
 
 def translate_error(exc: BaseException) -> BaseException:
