@@ -174,7 +174,8 @@ def test_a_write_that_follows_moved_has_the_new_node_tracked(
     # new owner without meeting MOVED, so the write must report it, or they would fill the
     # local table from a node no listener hears
     store, space, lost = _moved(own_cluster, new_node, opener)
-    store.store("k", "v1")  # the first command for the moved slot: a write
+    store.store("k", "v0")  # the first command for the moved slot: a write
     until(lost, "the write's MOVED reported to the listeners")
     live(store)  # the new node's listener is up: within the WAIT, not an hour
+    write(store, "k", "v1")  # and hears this process's writes
     _served_from(new_node, store, space)
