@@ -335,12 +335,17 @@ class Tracking:
                 old = self._listeners.pop(label)
                 self._up.discard(old)
                 old.stop()
-            # empty either way; live again at once if every listener is still up
+            if not self._closed.is_set():
+                # a new primary's listener is counted before the table may serve again: had it
+                # been added after, the table would have been live for a moment without it
+                for address in primaries:
+                    if address not in self._listeners:
+                        host, port = address.rsplit(":", 1)
+                        new = self._node(host or self.cfg.hosts[0][0], int(port))
+                        self._listeners[new.label] = new
+                        new.start()  # its up() waits for this lock
+            # empty either way; live again at once if every listener, new ones too, is up
             self.store.set_live(self._all_up())
-        for address in primaries:
-            if address not in self._listeners:
-                host, port = address.rsplit(":", 1)
-                self._add(self._node(host or self.cfg.hosts[0][0], int(port)))
 
     def orphan(self) -> None:
         """In a forked child: down for good. The locks are new, since a thread of the parent
