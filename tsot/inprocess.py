@@ -449,8 +449,8 @@ def direct_calls(
     and ``general_set`` with the same arguments. A timeout of ``marker`` is ``default_ttl``.
     """
     table, codec = storage._b, storage.codec
-    local = getattr(table, "local_reader", None)
-    get = None if local is None else local(storage, keys, codec.decode, general_get)
+    local = getattr(type(table), "local_reader", None)  # (on the type: a Deferred would open)
+    get = None if local is None else local(table, storage, keys, codec.decode, general_get)
     if get is not None:
         return Direct(get, None, storage._keys.make)
     reader, writer = getattr(type(table), "reader", None), getattr(type(table), "writer", None)
