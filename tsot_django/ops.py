@@ -78,17 +78,17 @@ def twins(
     source = _TWINS.format(name=name, params=", ".join(params), args=", ".join(names))
     exec(compile(source, f"<twins of {op.__qualname__}>", "exec"), scope)
     made = scope[name], scope["a" + name]
+    same = like_op(op)
     for method in made:
         method.__qualname__ = op.__qualname__.replace(op.__name__, method.__name__)
         method.__module__ = op.__module__
-        method.__doc__ = op.__doc__
-        method.__signature__ = signature.replace(return_annotation=signature.empty)
+        same(method)
     return made
 
 
 def like_op(op: Callable[..., Any]) -> Callable[[F], F]:
-    """A sync API method written out (a one-call form of ``op``) takes ``op``'s docstring and
-    signature, as ``twins`` gives them to the pair it makes."""
+    """``op``'s docstring and signature (without its generator return type) for an API method
+    made from it: the pair ``twins`` makes, or a sync one-call form written out."""
     signature = inspect.signature(op)
 
     def apply(method: F) -> F:
